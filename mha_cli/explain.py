@@ -1,0 +1,186 @@
+"""Explain one configuration: derive, run the real layer, and check the two agree.
+
+The result is a frozen object; :mod:`mha_cli.document` turns it into JSON and
+:mod:`mha_cli.render` into rich tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from mha_cli.algebra import Derivation, MHAConfig, derive
+from mha_cli.keras_adapter import LayerRun
+from mha_cli.parsing import format_shape
+from mha_cli.reference import TOLERANCE
+
+
+class Status(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"  # exit 1
+    WARNING = "warning"  # Keras is inconsistent with itself; not our failure
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verification: its verdict, one line for people, and data for JSON."""
+
+    name: str
+    status: Status
+    detail: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    derivation: Derivation
+    backend: str
+    run: LayerRun | None
+    checks: tuple[Check, ...]
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(check for check in self.checks if check.status is Status.FAILED)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(check.detail for check in self.checks if check.status is Status.WARNING)
+
+    def check(self, name: str) -> Check:
+        return next(check for check in self.checks if check.name == name)
+
+
+def explain(config: MHAConfig, backend: str) -> ExplainResult:
+    """Derive ``config``, run it through the real layer and verify."""
+    from mha_cli.keras_adapter import run_layer  # lazy: Keras only when running
+
+    derivation = derive(config)
+    run = run_layer(derivation, backend)
+    derivation_check = compare_with_layer(derivation, run)
+    checks = (
+        derivation_check,
+        numpy_check(derivation, run, shapes_agree=derivation_check.status is Status.PASSED),
+        symbolic_check(derivation, run),
+    )
+    return ExplainResult(derivation=derivation, backend=backend, run=run, checks=checks)
+
+
+def _with_batch(shape: tuple[int | None, ...], batch: int) -> tuple[int, ...]:
+    return tuple(batch if size is None else size for size in shape)
+
+
+def compare_with_layer(derivation: Derivation, run: LayerRun) -> Check:
+    """Our shapes, equations, weights and axes against the real layer's."""
+    batch = derivation.config.batch
+    mismatches: list[dict[str, Any]] = []
+
+    def compare(kind: str, name: str, ours: object, keras: object) -> None:
+        if ours != keras:
+            mismatches.append({"kind": kind, "name": name, "derived": ours, "keras": keras})
+
+    compare("attention_axes", "attention_axes", derivation.layer.attention_axes, run.resolved_axes)
+    for name, tensor in derivation.shapes.items():
+        compare("shape", name, _with_batch(tensor.shape, batch), run.shapes.get(name))
+    for name, equation in derivation.equations.items():
+        compare("equation", name, equation, run.equations.get(name))
+    ours_weights = {}
+    for weight in derivation.weights:
+        ours_weights[f"{weight.projection}/kernel"] = weight.kernel
+        if weight.bias is not None:
+            ours_weights[f"{weight.projection}/bias"] = weight.bias
+    for name in sorted(ours_weights.keys() | run.weights.keys()):
+        compare("weight", name, ours_weights.get(name), run.weights.get(name))
+    counts = (
+        f"{len(derivation.shapes)} shapes, {len(derivation.equations)} equations, "
+        f"{len(ours_weights)} weights, the resolved axes"
+    )
+    if mismatches:
+        first = mismatches[0]
+        detail = (
+            f"INTERNAL ERROR: derivation disagrees with the real layer on {len(mismatches)} item(s); "
+            f"first: {first['kind']} {first['name']}: derived {first['derived']}, Keras {first['keras']}"
+        )
+        return Check("derivation", Status.FAILED, detail, {"passed": False, "mismatches": mismatches})
+    return Check(
+        "derivation",
+        Status.PASSED,
+        f"shape algebra agrees with the real forward pass ({counts})",
+        {"passed": True, "mismatches": []},
+    )
+
+
+def numpy_check(derivation: Derivation, run: LayerRun, *, shapes_agree: bool) -> Check:
+    """Re-execute our equations in float64 and compare with Keras's numbers."""
+    tolerance = TOLERANCE[derivation.layer.dtype]
+    if not shapes_agree:
+        return Check(
+            "numpy_reference",
+            Status.FAILED,
+            "not run: the derived shapes disagree with the real layer",
+            {"passed": False, "max_abs_diff": None, "tolerance": tolerance},
+        )
+    from mha_cli.keras_adapter import known_wrong_results
+    from mha_cli.reference import max_abs_diffs
+
+    diffs = max_abs_diffs(derivation, run.arrays)
+    worst = max(diffs.values())
+    passed = worst <= tolerance
+    detail = (
+        f"our einsums re-executed in NumPy float64 with the layer's weights: max |diff| "
+        f"output {diffs['output']:.1e}, scores {diffs['attention_scores']:.1e} "
+        f"(tolerance {tolerance:.0e} for {derivation.layer.dtype})"
+    )
+    known = known_wrong_results(derivation, run.backend)
+    if not passed and known:
+        detail += (
+            f". Keras computes this configuration wrongly on {run.backend}: {'; '.join(known)} "
+            "(a Keras bug: ops.add takes tf.nn.bias_add's NCHW path; change key_dim/value_dim from 1, "
+            "or use --no-bias, or another backend)"
+        )
+    return Check(
+        "numpy_reference",
+        Status.PASSED if passed else Status.FAILED,
+        detail,
+        {
+            "passed": passed,
+            "max_abs_diff": worst,
+            "output_max_abs_diff": diffs["output"],
+            "attention_scores_max_abs_diff": diffs["attention_scores"],
+            "tolerance": tolerance,
+            "known_keras_bugs": list(known),
+        },
+    )
+
+
+def symbolic_check(derivation: Derivation, run: LayerRun) -> Check:
+    """Keras's symbolic shapes (keras.Input, model.summary()) against the real ones."""
+    real = {name: derivation.shapes[name].shape for name in ("output", "attention_scores")}
+    agrees = all(run.symbolic[name] == real[name] for name in real)
+    data = {
+        "agrees": agrees,
+        "output": list(run.symbolic["output"]),
+        "attention_scores": list(run.symbolic["attention_scores"]),
+    }
+    if agrees:
+        return Check(
+            "keras_symbolic",
+            Status.PASSED,
+            "Keras's symbolic shapes (keras.Input, model.summary()) match the forward pass",
+            data,
+        )
+    wrong = [name for name in real if run.symbolic[name] != real[name]]
+    parts = [
+        f"{name.replace('_', ' ')} {format_shape(run.symbolic[name])}, the real forward pass gives "
+        f"{format_shape(real[name])}"
+        for name in wrong
+    ]
+    detail = (
+        f"Keras's symbolic call (keras.Input, and so model.summary()) reports {'; '.join(parts)}. "
+        "The forward-pass shape is right: Keras assumes scores are (batch, heads, T, T) with T = "
+        "query.shape[1] (wrong since Keras 3.3 for cross- and multi-axis attention, see "
+        "keras-team/keras#19303). Layers a functional model stacks on the scores are built for the wrong "
+        "shape, so build them from the real one."
+    )
+    return Check("keras_symbolic", Status.WARNING, detail, data)

@@ -1,0 +1,273 @@
+"""The one module that touches Keras.
+
+Everything that needs the real layer lives here behind a small interface:
+:func:`load_keras` (backend selection, quiet import) and :func:`run_layer`
+(build, forward pass, symbolic call, and reading the layer's own equations,
+weights and intermediate shapes). A second backend or Keras version changes
+this module only. Keras is imported lazily, inside these functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from mha_cli.algebra import Derivation
+from mha_cli.errors import ConfigError, EnvironmentProblem
+from mha_cli.parsing import format_shape
+from mha_cli.quiet import native_output_silenced
+
+BACKENDS = ("tensorflow", "jax", "torch", "numpy")
+_PIP_NAME = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "jax"}
+# Sublayers whose inputs and outputs the forward pass records, by result name.
+_SUBLAYERS = {
+    "_query_dense": "query_projected",
+    "_key_dense": "key_projected",
+    "_value_dense": "value_projected",
+    "_gate_dense": "gate",
+    "_output_dense": "output",
+}
+
+
+@dataclass(frozen=True)
+class LayerRun:
+    """What the real layer reported for one configuration."""
+
+    keras_version: str
+    backend: str
+    resolved_axes: tuple[int, ...]
+    #: Concrete shapes seen in the forward pass (batch is the real batch size).
+    shapes: dict[str, tuple[int, ...]]
+    #: The einsum equations the built layer holds.
+    equations: dict[str, str]
+    #: Weight shapes by Keras path without the layer name, e.g. "query/kernel".
+    weights: dict[str, tuple[int, ...]]
+    #: Shapes from calling the layer on keras.Input (the model.summary() path).
+    symbolic: dict[str, tuple[int | None, ...]]
+    #: Inputs as fed, weights, output and scores, all as float64 numpy arrays.
+    arrays: dict[str, np.ndarray]
+
+
+def default_backend() -> str:
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def load_keras(backend: str) -> ModuleType:
+    """Import Keras on ``backend``, silencing native log noise.
+
+    Keras binds its backend at import, so a process can only ever use one.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError("--backend", backend, f"unknown backend; choose one of {', '.join(BACKENDS)}")
+    loaded = sys.modules.get("keras")
+    if loaded is not None:
+        active = loaded.backend.backend()
+        if active != backend:
+            raise EnvironmentProblem(
+                f"--backend {backend}: Keras is already running on {active} in this process "
+                "(Keras binds its backend at import); run a new process"
+            )
+        return loaded
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with native_output_silenced():
+            keras = importlib.import_module("keras")
+    except ImportError as error:
+        missing = getattr(error, "name", None) or str(error)
+        package = "keras" if missing == "keras" else _PIP_NAME[backend]
+        raise EnvironmentProblem(
+            f"--backend {backend}: cannot import {missing} ({error}); install it with: pip install {package}"
+        ) from error
+    return keras
+
+
+def _check_supported(keras: ModuleType, derivation: Derivation) -> None:
+    parameters = inspect.signature(keras.layers.MultiHeadAttention.__init__).parameters
+    if derivation.layer.use_gate and "use_gate" not in parameters:
+        raise ConfigError(
+            "--gate",
+            None,
+            f"the installed Keras {keras.__version__} has no use_gate (added in Keras 3.14); "
+            "upgrade Keras or leave out --gate",
+        )
+
+
+#: TensorFlow's broadcasting ops (SelectV2 inside Keras's multi-axis softmax)
+#: handle at most 8 dimensions; measured with TF 2.21 / Keras 3.15.1: scores
+#: of rank 9 fail with "Broadcast between [...] is not supported yet".
+TF_MAX_MULTI_AXIS_SCORES_RANK = 8
+
+
+def _check_backend_limits(derivation: Derivation, backend: str) -> None:
+    attended = derivation.layer.attention_axes
+    scores_rank = len(derivation.shapes["attention_scores"].shape)
+    if backend == "tensorflow" and len(attended) > 1 and scores_rank > TF_MAX_MULTI_AXIS_SCORES_RANK:
+        raise ConfigError(
+            "--axes",
+            format_shape(derivation.config.attention_axes or attended),
+            f"the attention scores would have rank {scores_rank}; on TensorFlow, Keras's softmax over "
+            f"several axes supports at most rank {TF_MAX_MULTI_AXIS_SCORES_RANK} "
+            "(a TensorFlow broadcasting limit): attend over fewer axes, or use another --backend",
+        )
+
+
+def known_wrong_results(derivation: Derivation, backend: str) -> tuple[str, ...]:
+    """Projections whose bias the installed Keras adds along the wrong axis.
+
+    Keras's TensorFlow ``ops.add`` routes a bias that squeezes to one vector
+    through ``tf.nn.bias_add`` (keras-team/keras#20386), and EinsumDense adds
+    its bias with ``ops.add`` (#21299). When that vector's length differs from
+    the last axis but equals axis 1, it picks NCHW and adds the bias along axis
+    1: for MHA, a (num_heads, 1) bias when key_dim or value_dim is 1 and axis 1
+    has num_heads positions. Shapes are right; numbers are not (measured,
+    Keras 3.15.1, TF 2.21). This mirrors that condition.
+    """
+    if backend != "tensorflow" or not derivation.layer.use_bias:
+        return ()
+    einsum_of = {"attention_output": "output"}
+    found = []
+    for weight in derivation.weights:
+        if weight.bias is None:
+            continue
+        result = derivation.einsums[einsum_of.get(weight.projection, weight.projection)].result.shape
+        squeezed = [size for size in weight.bias if size > 1]
+        if len(squeezed) == 1 and squeezed[0] != result[-1] and squeezed[0] == result[1]:
+            found.append(
+                f"the {weight.projection} bias {format_shape(weight.bias)} is added along axis 1 "
+                f"(size {result[1]}) instead of its own axes"
+            )
+    return tuple(found)
+
+
+def run_layer(derivation: Derivation, backend: str) -> LayerRun:
+    """Build the real layer, run it forward and symbolically, and read it back."""
+    keras = load_keras(backend)
+    _check_supported(keras, derivation)
+    _check_backend_limits(derivation, backend)
+    with native_output_silenced():
+        try:
+            return _run(keras, derivation, backend)
+        except (ValueError, TypeError, IndexError) as error:
+            raise _rejected(error) from error
+        except Exception as error:
+            # Backend op errors (tf.errors.InvalidArgumentError...) have no
+            # common base class in Keras.
+            if type(error).__module__.startswith(("tensorflow", "jax", "torch")):
+                raise _rejected(error) from error
+            raise
+
+
+def _rejected(error: Exception) -> ConfigError:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    # Keras wraps errors as "Exception encountered when calling X.call().\n\n<reason>".
+    reason = next(
+        (line for line in lines if not line.startswith("Exception encountered")), type(error).__name__
+    )
+    reason = reason.replace("\x1b[1m", "").replace("\x1b[0m", "")
+    return ConfigError("keras", None, f"the real layer rejects this configuration: {reason}")
+
+
+def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
+    config = derivation.config
+    dtype = derivation.layer.dtype
+    keras.utils.set_random_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+
+    def make_input(name: str) -> Any:
+        shape = (config.batch, *(size or 0 for size in derivation.inputs[name].shape[1:]))
+        return keras.ops.cast(rng.standard_normal(shape), dtype)
+
+    query = make_input("query")
+    value = query if config.value_shape is None else make_input("value")
+    key = None if config.key_shape is None else make_input("key")
+    layer = keras.layers.MultiHeadAttention(**derivation.layer.keras_kwargs(config.attention_axes))
+    layer.build(query.shape, value.shape, None if key is None else key.shape)
+    # Biases start at zero; random ones let the NumPy check cover the bias adds.
+    for variable in layer.weights:
+        if variable.path.endswith("bias"):
+            variable.assign(keras.ops.cast(rng.normal(0.0, 0.5, tuple(variable.shape)), variable.dtype))
+    seen = _record_sublayers(layer)
+    output, scores = layer(query, value, key=key, return_attention_scores=True, training=False)
+    shapes = {**seen, "attention_scores": tuple(scores.shape), "output": tuple(output.shape)}
+
+    symbolic_query = keras.Input(shape=tuple(query.shape[1:]))
+    symbolic_value = (
+        symbolic_query if config.value_shape is None else keras.Input(shape=tuple(value.shape[1:]))
+    )
+    symbolic_key = None if key is None else keras.Input(shape=tuple(key.shape[1:]))
+    symbolic_output, symbolic_scores = layer(
+        symbolic_query, symbolic_value, key=symbolic_key, return_attention_scores=True
+    )
+
+    equations = {
+        "query": layer._query_dense.equation,
+        "key": layer._key_dense.equation,
+        "value": layer._value_dense.equation,
+        "dot_product": layer._dot_product_equation,
+        "combine": layer._combine_equation,
+        "output": layer._output_dense.equation,
+    }
+    if derivation.layer.use_gate:
+        equations["gate"] = layer._gate_dense.equation
+
+    def numpy64(tensor: Any) -> np.ndarray:
+        return np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(tensor, "float64")))
+
+    arrays = {
+        "query": numpy64(query),
+        "value": numpy64(value),
+        "key": numpy64(value if key is None else key),
+        "output": numpy64(output),
+        "attention_scores": numpy64(scores),
+    }
+    weights = {}
+    for variable in layer.weights:
+        name = variable.path.split("/", 1)[-1]
+        weights[name] = tuple(variable.shape)
+        arrays[name] = numpy64(variable.value)
+    return LayerRun(
+        keras_version=keras.__version__,
+        backend=backend,
+        resolved_axes=tuple(int(axis) for axis in layer.attention_axes),
+        shapes=shapes,
+        equations=equations,
+        weights=weights,
+        symbolic={
+            "output": tuple(symbolic_output.shape),
+            "attention_scores": tuple(symbolic_scores.shape),
+        },
+        arrays=arrays,
+    )
+
+
+def _record_sublayers(layer: Any) -> dict[str, tuple[int, ...]]:
+    """Wrap the projections' ``call`` so the forward pass reports their shapes.
+
+    Keras has no forward hooks; an instance attribute shadows the method for
+    this layer object only. The output projection's input is the attention
+    output (after the gate, when there is one).
+    """
+    seen: dict[str, tuple[int, ...]] = {}
+    for attribute, result in _SUBLAYERS.items():
+        sublayer = getattr(layer, attribute, None)
+        if sublayer is None:
+            continue
+
+        def call(*args: Any, _call: Any = sublayer.call, _result: str = result, **kwargs: Any) -> Any:
+            out = _call(*args, **kwargs)
+            if _result == "output":
+                seen["attention_output"] = tuple(args[0].shape)
+            else:
+                seen[_result] = tuple(out.shape)
+            return out
+
+        sublayer.call = call
+    return seen

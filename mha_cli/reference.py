@@ -1,0 +1,59 @@
+"""Re-execute the derived einsums in NumPy (float64) with the layer's weights.
+
+This is the proof that the equations we print are the computation Keras runs:
+projections, scaling by 1/sqrt(key_dim), softmax over the attended key axes,
+combine, optional gate, output projection. NumPy only; no Keras.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mha_cli.algebra import Derivation
+
+#: Max abs difference allowed between Keras's output/scores and ours, by the
+#: layer's dtype. Inputs are N(0, 1) and biases N(0, 0.5), so outputs are O(1).
+#: float64 is not 1e-12: Keras 3.15 casts the Python float 1/sqrt(key_dim)
+#: through float32 before scaling (`ops.cast(self._inverse_sqrt_key_dim, ...)`),
+#: a relative error of ~3e-8 we measured; rounding it likewise gives 1e-15.
+TOLERANCE = {"float64": 1e-6, "float32": 1e-4, "float16": 5e-2, "bfloat16": 2.5e-1}
+
+
+def reexecute(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The layer's forward pass from our equations; returns output and scores."""
+    einsums = derivation.einsums
+
+    def project(name: str, tensor: np.ndarray) -> np.ndarray:
+        projected: np.ndarray = np.einsum(
+            einsums[name].equation, tensor, arrays[f"{name}/kernel"], optimize=True
+        )
+        bias = arrays.get(f"{name}/bias")
+        return projected if bias is None else projected + bias
+
+    query = project("query", arrays["query"]) / math.sqrt(derivation.layer.key_dim)
+    key = project("key", arrays["key"])
+    value = project("value", arrays["value"])
+    logits = np.einsum(einsums["dot_product"].equation, key, query, optimize=True)
+    key_axes = tuple(range(-len(derivation.layer.attention_axes), 0))
+    logits = logits - logits.max(axis=key_axes, keepdims=True)
+    weights = np.exp(logits)
+    scores = weights / weights.sum(axis=key_axes, keepdims=True)
+    attended = np.einsum(einsums["combine"].equation, scores, value, optimize=True)
+    if derivation.layer.use_gate:
+        attended = attended / (1.0 + np.exp(-project("gate", arrays["query"])))
+    output = np.einsum(einsums["output"].equation, attended, arrays["attention_output/kernel"], optimize=True)
+    bias = arrays.get("attention_output/bias")
+    if bias is not None:
+        output = output + bias
+    return {"output": output, "attention_scores": scores}
+
+
+def max_abs_diffs(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+    """Max |Keras - NumPy| for the output and the attention scores."""
+    ours = reexecute(derivation, arrays)
+    return {
+        name: float(np.max(np.abs(ours[name] - arrays[name]))) if arrays[name].size else 0.0
+        for name in ("output", "attention_scores")
+    }

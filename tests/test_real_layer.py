@@ -1,0 +1,190 @@
+"""Our derivation against the real Keras layer (imports TensorFlow: marked keras)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from mha_cli.algebra import MHAConfig, attention_equations, derive, projection_equation
+from mha_cli.errors import ConfigError
+from mha_cli.explain import Status, explain
+from mha_cli.keras_adapter import TF_MAX_MULTI_AXIS_SCORES_RANK, known_wrong_results
+
+pytestmark = pytest.mark.keras
+BACKEND = "tensorflow"
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> MHAConfig:
+    """Random valid configurations: ranks 3 to 6, any legal axes, cross-attention."""
+    middle = draw(st.integers(1, 4))  # axes between batch and features
+    rank = middle + 2
+    sizes = st.integers(1, 4) if middle > 2 else st.integers(1, 6)
+    query_mid = draw(st.lists(sizes, min_size=middle, max_size=middle))
+    attended = draw(
+        st.one_of(
+            st.none(),
+            st.lists(st.integers(1, middle), min_size=1, max_size=middle, unique=True),
+        )
+    )
+    axes = None
+    if attended is not None:
+        # Any order, each axis written positive or negative.
+        axes = tuple(draw(st.sampled_from([axis, axis - rank])) for axis in attended)
+    attended_set = set(range(1, middle + 1)) if attended is None else set(attended)
+    cross = draw(st.booleans())
+    value_mid = [
+        draw(sizes) if cross and axis in attended_set else query_mid[axis - 1]
+        for axis in range(1, middle + 1)
+    ]
+    features = st.integers(1, 6)
+    query = (*query_mid, draw(features))
+    value = (*value_mid, draw(features)) if cross else None
+    key = (*value_mid, draw(features)) if cross and draw(st.booleans()) else None
+    if attended is not None or middle > 1:
+        # TensorFlow cannot run multi-axis attention with scores of rank > 8
+        # (test_tensorflow_scores_rank_limit); keep to what it can run.
+        n_attended = middle if attended is None else len(attended)
+        assume(n_attended == 1 or rank + n_attended <= TF_MAX_MULTI_AXIS_SCORES_RANK)
+    output_shape = draw(st.one_of(st.none(), st.lists(st.integers(1, 3), min_size=1, max_size=2).map(tuple)))
+    return MHAConfig(
+        query_shape=query,
+        value_shape=value,
+        key_shape=key,
+        num_heads=draw(st.integers(1, 3)),
+        key_dim=draw(st.integers(1, 4)),
+        value_dim=draw(st.one_of(st.none(), st.integers(1, 4))),
+        output_shape=output_shape,
+        attention_axes=axes,
+        use_bias=draw(st.booleans()),
+        use_gate=draw(st.booleans()),
+        dtype=draw(st.sampled_from(["float32", "float32", "float64"])),
+        batch=draw(st.integers(1, 3)),
+        seed=draw(st.integers(0, 2**16)),
+    )
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs())
+def test_derivation_equals_real_layer(config: MHAConfig) -> None:
+    result = explain(config, BACKEND)
+    derivation, numpy_reference, symbolic = result.checks
+    assert derivation.status is Status.PASSED, derivation.detail
+    # Keras's numbers are right exactly when no known Keras bug applies.
+    known = known_wrong_results(result.derivation, BACKEND)
+    assert (numpy_reference.status is Status.PASSED) == (not known), numpy_reference.detail
+    # Keras's symbolic path always claims (batch, heads, T, T); we flag it
+    # exactly when that differs from the real scores.
+    d = result.derivation
+    t = config.query_shape[0]
+    assert symbolic.data["attention_scores"] == [None, d.layer.num_heads, t, t]
+    real_scores = d.shapes["attention_scores"].shape
+    assert (symbolic.status is Status.WARNING) == (tuple(symbolic.data["attention_scores"]) != real_scores)
+
+
+@pytest.mark.parametrize("rank", [3, 4, 5, 6])
+def test_equation_builders_match_keras_for_every_axes_choice(rank: int) -> None:
+    from keras.src.layers.attention import multi_head_attention as keras_mha
+
+    middle = range(1, rank - 1)
+    for count in range(1, rank - 1):
+        for axes in itertools.permutations(middle, count):
+            expected = keras_mha._build_attention_equation(rank + 1, attn_axes=axes)[:2]
+            assert attention_equations(rank + 1, axes) == expected
+    for free, bound, out in itertools.product(range(1, 6), (1, 2), (1, 2, 3)):
+        assert projection_equation(free, bound, out) == keras_mha._build_proj_equation(free, bound, out)[0]
+
+
+def test_forum_cases_from_real_forward_pass() -> None:
+    for axes, scores in [(None, (2, 2, 32, 64, 32, 64)), ((1,), (2, 64, 2, 32, 32))]:
+        result = explain(MHAConfig((32, 64, 4), num_heads=2, key_dim=128, attention_axes=axes), BACKEND)
+        assert result.run is not None
+        assert result.run.shapes["attention_scores"] == scores
+        assert result.run.shapes["output"] == (2, 32, 64, 4)
+        assert not result.failed
+
+
+def test_symbolic_scores_bug_is_reported_for_cross_attention() -> None:
+    result = explain(MHAConfig((8, 16), (4, 16), num_heads=2, key_dim=2), BACKEND)
+    check = result.check("keras_symbolic")
+    assert check.status is Status.WARNING
+    assert check.data["attention_scores"] == [None, 2, 8, 8]
+    assert "(None, 2, 8, 4)" in check.detail
+
+
+def test_free_axis_broadcasting_really_fails_on_tensorflow() -> None:
+    """Why derive() rejects size-1 free axes: the real forward pass does too."""
+    import keras
+
+    layer = keras.layers.MultiHeadAttention(num_heads=2, key_dim=2, attention_axes=(2,))
+    query = np.zeros((2, 3, 5, 8), "float32")
+    value = np.zeros((2, 1, 5, 8), "float32")
+    with pytest.raises(Exception, match="dimension"):
+        layer(query, value)
+    with pytest.raises(ConfigError, match="is free"):
+        derive(MHAConfig((3, 5, 8), (1, 5, 8), attention_axes=(2,)))
+
+
+def test_numpy_check_detects_a_wrong_equation() -> None:
+    """The reference check is not vacuous: a swapped combine equation fails it."""
+    from dataclasses import replace
+
+    from mha_cli.keras_adapter import run_layer
+    from mha_cli.reference import max_abs_diffs
+
+    d = derive(MHAConfig((5, 6, 4), attention_axes=(1,), num_heads=2, key_dim=3))
+    run = run_layer(d, BACKEND)
+    assert max(max_abs_diffs(d, run.arrays).values()) < 1e-4
+    wrong = replace(d.einsums["dot_product"], equation="afcde,abcde->acdfb")  # key/query axes swapped
+    broken = replace(d, einsums={**d.einsums, "dot_product": wrong})
+    assert max(max_abs_diffs(broken, run.arrays).values()) > 1e-2
+
+
+def test_keras_rejection_becomes_config_error() -> None:
+    from mha_cli.keras_adapter import _rejected
+
+    error = _rejected(ValueError("Exception encountered when calling X.call().\n\n\x1b[1mbad thing\x1b[0m\n"))
+    assert str(error) == "keras: the real layer rejects this configuration: bad thing"
+
+
+@pytest.mark.parametrize(
+    ("shape", "axes", "runs"), [((1, 1, 1, 2), (1, 2, 3), True), ((1, 1, 1, 1, 2), (1, 2, 3), False)]
+)
+def test_tensorflow_scores_rank_limit(shape: tuple[int, ...], axes: tuple[int, ...], runs: bool) -> None:
+    """Rank-8 multi-axis scores run on TensorFlow, rank 9 fail: we say so up front."""
+    import keras
+
+    layer = keras.layers.MultiHeadAttention(num_heads=1, key_dim=1, attention_axes=axes)
+    x = np.ones((1, *shape), "float32")
+    if runs:
+        layer(x, x)
+        assert not explain(MHAConfig(shape, attention_axes=axes), BACKEND).failed
+    else:
+        with pytest.raises(Exception, match="Broadcast"):
+            layer(x, x)
+        with pytest.raises(ConfigError, match="scores would have rank 9; on TensorFlow"):
+            explain(MHAConfig(shape, attention_axes=axes), BACKEND)
+
+
+def test_keras_tensorflow_bias_add_bug_is_caught_and_explained() -> None:
+    """key_dim 1 with num_heads == len(axis 1): Keras adds the bias along axis 1.
+
+    Found by the property test; reproduced here with keras.ops.add alone.
+    """
+    import keras
+
+    x = np.arange(4, dtype="float32").reshape(1, 2, 2, 1)
+    bias = np.array([[10.0], [20.0]], dtype="float32")
+    assert not np.allclose(keras.ops.convert_to_numpy(keras.ops.add(x, bias)), x + bias)
+
+    result = explain(MHAConfig((2, 8), num_heads=2, key_dim=1), BACKEND)
+    check = result.check("numpy_reference")
+    assert check.status is Status.FAILED
+    assert "the query bias (2, 1) is added along axis 1" in check.detail
+    assert result.check("derivation").status is Status.PASSED  # shapes are still right
+    assert not explain(MHAConfig((2, 8), num_heads=2, key_dim=1, use_bias=False), BACKEND).failed
+    assert not explain(MHAConfig((3, 8), num_heads=2, key_dim=1), BACKEND).failed
