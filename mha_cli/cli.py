@@ -1,0 +1,354 @@
+"""The mha-explain command line: parse, call the core, render, map errors to exit codes.
+
+Exit codes: 0 answer, 1 a check failed (or a bug), 2 bad input, 3 environment
+problem (e.g. a backend that is not installed), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from typer.core import TyperCommand
+
+from mha_cli import __version__
+from mha_cli.errors import ConfigError, EnvironmentProblem, ExitCode, InternalError
+from mha_cli.parsing import parse_axes, parse_int, parse_names, parse_shape
+
+BACKENDS = ("tensorflow", "jax", "torch", "numpy")  # keras_adapter.BACKENDS, without importing it
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+T = TypeVar("T")
+
+
+def fail(code: ExitCode, message: str) -> NoReturn:
+    """One line on stderr, then exit with ``code``."""
+    typer.echo(f"mha-explain: error: {message}", err=True)
+    raise typer.Exit(int(code))
+
+
+def _is_click_error(error: Exception) -> bool:
+    # Typer >= 0.26 vendors click as the private typer._click; older Typers use
+    # click itself. Both raise a ClickException subclass for usage errors.
+    return any(cls.__name__ == "ClickException" for cls in type(error).__mro__)
+
+
+class OneLineErrors(TyperCommand):
+    """Usage errors as one line on stderr with exit 2, never a rich panel."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except (typer.Abort, KeyboardInterrupt):
+            typer.echo("mha-explain: interrupted", err=True)
+            code = ExitCode.INTERRUPTED
+        except Exception as error:
+            if not _is_click_error(error):
+                raise
+            message = error.format_message()  # type: ignore[attr-defined]
+            typer.echo(f"mha-explain: error: {message} (see mha-explain --help)", err=True)
+            code = ExitCode.BAD_INPUT
+        if not standalone_mode:
+            return code
+        sys.exit(int(code or 0))
+
+
+def _parser(parse: Callable[[str, str], T], option: str) -> Callable[[str], T]:
+    """Adapt one of mha_cli.parsing's parsers to typer, keeping its message."""
+
+    def convert(text: str) -> T:
+        if not isinstance(text, str):  # typer passes defaults through as-is
+            return text
+        try:
+            return parse(option, text)
+        except ConfigError as error:
+            raise typer.BadParameter(f"{error.value}: {error.problem}") from None
+
+    return convert
+
+
+def _positive(option: str) -> Callable[[str], int]:
+    return _parser(lambda opt, text: parse_int(opt, text, minimum=1), option)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version("keras")  # metadata only: --version must not import Keras
+        except PackageNotFoundError:
+            installed = "not installed"
+        typer.echo(f"mha-explain {__version__} (Keras {installed})")
+        raise typer.Exit()
+
+
+def _choice(option: str, choices: tuple[str, ...]) -> Callable[[str], str]:
+    def convert(text: str) -> str:
+        if text not in choices:
+            raise typer.BadParameter(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return convert
+
+
+def _dropout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number; expected a rate in [0, 1)") from None
+    if not 0.0 <= value < 1.0:
+        raise typer.BadParameter(f"{text}: a dropout rate must be in [0, 1)")
+    return value
+
+
+app = typer.Typer(
+    add_completion=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.command(cls=OneLineErrors)
+def explain_command(
+    shape: Annotated[
+        Any,
+        typer.Option(
+            "--shape",
+            metavar="SHAPE",
+            parser=_parser(parse_shape, "--shape"),
+            help="Query shape without the batch axis, e.g. 32,64,4. Self-attention unless --value-shape.",
+        ),
+    ],
+    axes: Annotated[
+        Any,
+        typer.Option(
+            "--axes",
+            metavar="AXES",
+            parser=_parser(parse_axes, "--axes"),
+            help="attention_axes: 1, 1,2, -2, (1,), [1, 2] or none (all axes but batch, heads, features).",
+        ),
+    ] = "none",
+    num_heads: Annotated[
+        int | None,
+        typer.Option(
+            "--num-heads", metavar="INT", parser=_positive("--num-heads"), help="num_heads [default: 2]."
+        ),
+    ] = None,
+    key_dim: Annotated[
+        int | None,
+        typer.Option(
+            "--key-dim",
+            metavar="INT",
+            parser=_positive("--key-dim"),
+            help="key_dim [default: query features // num_heads, at least 1].",
+        ),
+    ] = None,
+    value_dim: Annotated[
+        int | None,
+        typer.Option(
+            "--value-dim",
+            metavar="INT",
+            parser=_positive("--value-dim"),
+            help="value_dim [default: key_dim].",
+        ),
+    ] = None,
+    value_shape: Annotated[
+        Any,
+        typer.Option(
+            "--value-shape",
+            metavar="SHAPE",
+            parser=_parser(parse_shape, "--value-shape"),
+            help="Value shape without batch (cross-attention) [default: --shape].",
+        ),
+    ] = None,
+    key_shape: Annotated[
+        Any,
+        typer.Option(
+            "--key-shape",
+            metavar="SHAPE",
+            parser=_parser(parse_shape, "--key-shape"),
+            help="Key shape without batch [default: --value-shape].",
+        ),
+    ] = None,
+    output_shape: Annotated[
+        Any,
+        typer.Option(
+            "--output-shape",
+            metavar="SHAPE",
+            parser=_parser(parse_shape, "--output-shape"),
+            help="output_shape: an int or a tuple such as 3,2 [default: the query's feature size].",
+        ),
+    ] = None,
+    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="use_bias.")] = True,
+    gate: Annotated[bool, typer.Option("--gate", help="use_gate (Keras >= 3.14).")] = False,
+    dropout: Annotated[
+        float,
+        typer.Option(
+            "--dropout",
+            metavar="RATE",
+            parser=_dropout,
+            help="dropout (inference pass: no effect on shapes).",
+        ),
+    ] = 0.0,
+    dtype: Annotated[
+        str,
+        typer.Option(
+            "--dtype", metavar="|".join(DTYPES), parser=_choice("--dtype", DTYPES), help="Layer dtype."
+        ),
+    ] = "float32",
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch",
+            metavar="INT",
+            parser=_positive("--batch"),
+            help="Concrete batch size of the forward pass.",
+        ),
+    ] = 2,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            metavar="INT",
+            parser=_parser(lambda o, t: parse_int(o, t, minimum=0), "--seed"),
+            help="Seed for weights and inputs.",
+        ),
+    ] = 0,
+    axis_names: Annotated[
+        Any,
+        typer.Option(
+            "--axis-names",
+            metavar="NAMES",
+            parser=_parser(parse_names, "--axis-names"),
+            help="Names for the axes between batch and features, e.g. height,width.",
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            metavar="|".join(BACKENDS),
+            parser=_choice("--backend", BACKENDS),
+            envvar="KERAS_BACKEND",
+            show_envvar=True,
+            help="Keras backend [default: tensorflow].",
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (schema in the README).")
+    ] = False,
+    get: Annotated[
+        str | None,
+        typer.Option(
+            "--get",
+            metavar="PATH",
+            help="Print one value of the JSON document, e.g. shapes.attention_scores.",
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and the backend's captured log output.")
+    ] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Explain one keras.layers.MultiHeadAttention configuration from a real forward pass.
+
+    Prints the role of every axis, every shape, the einsum equations Keras uses,
+    the weights and costs, and checks all of it against the real layer.
+    Exit codes: 0 answer, 1 a check failed, 2 bad input, 3 environment problem.
+    """
+    from mha_cli.algebra import MHAConfig
+
+    if json_output and get:
+        fail(
+            ExitCode.BAD_INPUT,
+            "--get PATH prints one value of the JSON document; use --json or --get, not both",
+        )
+    config = MHAConfig(
+        query_shape=shape,
+        value_shape=value_shape,
+        key_shape=key_shape,
+        num_heads=num_heads,
+        key_dim=key_dim,
+        value_dim=value_dim,
+        output_shape=output_shape,
+        attention_axes=axes,
+        use_bias=bias,
+        use_gate=gate,
+        dropout=dropout,
+        dtype=dtype,
+        batch=batch,
+        seed=seed,
+        axis_names=axis_names,
+    )
+    result = _guarded(lambda: _explain(config, backend or "tensorflow"), debug)
+
+    from mha_cli import document
+
+    if get is not None:
+        value = _guarded(lambda: document.get_path(document.to_document(result), get), debug)
+        typer.echo(document.shell_form(value))
+    elif json_output:
+        typer.echo(document.dumps(document.to_document(result)))
+    else:
+        from mha_cli.render import make_console, render
+
+        render(result, make_console())
+    if result.failed:
+        names = ", ".join(check.name for check in result.failed)
+        fail(
+            ExitCode.CHECK_FAILED,
+            f"check failed: {names}; the real layer and the derivation disagree (see Verification)",
+        )
+
+
+def _explain(config: Any, backend: str) -> Any:
+    from mha_cli.explain import explain
+
+    return explain(config, backend)
+
+
+def _guarded(action: Callable[[], T], debug: bool) -> T:
+    """Run ``action``, turning each kind of failure into its exit code."""
+    try:
+        return action()
+    except ConfigError as error:
+        fail(ExitCode.BAD_INPUT, str(error))
+    except EnvironmentProblem as error:
+        fail(ExitCode.ENVIRONMENT, str(error))
+    except KeyboardInterrupt:
+        typer.echo("mha-explain: interrupted", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as error:
+        if debug:
+            from mha_cli.quiet import captured
+
+            typer.echo("".join(captured), err=True)
+            traceback.print_exc()
+        kind = (
+            "internal error"
+            if isinstance(error, InternalError)
+            else f"internal error: {type(error).__name__}"
+        )
+        fail(
+            ExitCode.CHECK_FAILED,
+            f"{kind}: {error} (a bug in mha-explain; rerun with --debug for the traceback)",
+        )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="mha-explain")

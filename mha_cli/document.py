@@ -1,0 +1,140 @@
+"""The JSON document: the contract with scripts (schema in the README).
+
+Change a key only by bumping SCHEMA_VERSION and saying so in the README.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mha_cli import __version__
+from mha_cli.algebra import Derivation, Einsum, Tensor
+from mha_cli.errors import ConfigError
+from mha_cli.explain import ExplainResult
+
+SCHEMA_VERSION = 1
+
+
+def _shape(tensor: Tensor) -> list[int | None]:
+    return list(tensor.shape)
+
+
+def _einsum(einsum: Einsum) -> dict[str, Any]:
+    return {
+        "equation": einsum.equation,
+        "operands": [{"name": t.name, "shape": _shape(t), "labels": list(t.labels)} for t in einsum.operands],
+        "result": {
+            "name": einsum.result.name,
+            "shape": _shape(einsum.result),
+            "labels": list(einsum.result.labels),
+        },
+        "legend": {letter: {"axis": name, "size": size} for letter, name, size in einsum.legend},
+        "flops_per_item": einsum.flops_per_item(),
+    }
+
+
+def config_document(derivation: Derivation) -> dict[str, Any]:
+    """Every layer argument that shapes the computation, resolved."""
+    layer = derivation.layer
+    return {
+        "num_heads": layer.num_heads,
+        "key_dim": layer.key_dim,
+        "value_dim": layer.value_dim,
+        "dropout": layer.dropout,
+        "use_bias": layer.use_bias,
+        "output_shape": None if layer.output_shape is None else list(layer.output_shape),
+        "attention_axes": list(layer.attention_axes),
+        "use_gate": layer.use_gate,
+        "dtype": layer.dtype,
+    }
+
+
+def to_document(result: ExplainResult) -> dict[str, Any]:
+    d = result.derivation
+    run = result.run
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "keras_version": None if run is None else run.keras_version,
+        "backend": result.backend,
+        "executed": run is not None,
+        "config": config_document(d),
+        "attention_axes_given": None if d.config.attention_axes is None else list(d.config.attention_axes),
+        "defaults": sorted(d.layer.defaulted),
+        "forward_pass": {"batch": d.config.batch, "seed": d.config.seed},
+        "inputs": {name: _shape(tensor) for name, tensor in d.inputs.items()},
+        "axes": [
+            {
+                "index": axis.index,
+                "negative_index": axis.negative_index,
+                "name": axis.name,
+                "role": axis.role.value,
+                "query": axis.query_size,
+                "key": axis.key_size,
+                "value": axis.value_size,
+            }
+            for axis in d.axes
+        ],
+        "shapes": {name: _shape(tensor) for name, tensor in d.shapes.items()},
+        "labels": {name: list(tensor.labels) for name, tensor in {**d.inputs, **d.shapes}.items()},
+        "equations": d.equations,
+        "einsums": {name: _einsum(einsum) for name, einsum in d.einsums.items()},
+        "weights": {
+            weight.projection: {
+                "kernel": list(weight.kernel),
+                "bias": None if weight.bias is None else list(weight.bias),
+                "params": weight.params,
+            }
+            for weight in d.weights
+        },
+        "params": d.params,
+        "costs": {
+            "flops_per_item": d.flops_per_item,
+            "attention_scores_bytes_per_item": d.scores_bytes_per_item(),
+            "attention_weights_per_query": d.weights_per_query,
+            "attention_weights_per_item": d.shapes["attention_scores"].per_item_size(),
+        },
+        "summary": list(d.summary),
+        "checks": {check.name: {"status": check.status.value, **check.data} for check in result.checks},
+        "warnings": list(result.warnings),
+    }
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2)
+
+
+def get_path(document: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path, e.g. ``shapes.attention_scores`` or ``axes.1.role``."""
+    value: Any = document
+    walked: list[str] = []
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and part.isascii() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            here = ".".join(walked) or "the document"
+            if isinstance(value, dict):
+                choices = ", ".join(value)
+            elif isinstance(value, list):
+                choices = f"an index 0..{len(value) - 1}"
+            else:
+                choices = "nothing: it is a single value"
+            raise ConfigError("--get", path, f"no {part!r} in {here}; it has {choices}")
+        walked.append(part)
+    return value
+
+
+def shell_form(value: Any) -> str:
+    """A value as ``$(...)`` wants it: ``None,64,2,32,32``, a bare string, ``true``."""
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list) and all(item is None or isinstance(item, int | float | str) for item in value):
+        return ",".join(shell_form(item) for item in value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)

@@ -1,0 +1,230 @@
+"""Rich tables for people. The only module that imports rich.
+
+Renders an ExplainResult; computes nothing the result does not already hold.
+Without a terminal rich emits no colour codes, and it honours NO_COLOR.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from mha_cli.algebra import Derivation, Role
+from mha_cli.explain import ExplainResult, Status
+from mha_cli.parsing import format_shape
+
+_ROLE_STYLE = {Role.BATCH: "dim", Role.ATTENDED: "bold green", Role.FREE: "yellow", Role.FEATURE: "cyan"}
+_ROLE_MEANING = {
+    Role.BATCH: "independent examples",
+    Role.ATTENDED: "attention runs along it",
+    Role.FREE: "not attended: each slice attends on its own",
+    Role.FEATURE: "projected away into heads x key_dim / value_dim",
+}
+_STATUS_MARK = {
+    Status.PASSED: ("PASS", "green"),
+    Status.FAILED: ("FAIL", "bold red"),
+    Status.WARNING: ("WARN", "yellow"),
+    Status.SKIPPED: ("SKIP", "dim"),
+}
+
+
+def make_console(file: TextIO | None = None) -> Console:
+    stream = file or sys.stdout
+    # Piped output gets a fixed, roomy width instead of rich's 80 columns, so
+    # einsum rows stay on one line; COLUMNS still wins.
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 120
+    return Console(file=stream, width=width, highlight=False)
+
+
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
+def _size(size: int | None) -> str:
+    return "None" if size is None else str(size)
+
+
+def _python_tuple(values: tuple[int, ...]) -> str:
+    return format_shape(values)
+
+
+def layer_section(result: ExplainResult) -> Group:
+    d = result.derivation
+    layer, config = d.layer, d.config
+    args = [f"num_heads={layer.num_heads}", f"key_dim={layer.key_dim}"]
+    if config.value_dim is not None:
+        args.append(f"value_dim={layer.value_dim}")
+    if config.output_shape is not None:
+        args.append(f"output_shape={_python_tuple(config.output_shape)}")
+    if config.attention_axes is not None:
+        args.append(f"attention_axes={_python_tuple(config.attention_axes)}")
+    if layer.dropout:
+        args.append(f"dropout={layer.dropout}")
+    if not layer.use_bias:
+        args.append("use_bias=False")
+    if layer.use_gate:
+        args.append("use_gate=True")
+    if layer.dtype != "float32":
+        args.append(f'dtype="{layer.dtype}"')
+    self_attention = config.value_shape is None
+    call_args = "x, x" if self_attention else "query, value" + (", key=key" if config.key_shape else "")
+    inputs = ", ".join(
+        f"{name}: {format_shape(tensor.shape)}"
+        for name, tensor in d.inputs.items()
+        if name == "query" or not self_attention
+    ).replace("query:", "x:" if self_attention else "query:")
+    code = Text()
+    code.append(f"layer = keras.layers.MultiHeadAttention({', '.join(args)})\n", style="bold")
+    code.append(f"output, scores = layer({call_args}, return_attention_scores=True)", style="bold")
+    code.append(f"   # {inputs}", style="dim")
+
+    keras_default = {
+        "value_dim": "Keras default: key_dim",
+        "output_shape": "Keras default: the query's feature size",
+        "attention_axes": "Keras default: all axes but batch, heads and features",
+    }
+    tool_default = {
+        "num_heads": "mha-explain default (Keras requires it)",
+        "key_dim": "mha-explain default: query features // num_heads (Keras requires it)",
+    }
+
+    def source(name: str, is_default: bool) -> str:
+        if name in tool_default and name in layer.defaulted:
+            return tool_default[name]
+        if name in keras_default and name in layer.defaulted:
+            return keras_default[name]
+        return "Keras default" if is_default else "given"
+
+    out = d.shapes["output"].shape[d.rank - 1 :]
+    table = _table("", "argument", "value", "")
+    rows = [
+        ("num_heads", str(layer.num_heads), False),
+        ("key_dim", str(layer.key_dim), False),
+        ("value_dim", str(layer.value_dim), False),
+        (
+            "output_shape",
+            f"None -> {format_shape(out)}" if layer.output_shape is None else format_shape(out),
+            False,
+        ),
+        (
+            "attention_axes",
+            ("None" if config.attention_axes is None else format_shape(config.attention_axes))
+            + f" -> {format_shape(layer.attention_axes)}",
+            False,
+        ),
+        ("dropout", str(layer.dropout), layer.dropout == 0.0),
+        ("use_bias", str(layer.use_bias), layer.use_bias),
+        ("use_gate", str(layer.use_gate), not layer.use_gate),
+        ("dtype", layer.dtype, layer.dtype == "float32"),
+    ]
+    for name, value, is_default in rows:
+        marker = source(name, is_default)
+        table.add_row(name, value, Text(marker, style="dim" if marker != "given" else ""))
+    run = result.run
+    where = (
+        f"Keras {run.keras_version} on {run.backend}; "
+        f"forward pass with batch {config.batch}, seed {config.seed}"
+        if run
+        else f"not executed (shape algebra only); backend {result.backend}"
+    )
+    return Group(Text("Layer", style="bold"), code, Text(where, style="dim"), table)
+
+
+def axes_table(d: Derivation) -> Table:
+    table = _table("Axes", "axis", "neg", "name", "role", "query", "key", "value", "meaning")
+    for axis in d.axes:
+        table.add_row(
+            str(axis.index),
+            str(axis.negative_index),
+            axis.name,
+            Text(axis.role.value, style=_ROLE_STYLE[axis.role]),
+            _size(axis.query_size),
+            _size(axis.key_size),
+            _size(axis.value_size),
+            _ROLE_MEANING[axis.role],
+        )
+    return table
+
+
+def shapes_table(d: Derivation) -> Table:
+    table = _table("Shapes", "tensor", "shape", "axes")
+    for name, tensor in {**d.inputs, **d.shapes}.items():
+        style = "bold" if name in ("attention_scores", "output") else ""
+        table.add_row(name, Text(format_shape(tensor.shape), style=style), ", ".join(tensor.labels))
+    return table
+
+
+def einsums_table(d: Derivation) -> Table:
+    table = _table(
+        "Einsum equations (as the installed Keras builds them)",
+        "step",
+        "equation",
+        "operands -> result",
+        "letters",
+        "FLOPs/item",
+    )
+    for name, einsum in d.einsums.items():
+        operands = " , ".join(format_shape(t.shape) for t in einsum.operands)
+        legend = " ".join(f"{letter}={label}" for letter, label, _ in einsum.legend)
+        table.add_row(
+            name,
+            Text(einsum.equation, style="bold"),
+            f"{operands} -> {format_shape(einsum.result.shape)}",
+            legend,
+            f"{einsum.flops_per_item():,}",
+        )
+    table.add_row("total", "", "", "", f"{d.flops_per_item:,}", style="dim")
+    return table
+
+
+def weights_table(d: Derivation) -> Table:
+    table = _table("Weights", "projection", "kernel", "bias", "params")
+    for weight in d.weights:
+        table.add_row(
+            weight.projection,
+            format_shape(weight.kernel),
+            "-" if weight.bias is None else format_shape(weight.bias),
+            f"{weight.params:,}",
+        )
+    table.add_row(Text("total", style="bold"), "", "", Text(f"{d.params:,}", style="bold"))
+    return table
+
+
+def summary_section(d: Derivation) -> Group:
+    return Group(Text("Summary", style="bold"), *(Text(f"- {line}") for line in d.summary))
+
+
+def verification_section(result: ExplainResult) -> Group:
+    lines = [Text("Verification", style="bold")]
+    for check in result.checks:
+        mark, style = _STATUS_MARK[check.status]
+        line = Text()
+        line.append(f"{mark} ", style=style)
+        line.append(f"{check.name}: ", style="bold")
+        line.append(check.detail)
+        lines.append(line)
+    return Group(*lines)
+
+
+def render(result: ExplainResult, console: Console) -> None:
+    d = result.derivation
+    console.print(layer_section(result))
+    console.print(axes_table(d))
+    console.print(shapes_table(d))
+    console.print(einsums_table(d))
+    console.print(weights_table(d))
+    console.print(summary_section(d))
+    console.print()
+    console.print(verification_section(result))
+    if result.failed:
+        console.print(Panel(Text("A check failed: see Verification above.", style="bold red"), expand=False))

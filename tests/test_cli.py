@@ -1,0 +1,224 @@
+"""The command line: exit codes, one-line errors, JSON, clean streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mha_cli.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+FORUM = ["--shape", "32,64,4", "--num-heads", "2", "--key-dim", "128"]
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, list(args), env={"COLUMNS": "120"})
+
+
+BAD_INPUT = [
+    (
+        ["--shape", "32,x"],
+        "Invalid value for '--shape': '32,x': 'x' is not a size; sizes are positive integers",
+    ),
+    (["--shape", ""], "Invalid value for '--shape': '': empty shape"),
+    (["--shape", "32,0,4"], "size 0 is not positive"),
+    (["--shape", "None,32,64,4"], "leave out the batch axis (None); write 32,64,4"),
+    (["--shape", "16"], "--shape (16,): rank 2 with the batch axis; MultiHeadAttention needs rank >= 3"),
+    (
+        ["--shape", "32,64,4", "--axes", "3"],
+        "--axes (3,): axis 3 is the feature axis of a rank-4 input; "
+        "attention axes must be in 1..2 (or -3..-2)",
+    ),
+    (["--shape", "32,64,4", "--axes", "0"], "--axes (0,): axis 0 is the batch axis"),
+    (["--shape", "32,64,4", "--axes", "7"], "axis 7 is out of range for a rank-4 input"),
+    (["--shape", "32,64,4", "--axes", "(1, -3)"], "axis -3 is given twice (as axis 1)"),
+    (["--shape", "32,64,4", "--axes", "x"], "'x' is not an axis"),
+    (["--shape", "8,16", "--value-shape", "4,4,16"], "rank 4 differs from the query's rank 3"),
+    (
+        ["--shape", "8,16", "--value-shape", "4,16", "--key-shape", "5,16"],
+        "key and value must agree on every axis but the last",
+    ),
+    (["--shape", "8,16", "--num-heads", "0"], "Invalid value for '--num-heads': '0': must be >= 1"),
+    (["--shape", "8,16", "--key-dim", "-3"], "Invalid value for '--key-dim': '-3': must be >= 1"),
+    (["--shape", "8,16", "--key-dim", "٣"], "not an integer"),
+    (["--shape", "8,16", "--dtype", "int8"], "'int8' is not one of float32, float64, float16, bfloat16"),
+    (["--shape", "8,16", "--backend", "mxnet"], "'mxnet' is not one of tensorflow, jax, torch, numpy"),
+    (["--shape", "8,16", "--dropout", "1.5"], "a dropout rate must be in [0, 1)"),
+    (["--shape", "8,16", "--json", "--get", "params"], "use --json or --get, not both"),
+    (["--shape", "8,16", "--frobnicate"], "No such option: --frobnicate"),
+    ([], "Missing option '--shape'"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_bad_input_is_one_line_on_stderr_with_exit_2(args: list[str], message: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mha-explain: error: ")
+    assert message in lines[0]
+
+
+def test_help_and_version_are_instant_answers() -> None:
+    assert invoke("--help").exit_code == 0
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("mha-explain 0.")
+
+
+@pytest.mark.keras
+def test_get_prints_forum_scores_in_shell_form() -> None:
+    result = invoke(*FORUM, "--axes", "1", "--get", "shapes.attention_scores")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "None,64,2,32,32\n"
+    assert (
+        invoke(*FORUM, "--axes", "none", "--get", "shapes.attention_scores").stdout == "None,2,32,64,32,64\n"
+    )
+    assert (
+        invoke(
+            "--shape", "8,16", "--value-shape", "4,16", "--key-dim", "2", "--get", "equations.dot_product"
+        ).stdout
+        == "aecd,abcd->acbe\n"
+    )
+
+
+@pytest.mark.keras
+def test_get_unknown_path_names_the_choices() -> None:
+    result = invoke("--shape", "8,16", "--get", "shapes.nope")
+    assert result.exit_code == 2
+    assert "--get shapes.nope: no 'nope' in shapes; it has query_projected" in result.stderr
+
+
+@pytest.mark.keras
+def test_json_document_has_the_documented_keys() -> None:
+    result = invoke(*FORUM, "--axes", "(1,)", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    for key in (
+        "schema_version",
+        "keras_version",
+        "backend",
+        "config",
+        "inputs",
+        "axes",
+        "shapes",
+        "equations",
+        "weights",
+        "params",
+        "checks",
+        "labels",
+        "einsums",
+        "costs",
+        "summary",
+        "warnings",
+        "defaults",
+    ):
+        assert key in doc
+    assert doc["schema_version"] == 1
+    assert doc["backend"] == "tensorflow"
+    assert doc["inputs"]["query"] == [None, 32, 64, 4]
+    assert doc["shapes"]["attention_scores"] == [None, 64, 2, 32, 32]
+    assert doc["shapes"]["output"] == [None, 32, 64, 4]
+    assert doc["equations"]["dot_product"] == "afcde,abcde->acdbf"
+    assert [axis["role"] for axis in doc["axes"]] == ["batch", "attended", "free", "feature"]
+    assert doc["params"] == 4868
+    assert doc["checks"]["derivation"]["passed"] is True
+    assert doc["checks"]["numpy_reference"]["passed"] is True
+    assert doc["checks"]["keras_symbolic"]["agrees"] is False
+    assert doc["checks"]["keras_symbolic"]["attention_scores"] == [None, 2, 32, 32]
+    assert set(doc["defaults"]) == {"value_dim", "output_shape"}
+    assert doc["einsums"]["dot_product"]["legend"]["f"] == {"axis": "height_k", "size": 32}
+
+
+@pytest.mark.keras
+def test_tables_show_every_section() -> None:
+    result = invoke("--shape", "10,16", "--axes", "1")
+    assert result.exit_code == 0, result.output
+    for heading in ("Layer", "Axes", "Shapes", "Einsum equations", "Weights", "Summary", "Verification"):
+        assert heading in result.stdout
+    words = " ".join(result.stdout.split())  # rich wraps long lines
+    assert "resolve to the same axes (1,)" in words
+    assert "mha-explain default (Keras requires it)" in words
+
+
+@pytest.mark.keras
+def test_failed_check_exits_1_and_says_so() -> None:
+    # key_dim 1 and 2 heads over 2 positions: Keras's TF bias-add bug.
+    result = invoke("--shape", "2,8", "--key-dim", "1", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["checks"]["numpy_reference"]["passed"] is False
+    assert result.stderr.startswith("mha-explain: error: check failed: numpy_reference")
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mha_cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+@pytest.mark.keras
+def test_real_process_keeps_tensorflow_noise_off_both_streams() -> None:
+    done = run_cli("--shape", "8,16", "--value-shape", "4,16", "--json")
+    assert done.returncode == 0
+    assert done.stderr == ""
+    assert json.loads(done.stdout)["shapes"]["attention_scores"] == [None, 2, 8, 4]
+    table = run_cli("--shape", "8,16")
+    assert table.returncode == 0
+    assert table.stderr == ""
+    assert "\x1b[" not in table.stdout  # piped: no colour codes
+
+
+def test_help_imports_no_backend() -> None:
+    probe = (
+        "import sys\n"
+        "from mha_cli.cli import main\n"
+        "sys.argv = ['mha-explain', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules)\n"
+        "print('HEAVY', heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "HEAVY []" in done.stderr
+
+
+def test_shape_algebra_imports_only_the_standard_library() -> None:
+    probe = (
+        "import sys\nimport mha_cli.algebra\n"
+        "print(sorted(m for m in ('numpy', 'keras', 'tensorflow', 'rich', 'typer') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.stdout.strip() == "[]"
+
+
+def test_missing_backend_exits_3_with_the_pip_command() -> None:
+    pytest.importorskip("keras")
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("jax is installed here")
+    done = run_cli("--shape", "8,16", "--backend", "jax")
+    assert done.returncode == 3
+    assert done.stderr.strip().endswith("pip install jax")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_readme_help_reference_is_current() -> None:
+    from scripts.readme_help import current_help, readme_help
+
+    assert readme_help() == current_help(), "run: python scripts/readme_help.py --write"
