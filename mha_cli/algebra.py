@@ -31,7 +31,10 @@ _LETTERS = string.ascii_lowercase
 #: num_heads * key_dim == query features, so projections keep the width.
 DEFAULT_NUM_HEADS = 2
 
-DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
+DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
+DTYPES = tuple(DTYPE_BYTES)
+#: Keras backends, here so the CLI can list them without importing the adapter.
+BACKENDS = ("tensorflow", "jax", "torch", "numpy")
 _RESERVED_NAMES = frozenset({"batch", "heads", "feature", "key_dim", "value_dim", "out"})
 _DEFAULT_AXIS_NAMES: dict[int, tuple[str, ...]] = {
     1: ("seq",),
@@ -183,8 +186,7 @@ class Derivation:
     shapes: dict[str, Tensor]  # query_projected, ..., attention_scores, attention_output, output
     einsums: dict[str, Einsum]  # query, key, value, [gate], dot_product, combine, output
     weights: tuple[Weight, ...]
-    #: The shapes and equations Keras's symbolic path (keras.Input) will report
-    #: is not derived here; see keras_adapter. This is ours only.
+    #: Plain sentences explaining the configuration (see summarize()).
     summary: tuple[str, ...] = field(default=())
 
     @property
@@ -216,6 +218,18 @@ class Derivation:
 
     def scores_bytes_per_item(self) -> int:
         return self.shapes["attention_scores"].per_item_size() * DTYPE_BYTES[self.layer.dtype]
+
+    def forward_pass_bytes(self) -> int:
+        """Rough peak memory of a verified forward pass at the configured batch.
+
+        Every tensor once in the layer dtype and twice in float64 (our NumPy
+        copy and reference), plus two more score-sized buffers on each side
+        (logits and exp before the softmax).
+        """
+        itemsize = DTYPE_BYTES[self.layer.dtype]
+        tensors = sum(t.per_item_size() for t in (*self.inputs.values(), *self.shapes.values()))
+        scores = self.shapes["attention_scores"].per_item_size()
+        return self.config.batch * ((tensors + 2 * scores) * itemsize + (2 * tensors + 2 * scores) * 8)
 
     @property
     def equations(self) -> dict[str, str]:

@@ -15,11 +15,10 @@ import typer
 from typer.core import TyperCommand
 
 from mha_cli import __version__
+from mha_cli.algebra import BACKENDS, DTYPES
 from mha_cli.errors import ConfigError, EnvironmentProblem, ExitCode, InternalError
-from mha_cli.parsing import parse_axes, parse_int, parse_names, parse_shape
+from mha_cli.parsing import parse_axes, parse_bytes, parse_int, parse_names, parse_shape
 
-BACKENDS = ("tensorflow", "jax", "torch", "numpy")  # keras_adapter.BACKENDS, without importing it
-DTYPES = ("float32", "float64", "float16", "bfloat16")
 T = TypeVar("T")
 
 
@@ -246,6 +245,18 @@ def explain_command(
             help="Keras backend [default: tensorflow].",
         ),
     ] = None,
+    no_run: Annotated[
+        bool, typer.Option("--no-run", help="Answer from the shape algebra alone: no Keras, no checks.")
+    ] = False,
+    max_memory: Annotated[
+        int,
+        typer.Option(
+            "--max-memory",
+            metavar="SIZE",
+            parser=_parser(parse_bytes, "--max-memory"),
+            help="Skip the forward pass when it would need more (e.g. 512MiB).",
+        ),
+    ] = "2GiB",  # type: ignore[assignment]
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document (schema in the README).")
     ] = False,
@@ -294,7 +305,9 @@ def explain_command(
         seed=seed,
         axis_names=axis_names,
     )
-    result = _guarded(lambda: _explain(config, backend or "tensorflow"), debug)
+    result = _guarded(
+        lambda: _explain(config, backend or "tensorflow", execute=not no_run, max_memory=max_memory), debug
+    )
 
     from mha_cli import document
 
@@ -315,10 +328,10 @@ def explain_command(
         )
 
 
-def _explain(config: Any, backend: str) -> Any:
+def _explain(config: Any, backend: str, *, execute: bool, max_memory: int) -> Any:
     from mha_cli.explain import explain
 
-    return explain(config, backend)
+    return explain(config, backend, execute=execute, max_memory=max_memory)
 
 
 def _guarded(action: Callable[[], T], debug: bool) -> T:

@@ -59,6 +59,7 @@ def to_document(result: ExplainResult) -> dict[str, Any]:
         "keras_version": None if run is None else run.keras_version,
         "backend": result.backend,
         "executed": run is not None,
+        "not_executed_reason": result.not_executed_reason,
         "config": config_document(d),
         "attention_axes_given": None if d.config.attention_axes is None else list(d.config.attention_axes),
         "defaults": sorted(d.layer.defaulted),

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mha_cli.algebra import Derivation, MHAConfig, derive
-from mha_cli.keras_adapter import LayerRun
-from mha_cli.parsing import format_shape
-from mha_cli.reference import TOLERANCE
+from mha_cli.parsing import format_bytes, format_shape
+
+if TYPE_CHECKING:
+    from mha_cli.keras_adapter import LayerRun
+
+#: Max abs difference allowed between Keras's output/scores and ours, by the
+#: layer's dtype. Inputs are N(0, 1) and biases N(0, 0.5), so outputs are O(1).
+#: float64 is not 1e-12: Keras 3.15 casts the Python float 1/sqrt(key_dim)
+#: through float32 before scaling (`ops.cast(self._inverse_sqrt_key_dim, ...)`),
+#: a relative error of ~3e-8 we measured; rounding it likewise gives 1e-15.
+TOLERANCE = {"float64": 1e-6, "float32": 1e-4, "float16": 5e-2, "bfloat16": 2.5e-1}
+
+#: Default bound on a forward pass's estimated peak memory.
+DEFAULT_MAX_MEMORY = 2 * 2**30
 
 
 class Status(StrEnum):
@@ -39,6 +50,8 @@ class ExplainResult:
     backend: str
     run: LayerRun | None
     checks: tuple[Check, ...]
+    #: Why there was no forward pass (--no-run, or the memory guard), else None.
+    not_executed_reason: str | None = None
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -52,11 +65,28 @@ class ExplainResult:
         return next(check for check in self.checks if check.name == name)
 
 
-def explain(config: MHAConfig, backend: str) -> ExplainResult:
-    """Derive ``config``, run it through the real layer and verify."""
+def explain(
+    config: MHAConfig, backend: str, *, execute: bool = True, max_memory: int = DEFAULT_MAX_MEMORY
+) -> ExplainResult:
+    """Derive ``config``, run it through the real layer and verify.
+
+    Without ``execute``, or when the forward pass would need more than
+    ``max_memory`` bytes, answer from the shape algebra alone and say why.
+    """
+    derivation = derive(config)
+    if not execute:
+        return _algebra_only(derivation, backend, "--no-run: answered from the shape algebra alone")
+    estimate = derivation.forward_pass_bytes()
+    if estimate > max_memory:
+        return _algebra_only(
+            derivation,
+            backend,
+            f"the forward pass and its checks would need about {format_bytes(estimate)}, above "
+            f"--max-memory {format_bytes(max_memory)}; answered from the shape algebra alone "
+            "(raise --max-memory, or lower --batch or the attended sizes, to run it)",
+        )
     from mha_cli.keras_adapter import run_layer  # lazy: Keras only when running
 
-    derivation = derive(config)
     run = run_layer(derivation, backend)
     derivation_check = compare_with_layer(derivation, run)
     checks = (
@@ -65,6 +95,26 @@ def explain(config: MHAConfig, backend: str) -> ExplainResult:
         symbolic_check(derivation, run),
     )
     return ExplainResult(derivation=derivation, backend=backend, run=run, checks=checks)
+
+
+def _algebra_only(derivation: Derivation, backend: str, reason: str) -> ExplainResult:
+    skipped = f"not run: {reason.split(':')[0] if reason.startswith('--no-run') else 'memory guard'}"
+    checks = (
+        Check("derivation", Status.SKIPPED, skipped, {"passed": None, "mismatches": []}),
+        Check(
+            "numpy_reference",
+            Status.SKIPPED,
+            skipped,
+            {"passed": None, "max_abs_diff": None, "tolerance": TOLERANCE[derivation.layer.dtype]},
+        ),
+        Check(
+            "keras_symbolic",
+            Status.SKIPPED,
+            skipped,
+            {"agrees": None, "output": None, "attention_scores": None},
+        ),
+    )
+    return ExplainResult(derivation, backend, None, checks, not_executed_reason=reason)
 
 
 def _with_batch(shape: tuple[int | None, ...], batch: int) -> tuple[int, ...]:

@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from mha_cli.algebra import Derivation
+from mha_cli.algebra import BACKENDS, Derivation
 from mha_cli.errors import ConfigError, EnvironmentProblem
 from mha_cli.parsing import format_shape
 from mha_cli.quiet import native_output_silenced
 
-BACKENDS = ("tensorflow", "jax", "torch", "numpy")
 _PIP_NAME = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "jax"}
 # Sublayers whose inputs and outputs the forward pass records, by result name.
 _SUBLAYERS = {

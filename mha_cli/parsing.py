@@ -105,6 +105,26 @@ def parse_names(option: str, text: str) -> tuple[str, ...]:
     return tuple(items)
 
 
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_BYTES = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)", re.ASCII)
+
+
+def parse_bytes(option: str, text: str) -> int:
+    """A memory size: ``2GiB``, ``512MiB``, ``1.5GB``, or plain bytes."""
+    match = _BYTES.fullmatch(text.strip().lower())
+    if not match or match.group(2) not in _BYTE_UNITS:
+        raise ConfigError(option, repr(text), "not a size; write e.g. 2GiB, 512MiB or 1000000")
+    return int(float(match.group(1)) * _BYTE_UNITS[match.group(2)])
+
+
+def format_bytes(size: int) -> str:
+    """``2.0 GiB``-style, for messages."""
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= factor:
+            return f"{size / factor:.1f} {unit}"
+    return f"{size} B"
+
+
 def format_shape(shape: tuple[int | None, ...]) -> str:
     """``(None, 32, 64, 4)``, as Keras prints shapes."""
     inner = ", ".join("None" if size is None else str(size) for size in shape)

@@ -13,13 +13,6 @@ import numpy as np
 
 from mha_cli.algebra import Derivation
 
-#: Max abs difference allowed between Keras's output/scores and ours, by the
-#: layer's dtype. Inputs are N(0, 1) and biases N(0, 0.5), so outputs are O(1).
-#: float64 is not 1e-12: Keras 3.15 casts the Python float 1/sqrt(key_dim)
-#: through float32 before scaling (`ops.cast(self._inverse_sqrt_key_dim, ...)`),
-#: a relative error of ~3e-8 we measured; rounding it likewise gives 1e-15.
-TOLERANCE = {"float64": 1e-6, "float32": 1e-4, "float16": 5e-2, "bfloat16": 2.5e-1}
-
 
 def reexecute(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The layer's forward pass from our equations; returns output and scores."""

@@ -54,10 +54,6 @@ def _size(size: int | None) -> str:
     return "None" if size is None else str(size)
 
 
-def _python_tuple(values: tuple[int, ...]) -> str:
-    return format_shape(values)
-
-
 def layer_section(result: ExplainResult) -> Group:
     d = result.derivation
     layer, config = d.layer, d.config
@@ -65,9 +61,9 @@ def layer_section(result: ExplainResult) -> Group:
     if config.value_dim is not None:
         args.append(f"value_dim={layer.value_dim}")
     if config.output_shape is not None:
-        args.append(f"output_shape={_python_tuple(config.output_shape)}")
+        args.append(f"output_shape={format_shape(config.output_shape)}")
     if config.attention_axes is not None:
-        args.append(f"attention_axes={_python_tuple(config.attention_axes)}")
+        args.append(f"attention_axes={format_shape(config.attention_axes)}")
     if layer.dropout:
         args.append(f"dropout={layer.dropout}")
     if not layer.use_bias:
@@ -78,11 +74,11 @@ def layer_section(result: ExplainResult) -> Group:
         args.append(f'dtype="{layer.dtype}"')
     self_attention = config.value_shape is None
     call_args = "x, x" if self_attention else "query, value" + (", key=key" if config.key_shape else "")
-    inputs = ", ".join(
-        f"{name}: {format_shape(tensor.shape)}"
-        for name, tensor in d.inputs.items()
-        if name == "query" or not self_attention
-    ).replace("query:", "x:" if self_attention else "query:")
+    if self_attention:
+        inputs = f"x: {format_shape(d.inputs['query'].shape)}"
+    else:
+        shown = ("query", "value", "key") if config.key_shape else ("query", "value")
+        inputs = ", ".join(f"{name}: {format_shape(d.inputs[name].shape)}" for name in shown)
     code = Text()
     code.append(f"layer = keras.layers.MultiHeadAttention({', '.join(args)})\n", style="bold")
     code.append(f"output, scores = layer({call_args}, return_attention_scores=True)", style="bold")
@@ -135,7 +131,7 @@ def layer_section(result: ExplainResult) -> Group:
         f"Keras {run.keras_version} on {run.backend}; "
         f"forward pass with batch {config.batch}, seed {config.seed}"
         if run
-        else f"not executed (shape algebra only); backend {result.backend}"
+        else f"NOT EXECUTED: {result.not_executed_reason}"
     )
     return Group(Text("Layer", style="bold"), code, Text(where, style="dim"), table)
 

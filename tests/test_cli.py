@@ -222,3 +222,27 @@ def test_readme_help_reference_is_current() -> None:
     from scripts.readme_help import current_help, readme_help
 
     assert readme_help() == current_help(), "run: python scripts/readme_help.py --write"
+
+
+def test_no_run_answers_from_the_algebra_and_says_so() -> None:
+    result = invoke(*FORUM, "--axes", "1", "--no-run", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["executed"] is False
+    assert doc["keras_version"] is None
+    assert doc["not_executed_reason"].startswith("--no-run")
+    assert doc["shapes"]["attention_scores"] == [None, 64, 2, 32, 32]
+    assert {check["status"] for check in doc["checks"].values()} == {"skipped"}
+    table = invoke(*FORUM, "--axes", "1", "--no-run")
+    assert "NOT EXECUTED" in table.stdout
+
+
+def test_memory_guard_skips_a_forward_pass_that_would_not_fit() -> None:
+    # A 224x224 image attending over all axes: 50,176^2 scores per head and item.
+    result = invoke("--shape", "224,224,3", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["executed"] is False
+    assert "above --max-memory 2.0 GiB" in doc["not_executed_reason"]
+    assert doc["shapes"]["attention_scores"] == [None, 2, 224, 224, 224, 224]
+    assert result.stderr == ""

@@ -1,7 +1,7 @@
 import pytest
 
 from mha_cli.errors import ConfigError
-from mha_cli.parsing import format_shape, parse_axes, parse_int, parse_names, parse_shape
+from mha_cli.parsing import format_shape, parse_axes, parse_bytes, parse_int, parse_names, parse_shape
 
 
 @pytest.mark.parametrize(
@@ -87,3 +87,16 @@ def test_parse_names() -> None:
 def test_format_shape_matches_keras_printing() -> None:
     assert format_shape((None, 32, 64, 4)) == "(None, 32, 64, 4)"
     assert format_shape((1,)) == "(1,)"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("2GiB", 2 * 2**30), ("512 MiB", 512 * 2**20), ("1.5GB", 1_500_000_000), ("1000", 1000)],
+)
+def test_parse_bytes(text: str, expected: int) -> None:
+    assert parse_bytes("--max-memory", text) == expected
+
+
+def test_parse_bytes_rejects_unknown_units() -> None:
+    with pytest.raises(ConfigError, match=r"not a size; write e\.g\. 2GiB"):
+        parse_bytes("--max-memory", "2 parsecs")
