@@ -75,12 +75,15 @@ def explain(
     """
     derivation = derive(config)
     if not execute:
-        return _algebra_only(derivation, backend, "--no-run: answered from the shape algebra alone")
+        return _algebra_only(
+            derivation, backend, "--no-run", "--no-run: answered from the shape algebra alone"
+        )
     estimate = derivation.forward_pass_bytes()
     if estimate > max_memory:
         return _algebra_only(
             derivation,
             backend,
+            "memory guard",
             f"the forward pass and its checks would need about {format_bytes(estimate)}, above "
             f"--max-memory {format_bytes(max_memory)}; answered from the shape algebra alone "
             "(raise --max-memory, or lower --batch or the attended sizes, to run it)",
@@ -97,8 +100,8 @@ def explain(
     return ExplainResult(derivation=derivation, backend=backend, run=run, checks=checks)
 
 
-def _algebra_only(derivation: Derivation, backend: str, reason: str) -> ExplainResult:
-    skipped = f"not run: {reason.split(':')[0] if reason.startswith('--no-run') else 'memory guard'}"
+def _algebra_only(derivation: Derivation, backend: str, cause: str, reason: str) -> ExplainResult:
+    skipped = f"not run: {cause}"
     checks = (
         Check("derivation", Status.SKIPPED, skipped, {"passed": None, "mismatches": []}),
         Check(

@@ -54,10 +54,6 @@ class LayerRun:
     arrays: dict[str, np.ndarray]
 
 
-def default_backend() -> str:
-    return os.environ.get("KERAS_BACKEND", "tensorflow")
-
-
 def load_keras(backend: str) -> ModuleType:
     """Import Keras on ``backend``, silencing native log noise.
 
