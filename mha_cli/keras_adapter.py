@@ -25,13 +25,13 @@ from mha_cli.parsing import format_shape
 from mha_cli.quiet import native_output_silenced
 
 _PIP_NAME = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "jax"}
-# Sublayers whose inputs and outputs the forward pass records, by result name.
+#: The layer's EinsumDense sublayers, by the einsum step they run.
 _SUBLAYERS = {
-    "_query_dense": "query_projected",
-    "_key_dense": "key_projected",
-    "_value_dense": "value_projected",
-    "_gate_dense": "gate",
-    "_output_dense": "output",
+    "query": "_query_dense",
+    "key": "_key_dense",
+    "value": "_value_dense",
+    "gate": "_gate_dense",  # Keras >= 3.14, with use_gate only
+    "output": "_output_dense",
 }
 
 
@@ -191,7 +191,15 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
             variable.assign(keras.ops.cast(rng.normal(0.0, 0.5, tuple(variable.shape)), variable.dtype))
     seen = _record_sublayers(layer)
     output, scores = layer(query, value, key=key, return_attention_scores=True, training=False)
-    shapes = {**seen, "attention_scores": tuple(scores.shape), "output": tuple(output.shape)}
+    shapes = {f"{step}_projected": seen[step][1] for step in ("query", "key", "value")}
+    if "gate" in seen:
+        shapes["gate"] = seen["gate"][1]
+    # The output projection's input is the attention output (after the gate).
+    shapes.update(
+        attention_output=seen["output"][0],
+        attention_scores=tuple(scores.shape),
+        output=tuple(output.shape),
+    )
 
     symbolic_query = keras.Input(shape=tuple(query.shape[1:]))
     symbolic_value = (
@@ -202,16 +210,8 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
         symbolic_query, symbolic_value, key=symbolic_key, return_attention_scores=True
     )
 
-    equations = {
-        "query": layer._query_dense.equation,
-        "key": layer._key_dense.equation,
-        "value": layer._value_dense.equation,
-        "dot_product": layer._dot_product_equation,
-        "combine": layer._combine_equation,
-        "output": layer._output_dense.equation,
-    }
-    if derivation.layer.use_gate:
-        equations["gate"] = layer._gate_dense.equation
+    equations = {step: sublayer.equation for step, sublayer in _sublayers(layer).items()}
+    equations.update(dot_product=layer._dot_product_equation, combine=layer._combine_equation)
 
     def numpy64(tensor: Any) -> np.ndarray:
         return np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(tensor, "float64")))
@@ -243,25 +243,24 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
     )
 
 
-def _record_sublayers(layer: Any) -> dict[str, tuple[int, ...]]:
+def _sublayers(layer: Any) -> dict[str, Any]:
+    """The built layer's projections that exist, by einsum step."""
+    found = {step: getattr(layer, attribute, None) for step, attribute in _SUBLAYERS.items()}
+    return {step: sublayer for step, sublayer in found.items() if sublayer is not None}
+
+
+def _record_sublayers(layer: Any) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
     """Wrap the projections' ``call`` so the forward pass reports their shapes.
 
     Keras has no forward hooks; an instance attribute shadows the method for
-    this layer object only. The output projection's input is the attention
-    output (after the gate, when there is one).
+    this layer object only. Records (input shape, output shape) by step.
     """
-    seen: dict[str, tuple[int, ...]] = {}
-    for attribute, result in _SUBLAYERS.items():
-        sublayer = getattr(layer, attribute, None)
-        if sublayer is None:
-            continue
+    seen: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for step, sublayer in _sublayers(layer).items():
 
-        def call(*args: Any, _call: Any = sublayer.call, _result: str = result, **kwargs: Any) -> Any:
+        def call(*args: Any, _call: Any = sublayer.call, _step: str = step, **kwargs: Any) -> Any:
             out = _call(*args, **kwargs)
-            if _result == "output":
-                seen["attention_output"] = tuple(args[0].shape)
-            else:
-                seen[_result] = tuple(out.shape)
+            seen[_step] = (tuple(args[0].shape), tuple(out.shape))
             return out
 
         sublayer.call = call
