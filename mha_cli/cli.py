@@ -22,9 +22,14 @@ from mha_cli.parsing import parse_axes, parse_bytes, parse_int, parse_names, par
 T = TypeVar("T")
 
 
+def say_error(message: str) -> None:
+    """The one error line every failure prints on stderr."""
+    typer.echo(f"mha-explain: error: {message}", err=True)
+
+
 def fail(code: ExitCode, message: str) -> NoReturn:
     """One line on stderr, then exit with ``code``."""
-    typer.echo(f"mha-explain: error: {message}", err=True)
+    say_error(message)
     raise typer.Exit(int(code))
 
 
@@ -55,7 +60,7 @@ class OneLineErrors(TyperCommand):
             if not _is_click_error(error):
                 raise
             message = error.format_message()  # type: ignore[attr-defined]
-            typer.echo(f"mha-explain: error: {message} (see mha-explain --help)", err=True)
+            say_error(f"{message} (see mha-explain --help)")
             code = ExitCode.BAD_INPUT
         if not standalone_mode:
             return code
@@ -235,16 +240,16 @@ def explain_command(
         ),
     ] = None,
     backend: Annotated[
-        str | None,
+        str,
         typer.Option(
             "--backend",
             metavar="|".join(BACKENDS),
             parser=_choice("--backend", BACKENDS),
             envvar="KERAS_BACKEND",
             show_envvar=True,
-            help="Keras backend [default: tensorflow].",
+            help="Keras backend.",
         ),
-    ] = None,
+    ] = "tensorflow",
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Answer from the shape algebra alone: no Keras, no checks.")
     ] = False,
@@ -305,9 +310,9 @@ def explain_command(
         seed=seed,
         axis_names=axis_names,
     )
-    result = _guarded(
-        lambda: _explain(config, backend or "tensorflow", execute=not no_run, max_memory=max_memory), debug
-    )
+    from mha_cli.explain import explain
+
+    result = _guarded(lambda: explain(config, backend, execute=not no_run, max_memory=max_memory), debug)
 
     from mha_cli import document
 
@@ -326,12 +331,6 @@ def explain_command(
             ExitCode.CHECK_FAILED,
             f"check failed: {names}; the real layer and the derivation disagree (see Verification)",
         )
-
-
-def _explain(config: Any, backend: str, *, execute: bool, max_memory: int) -> Any:
-    from mha_cli.explain import explain
-
-    return explain(config, backend, execute=execute, max_memory=max_memory)
 
 
 def _guarded(action: Callable[[], T], debug: bool) -> T:
