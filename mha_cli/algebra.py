@@ -33,6 +33,8 @@ DEFAULT_NUM_HEADS = 2
 
 DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
 DTYPES = tuple(DTYPE_BYTES)
+#: Keras's defaults for the layer arguments MHAConfig always fills in.
+KERAS_DEFAULTS: dict[str, object] = {"dropout": 0.0, "use_bias": True, "use_gate": False, "dtype": "float32"}
 #: Keras backends, here so the CLI can list them without importing the adapter.
 BACKENDS = ("tensorflow", "jax", "torch", "numpy")
 _RESERVED_NAMES = frozenset({"batch", "heads", "feature", "key_dim", "value_dim", "out"})

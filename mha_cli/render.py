@@ -16,7 +16,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from mha_cli.algebra import Derivation, Role
+from mha_cli.algebra import KERAS_DEFAULTS, Derivation, Role
 from mha_cli.explain import ExplainResult, Status
 from mha_cli.parsing import format_shape
 
@@ -64,14 +64,18 @@ def layer_section(result: ExplainResult) -> Group:
         args.append(f"output_shape={format_shape(config.output_shape)}")
     if config.attention_axes is not None:
         args.append(f"attention_axes={format_shape(config.attention_axes)}")
-    if layer.dropout:
-        args.append(f"dropout={layer.dropout}")
-    if not layer.use_bias:
-        args.append("use_bias=False")
-    if layer.use_gate:
-        args.append("use_gate=True")
-    if layer.dtype != "float32":
-        args.append(f'dtype="{layer.dtype}"')
+    # Arguments mha-explain always fills in: shown in the call only when not Keras's default.
+    filled = {
+        "dropout": layer.dropout,
+        "use_bias": layer.use_bias,
+        "use_gate": layer.use_gate,
+        "dtype": layer.dtype,
+    }
+    args += [
+        f'{name}="{value}"' if isinstance(value, str) else f"{name}={value}"
+        for name, value in filled.items()
+        if value != KERAS_DEFAULTS[name]
+    ]
     self_attention = config.value_shape is None
     call_args = "x, x" if self_attention else "query, value" + (", key=key" if config.key_shape else "")
     if self_attention:
@@ -118,10 +122,7 @@ def layer_section(result: ExplainResult) -> Group:
             + f" -> {format_shape(layer.attention_axes)}",
             False,
         ),
-        ("dropout", str(layer.dropout), layer.dropout == 0.0),
-        ("use_bias", str(layer.use_bias), layer.use_bias),
-        ("use_gate", str(layer.use_gate), not layer.use_gate),
-        ("dtype", layer.dtype, layer.dtype == "float32"),
+        *((name, str(value), value == KERAS_DEFAULTS[name]) for name, value in filled.items()),
     ]
     for name, value, is_default in rows:
         marker = source(name, is_default)
