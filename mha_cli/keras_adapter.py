@@ -13,6 +13,8 @@ import importlib
 import inspect
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -148,16 +150,25 @@ def run_layer(derivation: Derivation, backend: str) -> LayerRun:
     _check_supported(keras, derivation)
     _check_backend_limits(derivation, backend)
     with native_output_silenced():
-        try:
-            return _run(keras, derivation, backend)
-        except (ValueError, TypeError, IndexError) as error:
+        return _run(keras, derivation, backend)
+
+
+@contextmanager
+def _keras_rejects() -> Iterator[None]:
+    """Turn the layer's own refusals into ConfigError, around Keras calls only.
+
+    Kept narrow so a bug in this module still surfaces as an internal error.
+    """
+    try:
+        yield
+    except (ValueError, TypeError, IndexError) as error:
+        raise _rejected(error) from error
+    except Exception as error:
+        # Backend op errors (tf.errors.InvalidArgumentError...) have no
+        # common base class in Keras.
+        if type(error).__module__.startswith(("tensorflow", "jax", "torch")):
             raise _rejected(error) from error
-        except Exception as error:
-            # Backend op errors (tf.errors.InvalidArgumentError...) have no
-            # common base class in Keras.
-            if type(error).__module__.startswith(("tensorflow", "jax", "torch")):
-                raise _rejected(error) from error
-            raise
+        raise
 
 
 def _rejected(error: Exception) -> ConfigError:
@@ -183,14 +194,16 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
     query = make_input("query")
     value = query if config.value_shape is None else make_input("value")
     key = None if config.key_shape is None else make_input("key")
-    layer = keras.layers.MultiHeadAttention(**derivation.layer.keras_kwargs(config.attention_axes))
-    layer.build(query.shape, value.shape, None if key is None else key.shape)
+    with _keras_rejects():
+        layer = keras.layers.MultiHeadAttention(**derivation.layer.keras_kwargs(config.attention_axes))
+        layer.build(query.shape, value.shape, None if key is None else key.shape)
     # Biases start at zero; random ones let the NumPy check cover the bias adds.
     for variable in layer.weights:
         if variable.path.endswith("bias"):
             variable.assign(keras.ops.cast(rng.normal(0.0, 0.5, tuple(variable.shape)), variable.dtype))
     seen = _record_sublayers(layer)
-    output, scores = layer(query, value, key=key, return_attention_scores=True, training=False)
+    with _keras_rejects():
+        output, scores = layer(query, value, key=key, return_attention_scores=True, training=False)
     shapes = {f"{step}_projected": seen[step][1] for step in ("query", "key", "value")}
     if "gate" in seen:
         shapes["gate"] = seen["gate"][1]
@@ -206,9 +219,10 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
         symbolic_query if config.value_shape is None else keras.Input(shape=tuple(value.shape[1:]))
     )
     symbolic_key = None if key is None else keras.Input(shape=tuple(key.shape[1:]))
-    symbolic_output, symbolic_scores = layer(
-        symbolic_query, symbolic_value, key=symbolic_key, return_attention_scores=True
-    )
+    with _keras_rejects():
+        symbolic_output, symbolic_scores = layer(
+            symbolic_query, symbolic_value, key=symbolic_key, return_attention_scores=True
+        )
 
     equations = {step: sublayer.equation for step, sublayer in _sublayers(layer).items()}
     equations.update(dot_product=layer._dot_product_equation, combine=layer._combine_equation)
