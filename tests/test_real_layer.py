@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from mha_cli.algebra import MHAConfig, attention_equations, derive, projection_equation
@@ -70,13 +70,21 @@ def configs(draw: st.DrawFn) -> MHAConfig:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs())
+# Found in CI: the query bias is misplaced, but one key position hides it.
+@example(MHAConfig((2, 1), (1, 1), num_heads=2, key_dim=1, batch=1))
 def test_derivation_equals_real_layer(config: MHAConfig) -> None:
     result = explain(config, BACKEND)
     derivation, numpy_reference, symbolic = result.checks
     assert derivation.status is Status.PASSED, derivation.detail
-    # Keras's numbers are right exactly when no known Keras bug applies.
+    # Keras's numbers are right whenever no known Keras bug applies, and a
+    # mismatch is always one we can name. (A misplaced bias can still be
+    # invisible, e.g. with a single key position every softmax weight is 1.)
     known = known_wrong_results(result.derivation, BACKEND)
-    assert (numpy_reference.status is Status.PASSED) == (not known), numpy_reference.detail
+    if not known:
+        assert numpy_reference.status is Status.PASSED, numpy_reference.detail
+    if numpy_reference.status is Status.FAILED:
+        assert known, numpy_reference.detail
+        assert known[0] in numpy_reference.detail
     # Keras's symbolic path always claims (batch, heads, T, T); we flag it
     # exactly when that differs from the real scores.
     d = result.derivation
