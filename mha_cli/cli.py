@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperGroup
 
 from mha_cli import __version__
 from mha_cli.algebra import BACKENDS, DTYPES
@@ -39,8 +39,21 @@ def _is_click_error(error: Exception) -> bool:
     return any(cls.__name__ == "ClickException" for cls in type(error).__mro__)
 
 
-class OneLineErrors(TyperCommand):
-    """Usage errors as one line on stderr with exit 2, never a rich panel."""
+#: Options the group itself answers; anything else starting with "-" is explain's.
+_GROUP_OPTIONS = frozenset({"--help", "-h", "--version", "--install-completion", "--show-completion"})
+
+
+class ExplainByDefault(TyperGroup):
+    """``mha-explain --shape ...`` means ``mha-explain explain --shape ...``.
+
+    Usage errors, from the group or any command, become one line on stderr
+    with exit 2, never a rich panel.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if not args or (args[0].startswith("-") and args[0] not in _GROUP_OPTIONS):
+            args = ["explain", *args]
+        return super().parse_args(ctx, args)
 
     def main(
         self,
@@ -60,7 +73,9 @@ class OneLineErrors(TyperCommand):
             if not _is_click_error(error):
                 raise
             message = error.format_message()  # type: ignore[attr-defined]
-            say_error(f"{message} (see mha-explain --help)")
+            context = getattr(error, "ctx", None)
+            where = context.command_path if context is not None else "mha-explain"
+            say_error(f"{message} (see {where} --help)")
             code = ExitCode.BAD_INPUT
         if not standalone_mode:
             return code
@@ -117,6 +132,7 @@ def _dropout(text: str) -> float:
 
 
 app = typer.Typer(
+    cls=ExplainByDefault,
     add_completion=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
@@ -124,7 +140,26 @@ app = typer.Typer(
 )
 
 
-@app.command(cls=OneLineErrors)
+@app.callback()
+def mha_explain(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Explain keras.layers.MultiHeadAttention from a real forward pass, and pin its shapes in CI.
+
+    explain is the default command, so these two are the same:
+
+    \b
+        mha-explain --shape 32,64,4 --axes 1
+        mha-explain explain --shape 32,64,4 --axes 1
+
+    Exit codes: 0 answer, 1 a check failed or a case differs, 2 bad input,
+    3 environment problem, 130 interrupted.
+    """
+
+
+@app.command("explain")
 def explain_command(
     shape: Annotated[
         Any,
@@ -276,15 +311,13 @@ def explain_command(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks and the backend's captured log output.")
     ] = False,
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
-    ] = False,
 ) -> None:
     """Explain one keras.layers.MultiHeadAttention configuration from a real forward pass.
 
     Prints the role of every axis, every shape, the einsum equations Keras uses,
     the weights and costs, and checks all of it against the real layer.
     Exit codes: 0 answer, 1 a check failed, 2 bad input, 3 environment problem.
+    This is the default command: mha-explain --shape ... runs it.
     """
     from mha_cli.algebra import MHAConfig
 

@@ -182,11 +182,16 @@ def test_real_process_keeps_tensorflow_noise_off_both_streams() -> None:
     assert "\x1b[" not in table.stdout  # piped: no colour codes
 
 
-def test_help_imports_no_backend() -> None:
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["explain", "--help"], ["--shape", "8,x"], ["--shape", "8,16", "--no-run", "--json"]],
+    ids=["help", "explain-help", "usage-error", "no-run"],
+)
+def test_instant_answers_import_no_backend(args: list[str]) -> None:
     probe = (
         "import sys\n"
         "from mha_cli.cli import main\n"
-        "sys.argv = ['mha-explain', '--help']\n"
+        f"sys.argv = ['mha-explain', *{args!r}]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules)\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
@@ -218,10 +223,24 @@ def test_missing_backend_exits_3_with_the_pip_command() -> None:
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def test_readme_help_reference_is_current() -> None:
+@pytest.mark.parametrize("command", ["", "explain"])
+def test_readme_help_reference_is_current(command: str) -> None:
     from scripts.readme_help import current_help, readme_help
 
-    assert readme_help() == current_help(), "run: python scripts/readme_help.py --write"
+    assert readme_help(command) == current_help(command), "run: python scripts/readme_help.py --write"
+
+
+def test_explain_is_the_default_command() -> None:
+    implicit = invoke("--shape", "8,16", "--no-run", "--json")
+    explicit = invoke("explain", "--shape", "8,16", "--no-run", "--json")
+    assert implicit.exit_code == explicit.exit_code == 0
+    assert json.loads(implicit.stdout) == json.loads(explicit.stdout)
+
+
+def test_a_mistyped_command_is_not_taken_for_explain() -> None:
+    result = invoke("explian", "--shape", "8,16")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("mha-explain: error: No such command 'explian'")
 
 
 def test_no_run_answers_from_the_algebra_and_says_so() -> None:
