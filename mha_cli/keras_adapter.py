@@ -103,16 +103,58 @@ def _check_supported(keras: ModuleType, derivation: Derivation) -> None:
 TF_MAX_MULTI_AXIS_SCORES_RANK = 8
 
 
+#: oneDNN's Softmax kernel, which TensorFlow uses on x86 CPUs unless
+#: TF_ENABLE_ONEDNN_OPTS=0, takes at most this rank in float32 and bfloat16:
+#: "Input dims must be <= 5 and >=1 [Op:Softmax]" (measured, TF 2.21). Keras
+#: softmaxes single-axis scores over their last axis with that op, so every
+#: single-axis attention over a rank-5 input fails there; multi-axis scores
+#: are reshaped first and are not affected.
+ONEDNN_MAX_SOFTMAX_RANK = 5
+_softmax_rank_limits: dict[str, int | None] = {}
+
+
+def softmax_rank_limit(dtype: str) -> int | None:
+    """The highest rank TensorFlow's Softmax accepts in ``dtype`` here, or None for no limit.
+
+    Probed once per dtype on a tiny tensor, because whether oneDNN runs depends
+    on the CPU, the TensorFlow build and TF_ENABLE_ONEDNN_OPTS.
+    """
+    if dtype not in _softmax_rank_limits:
+        import tensorflow as tf
+
+        probe = tf.ones((1,) * (ONEDNN_MAX_SOFTMAX_RANK + 1), dtype=dtype)
+        try:
+            with native_output_silenced():
+                tf.nn.softmax(probe)
+            _softmax_rank_limits[dtype] = None
+        except tf.errors.OpError:  # AbortedError in TF 2.21: "Input dims must be <= 5"
+            _softmax_rank_limits[dtype] = ONEDNN_MAX_SOFTMAX_RANK
+    return _softmax_rank_limits[dtype]
+
+
 def _check_backend_limits(derivation: Derivation, backend: str) -> None:
+    if backend != "tensorflow":
+        return
     attended = derivation.layer.attention_axes
+    given = format_shape(derivation.config.attention_axes or attended)
     scores_rank = len(derivation.shapes["attention_scores"].shape)
-    if backend == "tensorflow" and len(attended) > 1 and scores_rank > TF_MAX_MULTI_AXIS_SCORES_RANK:
+    if len(attended) > 1 and scores_rank > TF_MAX_MULTI_AXIS_SCORES_RANK:
         raise ConfigError(
             "--axes",
-            format_shape(derivation.config.attention_axes or attended),
+            given,
             f"the attention scores would have rank {scores_rank}; on TensorFlow, Keras's softmax over "
             f"several axes supports at most rank {TF_MAX_MULTI_AXIS_SCORES_RANK} "
             "(a TensorFlow broadcasting limit): attend over fewer axes, or use another --backend",
+        )
+    limit = softmax_rank_limit(derivation.layer.dtype) if len(attended) == 1 else None
+    if limit is not None and scores_rank > limit:
+        raise ConfigError(
+            "--axes",
+            given,
+            f"the attention scores would have rank {scores_rank}; this TensorFlow runs Softmax with "
+            f"oneDNN, which takes at most rank {limit} in {derivation.layer.dtype}, so the real layer "
+            "fails here: set TF_ENABLE_ONEDNN_OPTS=0, or use --dtype float64 or float16, or attend over "
+            "more axes, or use another --backend",
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from mha_cli.algebra import MHAConfig, attention_equations, derive, projection_equation
 from mha_cli.errors import ConfigError
 from mha_cli.explain import Status, explain
-from mha_cli.keras_adapter import TF_MAX_MULTI_AXIS_SCORES_RANK, known_wrong_results
+from mha_cli.keras_adapter import TF_MAX_MULTI_AXIS_SCORES_RANK, known_wrong_results, softmax_rank_limit
 
 pytestmark = pytest.mark.keras
 BACKEND = "tensorflow"
@@ -73,6 +74,15 @@ def configs(draw: st.DrawFn) -> MHAConfig:
 # Found in CI: the query bias is misplaced, but one key position hides it.
 @example(MHAConfig((2, 1), (1, 1), num_heads=2, key_dim=1, batch=1))
 def test_derivation_equals_real_layer(config: MHAConfig) -> None:
+    limit, derived = softmax_rank_limit(config.dtype), derive(config)
+    single_axis_rank = (
+        len(derived.shapes["attention_scores"].shape) if len(derived.layer.attention_axes) == 1 else 0
+    )
+    if limit is not None and single_axis_rank > limit:
+        # oneDNN's Softmax (test_tensorflow_onednn_softmax_limit): refused up front, by name.
+        with pytest.raises(ConfigError, match="runs Softmax with oneDNN"):
+            explain(config, BACKEND)
+        return
     result = explain(config, BACKEND)
     derivation, numpy_reference, symbolic = result.checks
     assert derivation.status is Status.PASSED, derivation.detail
@@ -176,6 +186,32 @@ def test_tensorflow_scores_rank_limit(shape: tuple[int, ...], axes: tuple[int, .
             layer(x, x)
         with pytest.raises(ConfigError, match="scores would have rank 9; on TensorFlow"):
             explain(MHAConfig(shape, attention_axes=axes), BACKEND)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_tensorflow_onednn_softmax_limit(dtype: str) -> None:
+    """Where oneDNN's Softmax runs, single-axis scores of rank 6 fail; we say so up front."""
+    import keras
+
+    limit = softmax_rank_limit(dtype)
+    if limit is None:
+        pytest.skip(f"this TensorFlow's Softmax has no rank limit in {dtype} (oneDNN off or not built in)")
+    rank_6 = MHAConfig((5, 3, 4, 8), attention_axes=(1,), dtype=dtype)
+    rank_5 = MHAConfig((5, 3, 8), attention_axes=(1,), dtype=dtype)
+    for config, runs in ((rank_5, True), (rank_6, False)):
+        layer = keras.layers.MultiHeadAttention(num_heads=1, key_dim=1, attention_axes=(1,), dtype=dtype)
+        x = np.ones((1, *config.query_shape), "float32")
+        if runs:
+            layer(x, x)
+            assert not explain(config, BACKEND).failed
+        else:
+            with pytest.raises(Exception, match="Input dims must be <= 5"):
+                layer(x, x)
+            with pytest.raises(ConfigError, match="scores would have rank 6; this TensorFlow runs Softmax"):
+                explain(config, BACKEND)
+    # The advice holds: the same attention in float64 or float16 runs and checks out.
+    for other in ("float64", "float16"):
+        assert not explain(replace(rank_6, dtype=other), BACKEND).failed
 
 
 def test_keras_tensorflow_bias_add_bug_is_caught_and_explained() -> None:
