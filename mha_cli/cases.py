@@ -1,0 +1,544 @@
+"""Case files: named MultiHeadAttention configurations and their expected shapes.
+
+A case file is TOML or JSON (``*.mha.toml``, ``*.mha.json``) with an optional
+``[defaults]`` table, ``[[case]]`` entries using the layer's argument names, an
+optional ``expect`` block per case and a ``[recorded]`` table saying which Keras
+produced the expectations. The README documents the format.
+
+Pure: the standard library and the shape algebra only. Every problem is a
+:class:`CaseFileError` pointing at ``file:line`` and the case.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mha_cli.algebra import Derivation, MHAConfig, derive
+from mha_cli.errors import ConfigError
+from mha_cli.parsing import MAX_SIZE, format_shape
+
+#: File names that directories are searched for, and that the pytest plugin collects.
+CASE_FILE_SUFFIXES = (".mha.toml", ".mha.json")
+
+#: The knobs a case (or [defaults]) may set, with what each must hold.
+KNOBS: dict[str, str] = {
+    "shape": "shape",
+    "value_shape": "shape",
+    "key_shape": "shape",
+    "num_heads": "int",
+    "key_dim": "int",
+    "value_dim": "int",
+    "output_shape": "int or shape",
+    "axes": "axes",
+    "attention_axes": "axes",
+    "use_bias": "bool",
+    "use_gate": "bool",
+    "dropout": "number",
+    "dtype": "str",
+    "batch": "int",
+    "seed": "int",
+    "axis_names": "names",
+}
+CASE_KEYS = ("name", *KNOBS, "expect")
+TOP_LEVEL_KEYS = ("defaults", "case", "recorded")
+RECORDED_KEYS = ("keras_version", "backend", "tool_version")
+
+#: Shapes an ``expect`` block may pin (the JSON document's ``shapes`` names), batch axis left out.
+SHAPE_FIELDS = (
+    "output",
+    "attention_scores",
+    "query_projected",
+    "key_projected",
+    "value_projected",
+    "gate",
+    "attention_output",
+)
+EXPECT_FIELDS = (*SHAPE_FIELDS, "params", "equations")
+EQUATION_NAMES = ("query", "key", "value", "gate", "dot_product", "combine", "output")
+
+_HOW_TO_WRITE = {
+    "shape": "a list of positive sizes without the batch axis, e.g. [32, 64, 4]",
+    "int": "an integer",
+    "int or shape": "an integer or a list of sizes, e.g. 4 or [3, 2]",
+    "axes": 'an axis, a list of axes such as [1, 2], or "none"',
+    "bool": "true or false",
+    "number": "a number",
+    "str": "a string",
+    "names": 'a list of names, e.g. ["height", "width"]',
+}
+
+
+class CaseFileError(ValueError):
+    """A problem in a case file, at ``path:line`` and, where known, in one case."""
+
+    def __init__(self, path: Path, line: int, case: str | None, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.case = case
+        self.problem = problem
+        where = f"{path}:{line}: " + ("" if case is None else f"case {case!r}: ")
+        super().__init__(where + problem)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Which mha-explain, Keras and backend produced a file's expectations."""
+
+    keras_version: str
+    backend: str
+    tool_version: str
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    path: Path
+    line: int
+    #: Position among the file's cases (what record writes back to).
+    index: int
+    config: MHAConfig
+    #: The ``expect`` block as written (shapes as lists), or None when there is none.
+    expect: Mapping[str, Any] | None
+    #: Lines of this case's keys and ``expect`` fields, for errors that point at them.
+    lines: Mapping[str, int]
+
+    @property
+    def id(self) -> str:
+        return f"{self.path}::{self.name}"
+
+    def problem(self, key: str | None, problem: str) -> CaseFileError:
+        return CaseFileError(self.path, self.lines.get(key or "", self.line), self.name, problem)
+
+
+@dataclass(frozen=True)
+class CaseFile:
+    path: Path
+    format: str  # "toml" or "json"
+    cases: tuple[Case, ...]
+    #: Cases that could not be read, each pointing at its line; the others still run.
+    problems: tuple[CaseFileError, ...]
+    recorded: Recorded | None
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One expected value that the real layer does not give."""
+
+    field: str
+    expected: Any
+    actual: Any
+
+
+# --- Finding and reading files -------------------------------------------------
+
+
+def find_case_files(paths: Sequence[Path]) -> list[Path]:
+    """Files as given, and every ``*.mha.toml`` / ``*.mha.json`` under given directories."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(
+                sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(CASE_FILE_SUFFIXES))
+            )
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found))
+
+
+def file_format(path: Path) -> str:
+    if path.suffix == ".json":
+        return "json"
+    if path.suffix == ".toml":
+        return "toml"
+    raise CaseFileError(path, 1, None, "a case file ends in .toml or .json (e.g. attention.mha.toml)")
+
+
+def load(path: Path) -> CaseFile:
+    """Read and validate one case file; raises CaseFileError when it cannot be read at all."""
+    fmt = file_format(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CaseFileError(path, 1, None, "no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CaseFileError(path, 1, None, f"cannot read it: {error}") from None
+    return parse(path, text, fmt)
+
+
+def parse(path: Path, text: str, fmt: str) -> CaseFile:
+    data, lines = _parse_toml(path, text) if fmt == "toml" else _parse_json(path, text)
+    if not isinstance(data, dict):
+        raise CaseFileError(path, 1, None, "the top level must be a table (object) with [[case]] entries")
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            raise CaseFileError(path, lines.at(key), None, _unknown("top-level key", key, TOP_LEVEL_KEYS))
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise CaseFileError(path, lines.at("defaults"), None, "[defaults] must be a table")
+    for key in defaults:
+        if key not in KNOBS:
+            problem = (
+                f"{key!r} cannot have a default; set it in each case"
+                if key in CASE_KEYS
+                else _unknown("key in [defaults]", key, tuple(KNOBS))
+            )
+            raise CaseFileError(path, lines.at("defaults", key), None, problem)
+    entries = data.get("case", [])
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise CaseFileError(path, lines.at("case"), None, "cases are [[case]] tables (a list of objects)")
+    if not entries:
+        raise CaseFileError(path, 1, None, "no cases; add [[case]] tables with a name and a shape")
+    recorded = _recorded(path, data.get("recorded"), lines)
+    cases: list[Case] = []
+    problems: list[CaseFileError] = []
+    names: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        try:
+            case = _case(path, index, entry, defaults, lines)
+        except CaseFileError as error:
+            problems.append(error)
+            continue
+        if case.name in names:
+            problems.append(
+                case.problem(
+                    "name", f"the name is used twice (first at line {names[case.name]}); names are ids"
+                )
+            )
+            continue
+        names[case.name] = case.lines["name"]
+        cases.append(case)
+    return CaseFile(path, fmt, tuple(cases), tuple(problems), recorded)
+
+
+def _unknown(what: str, key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown {what} {key!r}; {hint}known: {', '.join(known)}"
+
+
+def _recorded(path: Path, table: object, lines: _Lines) -> Recorded | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict) or set(table) != set(RECORDED_KEYS):
+        raise CaseFileError(
+            path,
+            lines.at("recorded"),
+            None,
+            f"[recorded] is written by mha-explain record and holds {', '.join(RECORDED_KEYS)}",
+        )
+    if not all(isinstance(value, str) for value in table.values()):
+        raise CaseFileError(path, lines.at("recorded"), None, "[recorded] values are strings")
+    return Recorded(**table)
+
+
+# --- One case ------------------------------------------------------------------
+
+
+def _case(path: Path, index: int, entry: dict[str, Any], defaults: dict[str, Any], lines: _Lines) -> Case:
+    name = entry.get("name")
+    line = lines.at("case", index)
+    key_lines = {key: lines.at("case", index, key) for key in entry}
+    expect = entry.get("expect")
+    if isinstance(expect, dict):
+        key_lines.update({f"expect.{key}": lines.at("case", index, "expect", key) for key in expect})
+    shown = name if isinstance(name, str) and name else f"#{index + 1}"
+    for key in entry:
+        if key not in CASE_KEYS:
+            raise CaseFileError(path, key_lines[key], shown, _unknown("key", key, CASE_KEYS))
+    if not isinstance(name, str) or not name.strip():
+        raise CaseFileError(path, line, shown, 'every case needs a name, e.g. name = "image-height-only"')
+    if "axes" in entry and "attention_axes" in entry:
+        raise CaseFileError(path, key_lines["attention_axes"], name, "give axes or attention_axes, not both")
+    merged = {**defaults, **entry}
+    if "axes" in entry and "attention_axes" in defaults:
+        del merged["attention_axes"]
+    if "attention_axes" in entry and "axes" in defaults:
+        del merged["axes"]
+    if "shape" not in merged:
+        raise CaseFileError(
+            path, line, name, "no shape; give the query shape without the batch axis, e.g. [10, 16]"
+        )
+
+    def where(key: str) -> int:
+        if key in entry:
+            return key_lines[key]
+        return lines.at("defaults", key) if key in defaults else line
+
+    values: dict[str, Any] = {}
+    for key, kind in KNOBS.items():
+        if key in merged:
+            try:
+                values[key] = _value(kind, merged[key])
+            except ValueError as error:
+                raise CaseFileError(path, where(key), name, f"{key}: {error}") from None
+    axes_key = "attention_axes" if "attention_axes" in merged else "axes"
+    config = MHAConfig(
+        query_shape=values["shape"],
+        value_shape=values.get("value_shape"),
+        key_shape=values.get("key_shape"),
+        num_heads=values.get("num_heads"),
+        key_dim=values.get("key_dim"),
+        value_dim=values.get("value_dim"),
+        output_shape=values.get("output_shape"),
+        attention_axes=values.get(axes_key),
+        use_bias=values.get("use_bias", True),
+        use_gate=values.get("use_gate", False),
+        dropout=values.get("dropout", 0.0),
+        dtype=values.get("dtype", "float32"),
+        batch=values.get("batch", 2),
+        seed=values.get("seed", 0),
+        axis_names=values.get("axis_names"),
+    )
+    try:
+        derive(config)
+    except ConfigError as error:
+        key = _key_of_option(error.option, axes_key)
+        value = "" if error.value is None else f" {error.value}"
+        raise CaseFileError(path, where(key), name, f"{key}{value}: {error.problem}") from None
+    if expect is not None:
+        _check_expect(path, name, expect, key_lines, line)
+    return Case(name, path, line, index, config, expect, {**key_lines, "": line})
+
+
+def _key_of_option(option: str, axes_key: str) -> str:
+    """The case-file key for a CLI option named in a ConfigError (``--num-heads`` -> ``num_heads``)."""
+    if option == "--axes":
+        return axes_key
+    if option == "--gate":
+        return "use_gate"
+    return option.removeprefix("--").replace("-", "_")
+
+
+def _value(kind: str, value: object) -> Any:
+    if kind == "shape" or (kind == "int or shape" and isinstance(value, list)):
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"expected {_HOW_TO_WRITE['shape']}, got {value!r}")
+        return tuple(_size(item) for item in value)
+    if kind in ("int", "int or shape"):
+        return _size(value) if kind == "int or shape" else _integer(value)
+    if kind == "axes":
+        if isinstance(value, str) and value.strip().lower() == "none":
+            return None
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(_is_int(item) for item in items):
+            raise ValueError(f"expected {_HOW_TO_WRITE['axes']}, got {value!r}")
+        return tuple(items)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"expected {_HOW_TO_WRITE['bool']}, got {value!r}")
+        return value
+    if kind == "number":
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ValueError(f"expected {_HOW_TO_WRITE['number']}, got {value!r}")
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"expected {_HOW_TO_WRITE['str']}, got {value!r}")
+        return value
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"expected {_HOW_TO_WRITE['names']}, got {value!r}")
+    return tuple(value)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _integer(value: object) -> int:
+    if not _is_int(value):
+        raise ValueError(f"expected {_HOW_TO_WRITE['int']}, got {value!r}")
+    assert isinstance(value, int)
+    if abs(value) > MAX_SIZE:
+        raise ValueError(f"{value} is too large; sizes are at most {MAX_SIZE}")
+    return value
+
+
+def _size(value: object) -> int:
+    if value is None or (isinstance(value, str) and value.lower() == "none"):
+        raise ValueError("leave out the batch axis (None): shapes here are without it, like --shape")
+    size = _integer(value)
+    if size < 1:
+        raise ValueError(f"size {size} is not positive")
+    return size
+
+
+def _check_expect(path: Path, name: str, expect: object, key_lines: Mapping[str, int], line: int) -> None:
+    here = key_lines.get("expect", line)
+    if not isinstance(expect, dict):
+        raise CaseFileError(path, here, name, "expect must be a table of expected values")
+    for key, value in expect.items():
+        at = key_lines.get(f"expect.{key}", here)
+        if key not in EXPECT_FIELDS:
+            raise CaseFileError(path, at, name, _unknown("expect field", key, EXPECT_FIELDS))
+        if key in SHAPE_FIELDS:
+            try:
+                _value("shape", value)
+            except ValueError as error:
+                raise CaseFileError(path, at, name, f"expect.{key}: {error}") from None
+        elif key == "params":
+            if not _is_int(value) or value < 0:
+                raise CaseFileError(path, at, name, f"expect.params: expected a count, got {value!r}")
+        else:
+            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+                raise CaseFileError(
+                    path,
+                    at,
+                    name,
+                    'expect.equations: expected a table such as { dot_product = "aecd,abcd->acbe" }',
+                )
+            for equation in value:
+                if equation not in EQUATION_NAMES:
+                    raise CaseFileError(path, at, name, _unknown("equation", equation, EQUATION_NAMES))
+
+
+# --- Expectations against a derivation -------------------------------------------
+
+
+def observed(derivation: Derivation, fields: Sequence[str] = EXPECT_FIELDS) -> dict[str, Any]:
+    """The values ``fields`` name, as a case file writes them (shapes without batch)."""
+    values: dict[str, Any] = {}
+    for field in fields:
+        if field in derivation.shapes:
+            shape = derivation.shapes[field].shape
+            values[field] = list(shape[1:])  # every shape starts with the batch axis
+        elif field == "params":
+            values[field] = derivation.params
+        elif field == "equations":
+            values[field] = dict(derivation.equations)
+    return values
+
+
+def compare(expect: Mapping[str, Any], derivation: Derivation) -> tuple[Mismatch, ...]:
+    """Every expected value the derivation does not give, named by its field."""
+    actual = observed(derivation, tuple(expect))
+    mismatches = []
+    for field, expected in expect.items():
+        if field == "equations":
+            for name, equation in expected.items():
+                got = actual[field].get(name)
+                if got != equation:
+                    mismatches.append(Mismatch(f"equations.{name}", equation, got))
+        elif actual.get(field) != expected:
+            mismatches.append(Mismatch(field, expected, actual.get(field)))
+    return tuple(mismatches)
+
+
+def show(value: Any) -> str:
+    """A value as a mismatch line shows it: shapes as (32, 64, 4), absent as 'absent'."""
+    if value is None:
+        return "absent"
+    if isinstance(value, list):
+        return format_shape(tuple(value))
+    return str(value)
+
+
+# --- Where things are: line numbers ----------------------------------------------
+
+
+class _Lines:
+    """Line numbers of tables and keys, found by a light scan of the text.
+
+    tomllib and json give no positions, so a scan finds ``[[case]]`` headers and
+    ``key =`` lines (TOML) or ``"name": "..."`` and ``"key":`` (JSON). A path it
+    cannot place falls back to its parent's line, then to line 1.
+    """
+
+    def __init__(self, found: dict[tuple[str | int, ...], int]) -> None:
+        self.found = found
+
+    def at(self, *path: str | int) -> int:
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.found:
+                return self.found[path[:end]]
+        return 1
+
+
+_TOML_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?")
+_TOML_KEY = re.compile(r"^\s*([A-Za-z0-9_\-.\" ]+?)\s*=")
+
+
+def _parse_toml(path: Path, text: str) -> tuple[Any, _Lines]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        match = re.search(r"at line (\d+)", str(error))
+        at = int(match.group(1)) if match else max(1, len(text.splitlines()))  # "at end of document"
+        message = re.sub(r"\s*\((at line \d+, column \d+|at end of document)\)", "", str(error))
+        raise CaseFileError(path, at, None, f"not valid TOML: {message}") from None
+    found: dict[tuple[str | int, ...], int] = {}
+    table: tuple[str | int, ...] = ()
+    cases = -1
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _TOML_HEADER.match(line)
+        if header and not _TOML_KEY.match(line):
+            parts = [part.strip().strip('"') for part in header.group(2).split(".")]
+            if parts[0] == "case":
+                if header.group(1) == "[[":
+                    cases += 1
+                table = ("case", cases, *parts[1:])
+            else:
+                table = tuple(parts)
+            found.setdefault(table, number)
+            continue
+        key = _TOML_KEY.match(line)
+        if key:
+            parts = [part.strip().strip('"') for part in key.group(1).split(".")]
+            for end in range(1, len(parts) + 1):  # a dotted key also places its tables
+                found.setdefault((*table, *parts[:end]), number)
+    return data, _Lines(found)
+
+
+def _parse_json(path: Path, text: str) -> tuple[Any, _Lines]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CaseFileError(path, error.lineno, None, f"not valid JSON: {error.msg}") from None
+    found: dict[tuple[str | int, ...], int] = {}
+    line_starts = [0, *(m.end() for m in re.finditer("\n", text))]
+
+    def line_of(offset: int) -> int:
+        return next(i for i in range(len(line_starts), 0, -1) if line_starts[i - 1] <= offset)
+
+    for key in TOP_LEVEL_KEYS:
+        match = re.search(rf'"{key}"\s*:', text)
+        if match:
+            found[(key,)] = line_of(match.start())
+    if isinstance(data, dict) and isinstance(data.get("defaults"), dict) and ("defaults",) in found:
+        start = text.index('"defaults"')
+        for key in data["defaults"]:
+            match = re.compile(rf'"{re.escape(key)}"\s*:').search(text, start)
+            if match:
+                found[("defaults", key)] = line_of(match.start())
+    cases = data.get("case") if isinstance(data, dict) else None
+    position = text.index('"case"') if ("case",) in found else 0
+    for index, entry in enumerate(cases if isinstance(cases, list) else []):
+        if not isinstance(entry, dict):
+            continue
+        name = entry.get("name")
+        match = re.compile(rf'"name"\s*:\s*{re.escape(json.dumps(name))}').search(text, position)
+        if not match:
+            continue
+        position = match.start()
+        found[("case", index)] = line_of(position)
+        for key, value in entry.items():
+            key_match = re.compile(rf'"{re.escape(key)}"\s*:').search(text, _object_start(text, position))
+            if key_match:
+                found[("case", index, key)] = line_of(key_match.start())
+            if key == "expect" and isinstance(value, dict) and key_match:
+                for field in value:
+                    field_match = re.compile(rf'"{re.escape(field)}"\s*:').search(text, key_match.end())
+                    if field_match:
+                        found[("case", index, "expect", field)] = line_of(field_match.start())
+    return data, _Lines(found)
+
+
+def _object_start(text: str, position: int) -> int:
+    """The ``{`` that opens the JSON object holding ``position`` (for a case: its start)."""
+    return text.rfind("{", 0, position)
