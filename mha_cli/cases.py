@@ -106,7 +106,7 @@ class Case:
     config: MHAConfig
     #: The ``expect`` block as written (shapes as lists), or None when there is none.
     expect: Mapping[str, Any] | None
-    #: Lines of this case's keys and ``expect`` fields, for errors that point at them.
+    #: Lines of this case's keys (its own or from [defaults]) and ``expect.*`` fields.
     lines: Mapping[str, int]
 
     @property
@@ -115,6 +115,12 @@ class Case:
 
     def problem(self, key: str | None, problem: str) -> CaseFileError:
         return CaseFileError(self.path, self.lines.get(key or "", self.line), self.name, problem)
+
+    def config_problem(self, error: ConfigError) -> CaseFileError:
+        """A ConfigError (named by CLI option) as a problem at this case's key."""
+        key = _key_of_option(error.option, "attention_axes" if "attention_axes" in self.lines else "axes")
+        value = "" if error.value is None else f" {error.value}"
+        return self.problem(key, f"{key}{value}: {error.problem}")
 
 
 @dataclass(frozen=True)
@@ -266,18 +272,18 @@ def _case(path: Path, index: int, entry: dict[str, Any], defaults: dict[str, Any
             path, line, name, "no shape; give the query shape without the batch axis, e.g. [10, 16]"
         )
 
-    def where(key: str) -> int:
-        if key in entry:
-            return key_lines[key]
-        return lines.at("defaults", key) if key in defaults else line
-
+    # Where each knob was set: in the case, or in [defaults].
+    for key in merged:
+        if key not in entry:
+            key_lines[key] = lines.at("defaults", key)
+    key_lines[""] = line
     values: dict[str, Any] = {}
     for key, kind in KNOBS.items():
         if key in merged:
             try:
                 values[key] = _value(kind, merged[key])
             except ValueError as error:
-                raise CaseFileError(path, where(key), name, f"{key}: {error}") from None
+                raise CaseFileError(path, key_lines[key], name, f"{key}: {error}") from None
     axes_key = "attention_axes" if "attention_axes" in merged else "axes"
     config = MHAConfig(
         query_shape=values["shape"],
@@ -296,15 +302,14 @@ def _case(path: Path, index: int, entry: dict[str, Any], defaults: dict[str, Any
         seed=values.get("seed", 0),
         axis_names=values.get("axis_names"),
     )
+    case = Case(name, path, line, index, config, expect, key_lines)
     try:
         derive(config)
     except ConfigError as error:
-        key = _key_of_option(error.option, axes_key)
-        value = "" if error.value is None else f" {error.value}"
-        raise CaseFileError(path, where(key), name, f"{key}{value}: {error.problem}") from None
+        raise case.config_problem(error) from None
     if expect is not None:
         _check_expect(path, name, expect, key_lines, line)
-    return Case(name, path, line, index, config, expect, {**key_lines, "": line})
+    return case
 
 
 def _key_of_option(option: str, axes_key: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -129,6 +130,48 @@ def _dropout(text: str) -> float:
     if not 0.0 <= value < 1.0:
         raise typer.BadParameter(f"{text}: a dropout rate must be in [0, 1)")
     return value
+
+
+# Options every command that runs the layer shares.
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        metavar="|".join(BACKENDS),
+        parser=_choice("--backend", BACKENDS),
+        envvar="KERAS_BACKEND",
+        show_envvar=True,
+        help="Keras backend.",
+    ),
+]
+MaxMemoryOption = Annotated[
+    int,
+    typer.Option(
+        "--max-memory",
+        metavar="SIZE",
+        parser=_parser(parse_bytes, "--max-memory"),
+        help="Skip the forward pass when it would need more (e.g. 512MiB).",
+    ),
+]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show tracebacks and the backend's captured log output.")
+]
+CaseFilesArgument = Annotated[
+    list[Path],
+    typer.Argument(
+        metavar="FILE",
+        help="Case files (.toml or .json), or directories holding *.mha.toml / *.mha.json.",
+        show_default=False,
+    ),
+]
+SelectOption = Annotated[
+    str | None,
+    typer.Option(
+        "-k",
+        metavar="PATTERN",
+        help="Only the cases whose file::name contains PATTERN, in any case (a glob if it has * ? or [).",
+    ),
+]
 
 
 app = typer.Typer(
@@ -274,29 +317,11 @@ def explain_command(
             help="Names for the axes between batch and features, e.g. height,width.",
         ),
     ] = None,
-    backend: Annotated[
-        str,
-        typer.Option(
-            "--backend",
-            metavar="|".join(BACKENDS),
-            parser=_choice("--backend", BACKENDS),
-            envvar="KERAS_BACKEND",
-            show_envvar=True,
-            help="Keras backend.",
-        ),
-    ] = "tensorflow",
+    backend: BackendOption = "tensorflow",
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Answer from the shape algebra alone: no Keras, no checks.")
     ] = False,
-    max_memory: Annotated[
-        int,
-        typer.Option(
-            "--max-memory",
-            metavar="SIZE",
-            parser=_parser(parse_bytes, "--max-memory"),
-            help="Skip the forward pass when it would need more (e.g. 512MiB).",
-        ),
-    ] = "2GiB",  # type: ignore[assignment]
+    max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document (schema in the README).")
     ] = False,
@@ -308,9 +333,7 @@ def explain_command(
             help="Print one value of the JSON document, e.g. shapes.attention_scores.",
         ),
     ] = None,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks and the backend's captured log output.")
-    ] = False,
+    debug: DebugOption = False,
 ) -> None:
     """Explain one keras.layers.MultiHeadAttention configuration from a real forward pass.
 
@@ -364,6 +387,126 @@ def explain_command(
             ExitCode.CHECK_FAILED,
             f"check failed: {names}; the real layer and the derivation disagree (see Verification)",
         )
+
+
+@app.command("check")
+def check_command(
+    files: CaseFilesArgument,
+    select: SelectOption = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the report as one JSON document (schema in the README).")
+    ] = False,
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", metavar="PATH", help="Also write the report as JUnit XML to PATH."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail cases that have no expect block (exit 1).")
+    ] = False,
+    backend: BackendOption = "tensorflow",
+    max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
+    debug: DebugOption = False,
+) -> None:
+    """Check case files against the real layer, all in one process.
+
+    Every case runs a real forward pass with the same verifications as explain,
+    and its expect block is compared field by field. Exit codes: 0 all passed,
+    1 a case differs or a verification failed, 2 an invalid file or case
+    (file:line; every other file is still checked), 3 environment problem.
+    """
+    from mha_cli.check import check_files
+    from mha_cli.render import progress_bar
+
+    if junit is not None and not junit.parent.is_dir():
+        fail(ExitCode.BAD_INPUT, f"--junit {junit}: no directory {junit.parent} to write it in")
+    with progress_bar(sys.stderr) as progress:
+        report = _guarded(
+            lambda: check_files(files, backend, pattern=select, max_memory=max_memory, progress=progress),
+            debug,
+        )
+    if junit is not None:
+        from mha_cli.junit import junit_xml
+
+        _guarded(lambda: _write(junit, "--junit", junit_xml(report, strict=strict)), debug)
+    if json_output:
+        from mha_cli import document
+
+        typer.echo(document.dumps(document.check_document(report, strict=strict)))
+    else:
+        from mha_cli.render import make_console, render_check
+
+        render_check(report, make_console(), strict=strict)
+    code = report.exit_code(strict=strict)
+    if code is not ExitCode.OK:
+        problems = report.problems(strict=strict)
+        fail(code, f"{len(problems)} problem(s) in the cases checked; first: {problems[0]}")
+
+
+@app.command("record")
+def record_command(
+    files: CaseFilesArgument,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update", help="Replace expectations that differ from the real layer (and print them)."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")
+    ] = False,
+    select: SelectOption = None,
+    backend: BackendOption = "tensorflow",
+    max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
+    debug: DebugOption = False,
+) -> None:
+    """Fill in missing expect blocks from real forward passes.
+
+    Keeps the file's comments, order and formatting, writes it atomically, and
+    records the Keras version and backend in its [recorded] table. An existing
+    expectation is never changed without --update. Exit codes: 0 done, 1 an
+    expectation differs (kept) or a case could not be recorded, 2 an invalid
+    file or case, 3 environment problem.
+    """
+    from mha_cli.record import record_files
+    from mha_cli.render import make_console, progress_bar, render_record
+
+    with progress_bar(sys.stderr) as progress:
+        report = _guarded(
+            lambda: record_files(
+                files,
+                backend,
+                update=update,
+                dry_run=dry_run,
+                pattern=select,
+                max_memory=max_memory,
+                progress=progress,
+            ),
+            debug,
+        )
+    render_record(report, make_console())
+    code = report.exit_code()
+    if code is ExitCode.BAD_INPUT:
+        first = next(o.error or o.not_recorded[0][1] for o in report.outcomes if o.error or o.invalid)
+        fail(code, f"invalid case file; first problem: {first}")
+    if code is ExitCode.CHECK_FAILED:
+        kept = sum(len(o.kept) for o in report.outcomes)
+        skipped = sum(len(o.not_recorded) for o in report.outcomes)
+        parts = (
+            [f"{kept} expectation(s) differ from the real layer, kept (--update replaces them)"]
+            if kept
+            else []
+        )
+        parts += [f"{skipped} case(s) could not be recorded (see above)"] if skipped else []
+        fail(code, "; ".join(parts))
+
+
+def _write(path: Path, option: str, text: str) -> None:
+    from mha_cli.files import write_atomically
+
+    try:
+        write_atomically(path, text)
+    except OSError as error:
+        raise ConfigError(option, str(path), f"cannot write it: {error.strerror or error}") from None
 
 
 def _guarded(action: Callable[[], T], debug: bool) -> T:

@@ -6,10 +6,12 @@ Change a key only by bumping SCHEMA_VERSION and saying so in the README.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from mha_cli import __version__
 from mha_cli.algebra import Derivation, Einsum, Tensor
+from mha_cli.check import CaseResult, CaseStatus, CheckReport
 from mha_cli.errors import ConfigError
 from mha_cli.explain import ExplainResult
 
@@ -99,6 +101,52 @@ def to_document(result: ExplainResult) -> dict[str, Any]:
         "summary": list(d.summary),
         "checks": {check.name: {"status": check.status.value, **check.data} for check in result.checks},
         "warnings": list(result.warnings),
+    }
+
+
+def _case_result(result: CaseResult) -> dict[str, Any]:
+    return {
+        "file": str(result.path),
+        "name": result.name,
+        "line": result.line,
+        "status": result.status.value,
+        "mismatches": [
+            {"field": m.field, "expected": m.expected, "actual": m.actual} for m in result.mismatches
+        ],
+        "failed_checks": list(result.failed_checks),
+        "error": result.error,
+        "executed": result.result is not None and result.result.run is not None,
+        "not_executed_reason": result.not_executed_reason,
+        "warnings": list(result.warnings),
+        "seconds": round(result.seconds, 4),
+    }
+
+
+def check_document(report: CheckReport, *, strict: bool = False) -> dict[str, Any]:
+    """The report of ``mha-explain check --json`` (schema in the README)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "keras_version": report.keras_version,
+        "backend": report.backend,
+        "exit_code": int(report.exit_code(strict=strict)),
+        "summary": {
+            "files": len(report.files),
+            "cases": len(report.results),
+            **{status.value: report.count(status) for status in CaseStatus},
+            "unreadable_files": sum(file.error is not None for file in report.files),
+            "seconds": round(report.seconds, 3),
+        },
+        "files": [
+            {
+                "path": str(file.path),
+                "error": file.error,
+                "recorded": None if file.recorded is None else asdict(file.recorded),
+                "version_note": report.version_note(file),
+            }
+            for file in report.files
+        ],
+        "cases": [_case_result(result) for result in report.results],
     }
 
 

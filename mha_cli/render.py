@@ -1,6 +1,6 @@
 """Rich tables for people. The only module that imports rich.
 
-Renders an ExplainResult; computes nothing the result does not already hold.
+Renders an ExplainResult or a CheckReport; computes nothing they do not already hold.
 Without a terminal rich emits no colour codes, and it honours NO_COLOR.
 """
 
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 from rich import box
@@ -17,8 +19,11 @@ from rich.table import Table
 from rich.text import Text
 
 from mha_cli.algebra import KERAS_DEFAULTS, Derivation, Role
+from mha_cli.cases import show
+from mha_cli.check import CaseStatus, CheckReport, Progress
 from mha_cli.explain import ExplainResult, Status
 from mha_cli.parsing import format_shape
+from mha_cli.record import RecordReport
 
 _ROLE_STYLE = {Role.BATCH: "dim", Role.ATTENDED: "bold green", Role.FREE: "yellow", Role.FEATURE: "cyan"}
 _ROLE_MEANING = {
@@ -225,3 +230,109 @@ def render(result: ExplainResult, console: Console) -> None:
     console.print(verification_section(result))
     if result.failed:
         console.print(Panel(Text("A check failed: see Verification above.", style="bold red"), expand=False))
+
+
+# --- check -----------------------------------------------------------------------
+
+_CASE_MARK = {
+    CaseStatus.PASSED: ("PASS", "green"),
+    CaseStatus.FAILED: ("FAIL", "bold red"),
+    CaseStatus.ERROR: ("ERROR", "bold red"),
+    CaseStatus.UNRECORDED: ("NEW", "yellow"),
+}
+
+
+def render_check(report: CheckReport, console: Console, *, strict: bool = False) -> None:
+    """One row per case, with a row per differing field; then the totals."""
+    for file in report.files:
+        table = _table(str(file.path), "case", "status", "line", "what differs / why")
+        note = report.version_note(file)
+        if note is not None:
+            table.caption = f"note: {note}"
+            table.caption_justify = "left"
+        if file.error is not None:
+            table.add_row("(file)", Text("ERROR", style="bold red"), "", file.error)
+        for result in file.results:
+            mark, style = _CASE_MARK[result.status]
+            if strict and result.status is CaseStatus.UNRECORDED:
+                style = "bold red"
+            lines = result.explanation()
+            if result.not_executed_reason is not None and result.status is not CaseStatus.ERROR:
+                lines.append(f"not executed: {result.not_executed_reason}")
+            table.add_row(result.name, Text(mark, style=style), str(result.line), lines[0] if lines else "")
+            for line in lines[1:]:
+                table.add_row("", "", "", line)
+        console.print(table)
+    counts = ", ".join(
+        f"{report.count(status)} {status.value}" for status in CaseStatus if report.count(status)
+    )
+    bad_files = sum(file.error is not None for file in report.files)
+    unreadable = f", {bad_files} unreadable file(s)" if bad_files else ""
+    ran_on = f"Keras {report.keras_version} on {report.backend}" if report.keras_version else report.backend
+    console.print(
+        f"{len(report.results)} case(s) in {len(report.files)} file(s): {counts or 'none'}{unreadable} "
+        f"({ran_on}, {report.seconds:.1f} s)"
+    )
+
+
+def render_record(report: RecordReport, console: Console) -> None:
+    """Per file: what was added, replaced, kept and left out, and why."""
+    verb = "would write" if report.dry_run else "wrote"
+    for outcome in report.outcomes:
+        if outcome.error is not None:
+            console.print(Text(f"{outcome.path}: not read: {outcome.error}", style="bold red"))
+            continue
+        counts = [
+            f"{len(outcome.added)} new expect block(s)",
+            f"{len(outcome.updated)} expectation(s) replaced",
+            f"{len(outcome.unchanged)} unchanged",
+        ]
+        if outcome.kept:
+            counts.append(f"{len(outcome.kept)} differing, kept")
+        if outcome.not_recorded:
+            counts.append(f"{len(outcome.not_recorded)} not recorded")
+        done = verb if outcome.added or outcome.updated else "left as it was"
+        console.print(f"{outcome.path}: {done}: {', '.join(counts)}", style="bold")
+        for name in outcome.added:
+            console.print(f"  added    {name}")
+        for change in outcome.updated:
+            console.print(
+                f"  replaced {change.case}: {change.field} {show(change.old)} -> {show(change.new)}"
+            )
+        for change in outcome.kept:
+            console.print(
+                Text(
+                    f"  kept     {change.case}: {change.field} is {show(change.old)} in the file, the real "
+                    f"layer gives {show(change.new)} (rerun with --update to replace it)",
+                    style="yellow",
+                )
+            )
+        for name, why in outcome.not_recorded:
+            console.print(Text(f"  skipped  {name}: {why}", style="red"))
+    ran_on = f"Keras {report.keras_version} on {report.backend}" if report.keras_version else report.backend
+    console.print(f"recorded with {ran_on}")
+
+
+@contextmanager
+def progress_bar(stream: TextIO) -> Iterator[Progress | None]:
+    """A progress bar on ``stream`` when it is a terminal; None (silence) otherwise."""
+    if not stream.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bar
+
+    with Bar(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=stream),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("checking", total=None)
+
+        def advance(done: int, total: int, case_id: str) -> None:
+            bar.update(task, completed=done, total=total, description=case_id)
+
+        yield advance

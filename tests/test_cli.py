@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mha_cli.cli import app
+from scripts.readme_help import COMMANDS, current_help, readme_help
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,9 +224,8 @@ def test_missing_backend_exits_3_with_the_pip_command() -> None:
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("command", ["", "explain"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_readme_help_reference_is_current(command: str) -> None:
-    from scripts.readme_help import current_help, readme_help
 
     assert readme_help(command) == current_help(command), "run: python scripts/readme_help.py --write"
 

@@ -1,0 +1,227 @@
+"""Check case files against the real layer, all in one process.
+
+Each case runs through :func:`mha_cli.explain.explain` (the same forward pass
+and verifications as the explain command); its expectations are compared with
+the derivation that the real layer has just confirmed. The backend is imported
+once, by the first case that runs. The report is a frozen object that
+:mod:`mha_cli.render`, :mod:`mha_cli.document` and :mod:`mha_cli.junit` present.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from mha_cli.cases import Case, CaseFileError, Mismatch, Recorded, compare, find_case_files, load, show
+from mha_cli.errors import ConfigError, ExitCode
+from mha_cli.explain import DEFAULT_MAX_MEMORY, ExplainResult, explain
+
+
+class CaseStatus(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"  # an expectation differs, or a verification failed: exit 1
+    ERROR = "error"  # the case is invalid, or the real layer rejects it: exit 2
+    UNRECORDED = "unrecorded"  # verified, but it has no expect block to compare
+
+
+#: Called before each case runs: (cases done, cases in all, the case's id).
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    path: Path
+    name: str
+    line: int
+    status: CaseStatus
+    mismatches: tuple[Mismatch, ...] = ()
+    #: One line per failed verification (derivation, numpy_reference).
+    failed_checks: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    #: Why the case is an error (its location is path, line and name).
+    error: str | None = None
+    not_executed_reason: str | None = None
+    seconds: float = 0.0
+    case: Case | None = None
+    result: ExplainResult | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.path}::{self.name}"
+
+    @property
+    def location(self) -> str:
+        return f"{self.path}:{self.line}: case {self.name!r}"
+
+    def explanation(self) -> list[str]:
+        """What is wrong, one line per problem: what every report shows for this case."""
+        lines = [
+            f"{m.field}: expected {show(m.expected)}, the real layer gives {show(m.actual)}"
+            for m in self.mismatches
+        ]
+        lines.extend(self.failed_checks)
+        if self.error is not None:
+            lines.append(self.error)
+        if self.status is CaseStatus.UNRECORDED:
+            lines.append("no expect block: run mha-explain record on this file to pin its shapes")
+        return lines
+
+
+@dataclass(frozen=True)
+class FileReport:
+    path: Path
+    results: tuple[CaseResult, ...]
+    #: The file could not be read at all (it has no results then).
+    error: str | None = None
+    recorded: Recorded | None = None
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    files: tuple[FileReport, ...]
+    backend: str
+    #: The Keras that ran the cases (None when none ran).
+    keras_version: str | None
+    seconds: float
+
+    @property
+    def results(self) -> tuple[CaseResult, ...]:
+        return tuple(result for file in self.files for result in file.results)
+
+    def count(self, status: CaseStatus) -> int:
+        return sum(result.status is status for result in self.results)
+
+    def version_note(self, file: FileReport) -> str | None:
+        """Says so when a file's expectations came from another Keras or backend."""
+        recorded = file.recorded
+        if recorded is None or self.keras_version is None:
+            return None
+        if (recorded.keras_version, recorded.backend) == (self.keras_version, self.backend):
+            return None
+        return (
+            f"expectations recorded with Keras {recorded.keras_version} on {recorded.backend}; "
+            f"this run: Keras {self.keras_version} on {self.backend}"
+        )
+
+    def problems(self, *, strict: bool = False) -> list[str]:
+        """One line per unreadable file and per case that did not pass, with its location."""
+        failing = {CaseStatus.FAILED, CaseStatus.ERROR} | ({CaseStatus.UNRECORDED} if strict else set())
+        return [file.error for file in self.files if file.error is not None] + [
+            f"{result.location}: {result.explanation()[0]}"
+            for result in self.results
+            if result.status in failing
+        ]
+
+    def exit_code(self, *, strict: bool = False) -> ExitCode:
+        """2 when a file or case is invalid, else 1 when any case failed, else 0."""
+        if any(file.error for file in self.files) or self.count(CaseStatus.ERROR):
+            return ExitCode.BAD_INPUT
+        if self.count(CaseStatus.FAILED) or (strict and self.count(CaseStatus.UNRECORDED)):
+            return ExitCode.CHECK_FAILED
+        return ExitCode.OK
+
+
+def matches(pattern: str | None, path: Path, name: str) -> bool:
+    """-k: a glob (``*height*``) or a substring of ``file::name``, ignoring case."""
+    if pattern is None:
+        return True
+    target = f"{path}::{name}".lower()
+    wanted = pattern.lower()
+    if any(char in wanted for char in "*?["):
+        return fnmatch.fnmatchcase(name.lower(), wanted) or fnmatch.fnmatchcase(target, wanted)
+    return wanted in target
+
+
+def run_case(case: Case, backend: str, *, max_memory: int = DEFAULT_MAX_MEMORY) -> CaseResult:
+    """One case through the real layer, then its expectations."""
+    started = time.perf_counter()
+
+    def finish(status: CaseStatus, **details: Any) -> CaseResult:
+        seconds = time.perf_counter() - started
+        return CaseResult(case.path, case.name, case.line, status, seconds=seconds, case=case, **details)
+
+    try:
+        result = explain(case.config, backend, max_memory=max_memory)
+    except ConfigError as error:  # the real layer (or its backend) refuses the configuration
+        return finish(CaseStatus.ERROR, error=case.config_problem(error).problem)
+    mismatches = () if case.expect is None else compare(case.expect, result.derivation)
+    failed_checks = tuple(f"{check.name}: {check.detail}" for check in result.failed)
+    if failed_checks or mismatches:
+        status = CaseStatus.FAILED
+    elif case.expect is None:
+        status = CaseStatus.UNRECORDED
+    else:
+        status = CaseStatus.PASSED
+    return finish(
+        status,
+        mismatches=mismatches,
+        failed_checks=failed_checks,
+        warnings=result.warnings,
+        not_executed_reason=result.not_executed_reason,
+        result=result,
+    )
+
+
+def _problem_result(problem: CaseFileError) -> CaseResult:
+    return CaseResult(
+        problem.path, problem.case or "?", problem.line, CaseStatus.ERROR, error=problem.problem
+    )
+
+
+def check_files(
+    paths: Sequence[Path],
+    backend: str,
+    *,
+    pattern: str | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    progress: Progress | None = None,
+) -> CheckReport:
+    """Run every selected case of every file; a bad file never stops the others.
+
+    Raises ConfigError when ``pattern`` selects nothing (a typo would
+    otherwise pass CI by checking no case at all).
+    """
+    started = time.perf_counter()
+    found = find_case_files(paths)
+    if not found:
+        shown = " ".join(str(path) for path in paths)
+        raise ConfigError("FILE", shown, "no case files here (*.mha.toml or *.mha.json in a directory)")
+    loaded: list[tuple[Path, list[Case], list[CaseFileError], Recorded | None, str | None]] = []
+    available = 0
+    for path in found:
+        try:
+            case_file = load(path)
+        except CaseFileError as unreadable:
+            loaded.append((path, [], [], None, str(unreadable)))
+            continue
+        available += len(case_file.cases)
+        cases = [case for case in case_file.cases if matches(pattern, path, case.name)]
+        problems = [p for p in case_file.problems if p.case is None or matches(pattern, path, p.case)]
+        loaded.append((path, cases, problems, case_file.recorded, None))
+    total = sum(len(cases) for _, cases, _, _, _ in loaded)
+    if pattern is not None and not total and not any(problems for _, _, problems, _, _ in loaded):
+        raise ConfigError(
+            "-k", repr(pattern), f"matches none of the {available} cases in {len(found)} file(s)"
+        )
+    done = 0
+    files = []
+    keras_version = None
+    for path, cases, problems, recorded, file_error in loaded:
+        results = []
+        for case in cases:
+            if progress is not None:
+                progress(done, total, case.id)
+            outcome = run_case(case, backend, max_memory=max_memory)
+            done += 1
+            if outcome.result is not None and outcome.result.run is not None:
+                keras_version = outcome.result.run.keras_version
+            results.append(outcome)
+        results.extend(_problem_result(problem) for problem in problems)
+        results.sort(key=lambda result: result.line)
+        files.append(FileReport(path, tuple(results), file_error, recorded))
+    return CheckReport(tuple(files), backend, keras_version, time.perf_counter() - started)

@@ -1,0 +1,245 @@
+"""Fill in case files' expect blocks from real forward passes.
+
+The file is edited, not regenerated: TOML through tomlkit, which keeps comments,
+order and formatting; JSON keeps its key order and indentation. Each file is
+written once, atomically, after all its cases have run, so an error or an
+interrupt part-way leaves it as it was. An existing expectation is replaced
+only with ``update``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mha_cli import __version__
+from mha_cli.cases import SHAPE_FIELDS, CaseFileError, find_case_files, load, observed
+from mha_cli.check import CaseResult, CaseStatus, Progress, matches, run_case
+from mha_cli.errors import ConfigError, ExitCode
+from mha_cli.explain import DEFAULT_MAX_MEMORY
+from mha_cli.files import write_atomically
+
+#: What record writes into a new expect block (those the configuration has).
+RECORDED_FIELDS = (*SHAPE_FIELDS, "params")
+
+
+@dataclass(frozen=True)
+class Change:
+    case: str
+    field: str
+    old: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    path: Path
+    #: Cases that had no expect block and now have one.
+    added: tuple[str, ...] = ()
+    #: Expectations replaced (``update``) or, without it, left differing.
+    updated: tuple[Change, ...] = ()
+    kept: tuple[Change, ...] = ()
+    #: Cases whose expectations already hold.
+    unchanged: tuple[str, ...] = ()
+    #: (case, why) for cases that were not recorded: invalid, failed a check, not run.
+    not_recorded: tuple[tuple[str, str], ...] = ()
+    invalid: bool = False
+    #: The whole file could not be read.
+    error: str | None = None
+    written: bool = False
+
+
+@dataclass(frozen=True)
+class RecordReport:
+    outcomes: tuple[RecordOutcome, ...]
+    backend: str
+    keras_version: str | None
+    dry_run: bool
+
+    def exit_code(self) -> ExitCode:
+        """2 for an invalid file or case, 1 when something was left unrecorded or differing, else 0."""
+        if any(outcome.error or outcome.invalid for outcome in self.outcomes):
+            return ExitCode.BAD_INPUT
+        if any(outcome.kept or outcome.not_recorded for outcome in self.outcomes):
+            return ExitCode.CHECK_FAILED
+        return ExitCode.OK
+
+
+def record_files(
+    paths: Sequence[Path],
+    backend: str,
+    *,
+    update: bool = False,
+    dry_run: bool = False,
+    pattern: str | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+    progress: Progress | None = None,
+) -> RecordReport:
+    found = find_case_files(paths)
+    if not found:
+        shown = " ".join(str(path) for path in paths)
+        raise ConfigError("FILE", shown, "no case files here (*.mha.toml or *.mha.json in a directory)")
+    outcomes = []
+    keras_version = None
+    for path in found:
+        try:
+            case_file = load(path)
+        except CaseFileError as unreadable:
+            outcomes.append(RecordOutcome(path, error=str(unreadable)))
+            continue
+        results: list[CaseResult] = []
+        cases = [case for case in case_file.cases if matches(pattern, path, case.name)]
+        for number, case in enumerate(cases):
+            if progress is not None:
+                progress(number, len(cases), case.id)
+            results.append(run_case(case, backend, max_memory=max_memory))
+        ran = [r.result.run.keras_version for r in results if r.result is not None and r.result.run]
+        keras_version = ran[-1] if ran else keras_version
+        problems = [p for p in case_file.problems if p.case is None or matches(pattern, path, p.case)]
+        outcome = _record_file(path, results, problems, update=update)
+        if (outcome.added or outcome.updated) and not dry_run:
+            assert keras_version is not None  # something was recorded, so a case ran
+            text = _edit(path, case_file.format, results, update, keras_version, backend)
+            write_atomically(path, text)
+            outcome = replace(outcome, written=True)
+        outcomes.append(outcome)
+    return RecordReport(tuple(outcomes), backend, keras_version, dry_run)
+
+
+def _record_file(
+    path: Path, results: list[CaseResult], problems: list[CaseFileError], *, update: bool
+) -> RecordOutcome:
+    """Decide, case by case, what record does; nothing is written here."""
+    added: list[str] = []
+    unchanged: list[str] = []
+    updated: list[Change] = []
+    kept: list[Change] = []
+    not_recorded = [(problem.case or "?", str(problem)) for problem in problems]
+    for result in results:
+        if result.status is CaseStatus.ERROR:
+            not_recorded.append((result.name, f"{result.location}: {result.error}"))
+        elif result.failed_checks:
+            not_recorded.append((result.name, f"a verification failed: {result.failed_checks[0]}"))
+        elif result.not_executed_reason is not None:
+            not_recorded.append(
+                (
+                    result.name,
+                    f"not run, so not recorded (expectations come from the real layer): "
+                    f"{result.not_executed_reason}",
+                )
+            )
+        elif result.case is not None and result.case.expect is None:
+            added.append(result.name)
+        elif result.mismatches:
+            changes = [Change(result.name, m.field, m.expected, m.actual) for m in result.mismatches]
+            (updated if update else kept).extend(changes)
+        else:
+            unchanged.append(result.name)
+    return RecordOutcome(
+        path,
+        added=tuple(added),
+        updated=tuple(updated),
+        kept=tuple(kept),
+        unchanged=tuple(unchanged),
+        not_recorded=tuple(not_recorded),
+        invalid=bool(problems) or any(result.status is CaseStatus.ERROR for result in results),
+    )
+
+
+def _new_values(results: list[CaseResult], update: bool) -> dict[int, tuple[dict[str, Any], bool]]:
+    """By case index: the values to write and whether they form a new expect block."""
+    edits: dict[int, tuple[dict[str, Any], bool]] = {}
+    for result in results:
+        case, explained = result.case, result.result
+        if case is None or explained is None or result.failed_checks or result.not_executed_reason:
+            continue
+        if case.expect is None:
+            edits[case.index] = (observed(explained.derivation, RECORDED_FIELDS), True)
+        elif update and result.mismatches:
+            fields = {m.field.split(".")[0] for m in result.mismatches}
+            edits[case.index] = (observed(explained.derivation, sorted(fields)), False)
+    return edits
+
+
+def _recorded_table(keras_version: str, backend: str) -> dict[str, str]:
+    return {"keras_version": keras_version, "backend": backend, "tool_version": __version__}
+
+
+def _edit(
+    path: Path, fmt: str, results: list[CaseResult], update: bool, keras_version: str, backend: str
+) -> str:
+    text = path.read_text(encoding="utf-8")
+    edits = _new_values(results, update)
+    recorded = _recorded_table(keras_version, backend)
+    return (_edit_toml if fmt == "toml" else _edit_json)(text, edits, recorded)
+
+
+def _edit_toml(text: str, edits: dict[int, tuple[dict[str, Any], bool]], recorded: dict[str, str]) -> str:
+    import tomlkit
+    from tomlkit.items import Table
+
+    document = tomlkit.parse(text)
+    entries = document["case"]
+    for index, (values, new_block) in edits.items():
+        entry = entries[index]
+        if new_block and isinstance(entry, Table):
+            _append_table(entry, "expect", values)
+        elif new_block:  # an inline table, e.g. case = [{ name = "a", ... }]
+            entry["expect"] = tomlkit.inline_table()
+            entry["expect"].update(values)
+        else:
+            expect = entry["expect"]
+            for field, value in values.items():
+                if field == "equations":
+                    for name in list(expect[field]):
+                        expect[field][name] = value[name]
+                else:
+                    expect[field] = value
+    if "recorded" in document:
+        document["recorded"].update(recorded)
+    else:
+        table = tomlkit.table()
+        table.update(recorded)
+        table.comment("written by mha-explain record: the Keras that produced the expectations")
+        document.add("recorded", table)
+    return tomlkit.dumps(document)
+
+
+def _append_table(parent: Any, key: str, values: dict[str, Any]) -> None:
+    """Add ``[case.expect]`` after the case's own keys.
+
+    tomlkit counts the comments and blank lines that precede the next
+    ``[[case]]`` as this case's trailing lines; they are moved after the new
+    table, so a comment stays with the case below it.
+    """
+    import tomlkit
+
+    body = parent.value.body
+    trailing: list[tuple[Any, Any]] = []
+    while body and body[-1][0] is None:
+        trailing.insert(0, body.pop())
+    table = tomlkit.table()
+    table.update(values)
+    parent.append(key, table)
+    table.value.body.extend(trailing)
+
+
+def _edit_json(text: str, edits: dict[int, tuple[dict[str, Any], bool]], recorded: dict[str, str]) -> str:
+    document = json.loads(text)
+    for index, (values, new_block) in edits.items():
+        entry = document["case"][index]
+        if new_block:
+            entry["expect"] = values
+        else:
+            for field, value in values.items():
+                if field == "equations":
+                    entry["expect"][field].update({name: value[name] for name in entry["expect"][field]})
+                else:
+                    entry["expect"][field] = value
+    document["recorded"] = recorded
+    indent = re.search(r"^( +)\S", text, re.MULTILINE)
+    return json.dumps(document, indent=len(indent.group(1)) if indent else 2, ensure_ascii=False) + "\n"

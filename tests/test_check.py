@@ -1,0 +1,272 @@
+"""check and record over case files, against the real layer (marked keras)."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mha_cli.cli import app
+
+pytestmark = pytest.mark.keras
+
+runner = CliRunner()
+
+# Small configurations, so each case costs a few tens of milliseconds.
+PINNED = """\
+# attention shapes we rely on
+[defaults]
+num_heads = 2
+key_dim = 4
+
+[[case]]
+name = "image-height-only"   # attention along axis 1 only
+shape = [6, 5, 4]
+axes = [1]
+
+[case.expect]
+output = [6, 5, 4]
+attention_scores = [5, 2, 6, 6]
+params = 156  # 3 x (4*2*4 + 2*4) + (2*4*4 + 4)
+
+# cross-attention: 4 key positions
+[[case]]
+name = "cross"
+shape = [8, 16]
+value_shape = [4, 16]
+
+[case.expect]
+attention_scores = [2, 8, 4]
+"""
+
+UNPINNED = """\
+# keep this comment
+[[case]]
+name = "sentence"  # a comment on the name
+shape = [10, 16]
+num_heads = 2
+
+# the image case
+[[case]]
+name = "image"
+shape = [6, 5, 4]
+axes = [1]
+"""
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_passing_file_exits_0(tmp_path: Path) -> None:
+    path = write(tmp_path, "ok.mha.toml", PINNED)
+    result = invoke("check", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert "2 case(s) in 1 file(s): 2 passed" in result.stdout
+
+
+def test_a_differing_shape_exits_1_naming_the_field(tmp_path: Path) -> None:
+    path = write(tmp_path, "drift.mha.toml", PINNED.replace("[5, 2, 6, 6]", "[2, 6, 5, 6, 5]"))
+    result = invoke("check", str(path), "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    (failed,) = [case for case in report["cases"] if case["status"] == "failed"]
+    assert failed["name"] == "image-height-only"
+    assert failed["line"] == 6
+    assert failed["mismatches"] == [
+        {"field": "attention_scores", "expected": [2, 6, 5, 6, 5], "actual": [5, 2, 6, 6]}
+    ]
+    assert report["summary"] == {
+        "files": 1,
+        "cases": 2,
+        "passed": 1,
+        "failed": 1,
+        "error": 0,
+        "unrecorded": 0,
+        "unreadable_files": 0,
+        "seconds": report["summary"]["seconds"],
+    }
+    assert result.stderr.splitlines() == [
+        f"mha-explain: error: 1 problem(s) in the cases checked; first: {path}:6: case 'image-height-only': "
+        "attention_scores: expected (2, 6, 5, 6, 5), the real layer gives (5, 2, 6, 6)"
+    ]
+
+
+def test_an_invalid_file_exits_2_at_its_line_and_the_others_are_still_checked(tmp_path: Path) -> None:
+    bad = write(tmp_path, "a-bad.mha.toml", '[[case]]\nname = "x"\nshape = [32, 64, 4]\naxes = [3]\n')
+    broken = write(tmp_path, "b-broken.mha.toml", '[[case]]\nname = "y"\nshape = [8, 16\n')
+    good = write(tmp_path, "c-good.mha.toml", PINNED)
+    result = invoke("check", str(tmp_path), "--json")
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert [file["path"] for file in report["files"]] == [str(bad), str(broken), str(good)]
+    assert report["files"][1]["error"].startswith(f"{broken}:3: not valid TOML")
+    (invalid,) = [case for case in report["cases"] if case["status"] == "error"]
+    assert (invalid["file"], invalid["line"], invalid["name"]) == (str(bad), 4, "x")
+    assert invalid["error"].startswith("axes (3,): axis 3 is the feature axis")
+    assert [case["status"] for case in report["cases"] if case["file"] == str(good)] == ["passed", "passed"]
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"mha-explain: error: 2 problem(s) in the cases checked; first: {broken}:3:")
+
+
+def test_junit_xml_parses_and_counts_the_cases(tmp_path: Path) -> None:
+    write(tmp_path, "a.mha.toml", PINNED.replace("params = 156", "params = 157"))
+    write(tmp_path, "b.mha.toml", UNPINNED + '\n[[case]]\nname = "bad"\nshape = [8]\n')
+    junit = tmp_path / "out" / "junit.xml"
+    junit.parent.mkdir()
+    result = invoke("check", str(tmp_path), "--junit", str(junit))
+    assert result.exit_code == 2, result.output
+    root = ET.parse(junit).getroot()
+    assert root.tag == "testsuites"
+    assert {key: root.get(key) for key in ("tests", "failures", "errors", "skipped")} == {
+        "tests": "5",
+        "failures": "1",
+        "errors": "1",
+        "skipped": "2",
+    }
+    first, second = root.findall("testsuite")
+    assert [case.get("name") for case in first.findall("testcase")] == ["image-height-only", "cross"]
+    failure = first.find("testcase/failure")
+    assert failure is not None
+    assert failure.get("message") == "params: expected 157, the real layer gives 156"
+    assert second.get("tests") == "3"
+    error = second.find("testcase/error")
+    assert error is not None and "rank 2 with the batch axis" in (error.get("message") or "")
+    strict = invoke(
+        "check", str(tmp_path / "b.mha.toml"), "-k", "sentence", "--strict", "--junit", str(junit)
+    )
+    assert strict.exit_code == 1
+    assert ET.parse(junit).getroot().get("failures") == "1"
+
+
+def test_k_selects_cases_and_a_pattern_that_selects_none_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "ok.mha.toml", PINNED)
+    result = invoke("check", str(path), "-k", "CROSS", "--json")
+    assert [case["name"] for case in json.loads(result.stdout)["cases"]] == ["cross"]
+    result = invoke("check", str(path), "-k", "image-*", "--json")
+    assert [case["name"] for case in json.loads(result.stdout)["cases"]] == ["image-height-only"]
+    none = invoke("check", str(path), "-k", "video")
+    assert none.exit_code == 2
+    assert none.stderr == "mha-explain: error: -k 'video': matches none of the 2 cases in 1 file(s)\n"
+
+
+def test_a_file_recorded_with_another_keras_says_so(tmp_path: Path) -> None:
+    recorded = '\n[recorded]\nkeras_version = "3.0.0"\nbackend = "tensorflow"\ntool_version = "0.0.1"\n'
+    path = write(tmp_path, "old.mha.toml", PINNED + recorded)
+    result = invoke("check", str(path), "--json")
+    assert result.exit_code == 0
+    (file,) = json.loads(result.stdout)["files"]
+    assert file["version_note"].startswith(
+        "expectations recorded with Keras 3.0.0 on tensorflow; this run: Keras 3."
+    )
+    assert "note: expectations recorded with Keras 3.0.0" in invoke("check", str(path)).stdout
+
+
+def test_record_fills_in_expect_blocks_and_keeps_comments(tmp_path: Path) -> None:
+    path = write(tmp_path, "new.mha.toml", UNPINNED)
+    result = invoke("record", str(path))
+    assert result.exit_code == 0, result.output
+    text = path.read_text()
+    for comment in ("# keep this comment", 'name = "sentence"  # a comment on the name', "# the image case"):
+        assert comment in text
+    # The comment that introduces the image case still sits right above it.
+    assert '# the image case\n[[case]]\nname = "image"' in text
+    assert text.index("[case.expect]") < text.index("# the image case")
+    assert "[recorded]" in text and 'backend = "tensorflow"' in text
+    checked = invoke("check", str(path), "--json")
+    assert checked.exit_code == 0, checked.output
+    assert [case["status"] for case in json.loads(checked.stdout)["cases"]] == ["passed", "passed"]
+    again = path.read_text()
+    assert invoke("record", str(path)).exit_code == 0
+    assert path.read_text() == again  # nothing new to record: the file is not touched
+
+
+def test_record_never_overwrites_without_update(tmp_path: Path) -> None:
+    path = write(tmp_path, "pinned.mha.toml", PINNED.replace("params = 156", "params = 157  # by hand"))
+    before = path.read_text()
+    refused = invoke("record", str(path))
+    assert refused.exit_code == 1
+    assert path.read_text() == before
+    assert "kept     image-height-only: params is 157 in the file, the real layer gives 156" in refused.stdout
+    assert "--update replaces them" in refused.stderr
+    updated = invoke("record", str(path), "--update")
+    assert updated.exit_code == 0, updated.output
+    assert "replaced image-height-only: params 157 -> 156" in updated.stdout
+    after = path.read_text()
+    # Only the value changed (its comment kept); [recorded] was added at the end.
+    assert after[: len(before)] == before.replace("params = 157  # by hand", "params = 156  # by hand")
+    assert after[len(before) :].startswith("\n[recorded]")
+
+
+def test_an_interrupted_record_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mha_cli.check
+
+    path = write(tmp_path, "new.mha.toml", UNPINNED)
+    before = path.read_bytes()
+    real_explain = mha_cli.check.explain
+    calls = []
+
+    def interrupted_on_second_case(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_explain(*args, **kwargs)
+
+    monkeypatch.setattr(mha_cli.check, "explain", interrupted_on_second_case)
+    result = invoke("record", str(path))
+    assert result.exit_code == 130
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["new.mha.toml"]
+
+
+def test_a_failed_write_leaves_the_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "new.mha.toml", UNPINNED)
+    before = path.read_bytes()
+
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    result = invoke("record", str(path))
+    assert result.exit_code != 0
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["new.mha.toml"]
+
+
+def test_record_json_files_keep_their_layout(tmp_path: Path) -> None:
+    document = {"defaults": {"num_heads": 2}, "case": [{"name": "s", "shape": [10, 16]}]}
+    path = write(tmp_path, "cases.mha.json", json.dumps(document, indent=4) + "\n")
+    assert invoke("record", str(path)).exit_code == 0
+    text = path.read_text()
+    recorded = json.loads(text)
+    assert list(recorded) == ["defaults", "case", "recorded"]
+    assert recorded["case"][0]["expect"]["attention_scores"] == [2, 10, 10]
+    assert text.startswith('{\n    "defaults"')
+    assert invoke("check", str(path)).exit_code == 0
+
+
+def test_record_does_not_record_a_case_the_layer_rejects(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "x.mha.toml", UNPINNED + '\n[[case]]\nname = "video"\nshape = [2, 3, 4, 8]\naxes = 9\n'
+    )
+    before = path.read_text()
+    result = invoke("record", str(path), "--dry-run")
+    assert result.exit_code == 2
+    assert path.read_text() == before
+    assert "would write: 2 new expect block(s)" in result.stdout
+    assert f"{path}:16: case 'video': axes (9,): axis 9 is out of range" in result.stdout
