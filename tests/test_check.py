@@ -270,3 +270,31 @@ def test_record_does_not_record_a_case_the_layer_rejects(tmp_path: Path) -> None
     assert path.read_text() == before
     assert "would write: 2 new expect block(s)" in result.stdout
     assert f"{path}:16: case 'video': axes (9,): axis 9 is out of range" in result.stdout
+
+
+def test_the_pytest_plugin_collects_one_item_per_case_and_fails_with_the_diff(
+    pytester: pytest.Pytester,
+) -> None:
+    """Through the installed pytest11 entry point, as in a user's project."""
+    pytester.makefile(".mha.toml", ok=PINNED)
+    pytester.makefile(".mha.toml", drift=PINNED.replace("[2, 8, 4]", "[2, 8, 8]"))
+    pytester.makefile(".mha.toml", new=UNPINNED, bad='[[case]]\nname = "b"\nshape = [8]\n')
+    result = pytester.runpytest_inprocess("-rfs", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, failed=2, skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "bad.mha.toml:3: case 'b': shape (8,): rank 2 with the batch axis*",
+            "drift.mha.toml:17: case 'cross': attention_scores: expected (2, 8, 8), the real layer gives "
+            "(2, 8, 4)",
+            "FAILED bad.mha.toml::b - bad.mha.toml:3: case 'b': shape (8,)*",
+            "FAILED drift.mha.toml::cross - drift.mha.toml:17: case 'cross': attention_sco*",
+            "SKIPPED*no expect block: run mha-explain record*",
+        ]
+    )
+    strict = pytester.runpytest_inprocess("new.mha.toml", "--mha-strict", "-p", "no:cacheprovider")
+    strict.assert_outcomes(failed=2)
+    # An unreadable file is a collection error at its line, as pytest reports any.
+    pytester.makefile(".mha.toml", broken="[[case]\n")
+    broken = pytester.runpytest_inprocess("broken.mha.toml", "-p", "no:cacheprovider")
+    broken.assert_outcomes(errors=1)
+    broken.stdout.fnmatch_lines(["*broken.mha.toml:1: not valid TOML: Expected ']]'*"])

@@ -1,0 +1,126 @@
+"""A pytest plugin: case files become test items, one per case.
+
+Installed with mha-explain through the ``pytest11`` entry point, so a project's
+plain ``pytest`` collects every ``*.mha.toml`` and ``*.mha.json`` it walks
+past. Each case runs exactly as ``mha-explain check`` runs it and fails with
+the same lines. Collection never imports Keras; the first case that runs does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mha_cli.cases import CASE_FILE_SUFFIXES, Case, CaseFileError, load
+from mha_cli.check import CaseStatus, run_case
+from mha_cli.errors import ConfigError
+from mha_cli.explain import DEFAULT_MAX_MEMORY
+from mha_cli.parsing import parse_bytes
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mha-explain", "MultiHeadAttention case files (mha-explain)")
+    group.addoption(
+        "--mha-backend",
+        default=None,
+        help="Keras backend for case files [default: $KERAS_BACKEND, else tensorflow].",
+    )
+    group.addoption(
+        "--mha-strict",
+        action="store_true",
+        default=False,
+        help="Fail cases that have no expect block (they are skipped otherwise).",
+    )
+    group.addoption(
+        "--mha-max-memory",
+        default=None,
+        help="Skip a case's forward pass when it would need more, e.g. 512MiB [default: 2GiB].",
+    )
+
+
+_MAX_MEMORY = pytest.StashKey[int]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    memory = config.getoption("mha_max_memory", None)
+    try:
+        config.stash[_MAX_MEMORY] = (
+            DEFAULT_MAX_MEMORY if memory is None else parse_bytes("--mha-max-memory", memory)
+        )
+    except ConfigError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.name.endswith(CASE_FILE_SUFFIXES):
+        return CaseFileCollector.from_parent(parent, path=file_path)
+    return None
+
+
+class CaseFileCollector(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        try:
+            case_file = load(self.path)
+        except CaseFileError as error:
+            raise self.CollectError(str(error)) from None
+        for case in case_file.cases:
+            yield CaseItem.from_parent(self, name=case.name, case=case)
+        for problem in case_file.problems:
+            name = problem.case or f"line {problem.line}"
+            yield InvalidCaseItem.from_parent(self, name=name, problem=problem)
+
+
+class CaseDiffers(Exception):
+    """A case did not pass: where it is and the lines check would print for it."""
+
+    def __init__(self, location: str, explanation: list[str]) -> None:
+        # pytest's short summary shows the first line: the location and the first problem.
+        self.lines = [f"{location}: {explanation[0]}", *explanation[1:]]
+        super().__init__("\n".join(self.lines))
+
+
+class _CaseFileItem(pytest.Item):
+    def location_of(self, line: int) -> str:
+        """``file:line: case 'name'`` with the file relative to pytest's rootdir, as pytest shows paths."""
+        return f"{os.path.relpath(self.path, self.config.rootpath)}:{line}: case {self.name!r}"
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CaseDiffers):
+            return "\n".join(excinfo.value.lines)
+        return str(super().repr_failure(excinfo, style=style))
+
+
+class CaseItem(_CaseFileItem):
+    def __init__(self, *, case: Case, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+
+    def runtest(self) -> None:
+        config = self.config
+        backend = config.getoption("mha_backend") or os.environ.get("KERAS_BACKEND", "tensorflow")
+        result = run_case(self.case, backend, max_memory=config.stash[_MAX_MEMORY])
+        if result.status is CaseStatus.UNRECORDED and not config.getoption("mha_strict"):
+            pytest.skip(result.explanation()[0])
+        if result.status is not CaseStatus.PASSED:
+            raise CaseDiffers(self.location_of(result.line), result.explanation())
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.case.line - 1, f"case {self.case.name!r}"
+
+
+class InvalidCaseItem(_CaseFileItem):
+    """A case the file states wrongly: it fails with its file:line; the others still run."""
+
+    def __init__(self, *, problem: CaseFileError, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.problem = problem
+
+    def runtest(self) -> None:
+        raise CaseDiffers(self.location_of(self.problem.line), [self.problem.problem])
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.problem.line - 1, f"case {self.name!r}"
