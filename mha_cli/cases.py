@@ -225,8 +225,9 @@ def parse(path: Path, text: str, fmt: str) -> CaseFile:
 
 def _unknown(what: str, key: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown {what} {key!r}; {hint}known: {', '.join(known)}"
+    if close:
+        return f"unknown {what} {key!r}; did you mean {close[0]!r}?"
+    return f"unknown {what} {key!r}; known: {', '.join(known)}"
 
 
 def _recorded(path: Path, table: object, lines: _Lines) -> Recorded | None:

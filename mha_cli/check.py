@@ -141,14 +141,15 @@ def run_case(case: Case, backend: str, *, max_memory: int = DEFAULT_MAX_MEMORY) 
     """One case through the real layer, then its expectations."""
     started = time.perf_counter()
 
-    def finish(status: CaseStatus, **details: Any) -> CaseResult:
+    def finish(status: CaseStatus, line: int = case.line, **details: Any) -> CaseResult:
         seconds = time.perf_counter() - started
-        return CaseResult(case.path, case.name, case.line, status, seconds=seconds, case=case, **details)
+        return CaseResult(case.path, case.name, line, status, seconds=seconds, case=case, **details)
 
     try:
         result = explain(case.config, backend, max_memory=max_memory)
     except ConfigError as error:  # the real layer (or its backend) refuses the configuration
-        return finish(CaseStatus.ERROR, error=case.config_problem(error).problem)
+        problem = case.config_problem(error)  # at the line of the key it names
+        return finish(CaseStatus.ERROR, line=problem.line, error=problem.problem)
     mismatches = () if case.expect is None else compare(case.expect, result.derivation)
     failed_checks = tuple(f"{check.name}: {check.detail}" for check in result.failed)
     if failed_checks or mismatches:

@@ -144,7 +144,7 @@ def _check_backend_limits(derivation: Derivation, backend: str) -> None:
             given,
             f"the attention scores would have rank {scores_rank}; on TensorFlow, Keras's softmax over "
             f"several axes supports at most rank {TF_MAX_MULTI_AXIS_SCORES_RANK} "
-            "(a TensorFlow broadcasting limit): attend over fewer axes, or use another --backend",
+            "(a TensorFlow broadcasting limit): attend over fewer axes, or use another backend",
         )
     limit = softmax_rank_limit(derivation.layer.dtype) if len(attended) == 1 else None
     if limit is not None and scores_rank > limit:
@@ -153,8 +153,8 @@ def _check_backend_limits(derivation: Derivation, backend: str) -> None:
             given,
             f"the attention scores would have rank {scores_rank}; this TensorFlow runs Softmax with "
             f"oneDNN, which takes at most rank {limit} in {derivation.layer.dtype}, so the real layer "
-            "fails here: set TF_ENABLE_ONEDNN_OPTS=0, or use --dtype float64 or float16, or attend over "
-            "more axes, or use another --backend",
+            "fails here: set TF_ENABLE_ONEDNN_OPTS=0, or use dtype float64 or float16, or attend over "
+            "more axes, or use another backend",
         )
 
 

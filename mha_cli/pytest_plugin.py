@@ -46,6 +46,9 @@ _MAX_MEMORY = pytest.StashKey[int]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "mha_explain: a case from an mha-explain case file (runs the real Keras layer)"
+    )
     memory = config.getoption("mha_max_memory", None)
     try:
         config.stash[_MAX_MEMORY] = (
@@ -98,6 +101,7 @@ class CaseItem(_CaseFileItem):
     def __init__(self, *, case: Case, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
+        self.add_marker("mha_explain")  # so -m "not mha_explain" leaves case files out
 
     def runtest(self) -> None:
         config = self.config

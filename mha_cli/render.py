@@ -245,7 +245,9 @@ _CASE_MARK = {
 def render_check(report: CheckReport, console: Console, *, strict: bool = False) -> None:
     """One row per case, with a row per differing field; then the totals."""
     for file in report.files:
-        table = _table(str(file.path), "case", "status", "line", "what differs / why")
+        if not file.results and file.error is None:
+            continue  # -k selected none of its cases
+        table = _table(str(file.path), "case", "status", "line", "details")
         note = report.version_note(file)
         if note is not None:
             table.caption = f"note: {note}"
@@ -257,14 +259,19 @@ def render_check(report: CheckReport, console: Console, *, strict: bool = False)
             if strict and result.status is CaseStatus.UNRECORDED:
                 style = "bold red"
             lines = result.explanation()
+            if result.status is CaseStatus.PASSED and result.case is not None and result.case.expect:
+                lines.append(f"as expected: {', '.join(result.case.expect)}")
             if result.not_executed_reason is not None and result.status is not CaseStatus.ERROR:
                 lines.append(f"not executed: {result.not_executed_reason}")
             table.add_row(result.name, Text(mark, style=style), str(result.line), lines[0] if lines else "")
             for line in lines[1:]:
                 table.add_row("", "", "", line)
         console.print(table)
+    label = {CaseStatus.ERROR: "error(s)", CaseStatus.UNRECORDED: "without expectations"}
     counts = ", ".join(
-        f"{report.count(status)} {status.value}" for status in CaseStatus if report.count(status)
+        f"{report.count(status)} {label.get(status, status.value)}"
+        for status in CaseStatus
+        if report.count(status)
     )
     bad_files = sum(file.error is not None for file in report.files)
     unreadable = f", {bad_files} unreadable file(s)" if bad_files else ""
