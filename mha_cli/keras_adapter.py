@@ -233,7 +233,7 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
 
     def make_input(name: str) -> Any:
         shape = (config.batch, *(size or 0 for size in derivation.inputs[name].shape[1:]))
-        return keras.ops.cast(rng.standard_normal(shape), dtype)
+        return keras.ops.convert_to_tensor(rng.standard_normal(shape), dtype=dtype)
 
     query = make_input("query")
     value = query if config.value_shape is None else make_input("value")
@@ -246,8 +246,7 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
         )
         layer.build(query.shape, value.shape, None if key is None else key.shape)
     for variable in layer.weights:
-        values = _random_weight(rng, variable.path, tuple(variable.shape))
-        variable.assign(keras.ops.cast(values, variable.dtype))
+        variable.assign(_random_weight(rng, variable.path, tuple(variable.shape)))  # converted to its dtype
     seen = _record_sublayers(layer)
     with _keras_rejects():
         output, scores = layer(query, value, key=key, return_attention_scores=True, training=False)
@@ -275,7 +274,8 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
     equations.update(dot_product=layer._dot_product_equation, combine=layer._combine_equation)
 
     def numpy64(tensor: Any) -> np.ndarray:
-        return np.asarray(keras.ops.convert_to_numpy(keras.ops.cast(tensor, "float64")))
+        # NumPy widens every float dtype (bfloat16 through ml_dtypes) exactly.
+        return np.asarray(keras.ops.convert_to_numpy(tensor)).astype(np.float64)
 
     arrays = {
         "query": numpy64(query),

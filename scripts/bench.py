@@ -1,0 +1,156 @@
+"""Benchmark mha-explain against plain Keras, side by side in one run: ``python scripts/bench.py``.
+
+Every command runs in a fresh process, interleaved round by round, so machine
+noise falls on all of them alike; the report gives medians and, above all,
+ratios. Measured:
+
+- the Python floor (``python -c pass``) and ``mha-explain --help``;
+- ``--no-run`` and a full explain against a minimal hand-written tf.keras
+  script that runs the same single forward pass;
+- ``mha-explain check`` over 1 and over N generated cases: the marginal cost of
+  a case, end to end and, without process noise, in one process after warm-up,
+  next to plain Keras building the same layers and running the same passes.
+
+Targets (issues 3 and 5): --help < 0.3 s; --no-run > 10x faster than the
+script; a full explain within 10% of it; a case in check < 25 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+CLI = str(BIN / "mha-explain")
+ENV = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+FORUM = ["--shape", "32,64,4", "--axes", "1", "--num-heads", "2", "--key-dim", "128"]
+HAND_WRITTEN = """\
+import numpy as np
+import keras
+
+x = np.random.default_rng(0).standard_normal((2, 32, 64, 4)).astype("float32")
+layer = keras.layers.MultiHeadAttention(num_heads=2, key_dim=128, attention_axes=(1,))
+output, scores = layer(x, x, return_attention_scores=True)
+print(output.shape, scores.shape)
+"""
+
+
+def case_file(count: int) -> str:
+    """``count`` small, distinct cases: ranks 3 and 4, one or all axes, 1-3 heads."""
+    lines = []
+    for i in range(count):
+        rank4 = i % 2 == 1
+        shape = [4 + i % 5, 3 + i % 4, 8] if rank4 else [4 + i % 7, 8 + 8 * (i % 3)]
+        axes = "[1]" if rank4 and i % 4 == 1 else '"none"'
+        lines += [
+            "[[case]]",
+            f'name = "case-{i:03d}"',
+            f"shape = {shape}",
+            f"axes = {axes}",
+            f"num_heads = {1 + i % 3}",
+            f"key_dim = {2 + i % 4}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(command)} exited {done.returncode}:\n{done.stderr}")
+    return elapsed
+
+
+def in_process(path: Path, count: int) -> tuple[float, float]:
+    """Seconds per case in one process, after the backend import and a warm-up case.
+
+    Returns (check's run_case, plain Keras): the second builds the same layers and
+    runs the same forward passes with nothing else, the floor for any tool that
+    runs the real layer.
+    """
+    import keras
+    import numpy as np
+
+    from mha_cli.algebra import derive
+    from mha_cli.cases import load
+    from mha_cli.check import run_case
+
+    cases = load(path).cases[:count]
+    run_case(cases[0], "tensorflow")  # import and first-call warm-up
+    started = time.perf_counter()
+    for case in cases:
+        run_case(case, "tensorflow")
+    ours = (time.perf_counter() - started) / len(cases)
+
+    layers = [derive(case.config).layer.keras_kwargs(case.config.attention_axes) for case in cases]
+    inputs = [np.ones((2, *case.config.query_shape), "float32") for case in cases]
+    started = time.perf_counter()
+    for kwargs, x in zip(layers, inputs, strict=True):
+        keras.layers.MultiHeadAttention(**kwargs)(x, x, return_attention_scores=True)
+    plain = (time.perf_counter() - started) / len(cases)
+    return ours, plain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of every command [5]")
+    parser.add_argument("--cases", type=int, default=200, help="generated cases for check [200]")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        one, many = folder / "one.mha.toml", folder / "many.mha.toml"
+        one.write_text(case_file(1))
+        many.write_text(case_file(args.cases))
+        script = folder / "hand_written.py"
+        script.write_text(HAND_WRITTEN)
+        subprocess.run([CLI, "record", str(one), str(many)], env=ENV, capture_output=True, check=True)
+
+        commands = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "mha-explain --help": [CLI, "--help"],
+            "mha-explain --no-run": [CLI, *FORUM, "--no-run", "--json"],
+            "hand-written tf.keras script": [sys.executable, str(script)],
+            "mha-explain (full explain)": [CLI, *FORUM, "--json"],
+            "check, 1 case": [CLI, "check", str(one), "--json"],
+            f"check, {args.cases} cases": [CLI, "check", str(many), "--json"],
+        }
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for round_number in range(args.repeats):
+            print(f"round {round_number + 1}/{args.repeats}", file=sys.stderr)
+            for name, command in commands.items():
+                times[name].append(timed(command))
+        per_case, plain_keras = in_process(many, args.cases)
+
+    median = {name: statistics.median(values) for name, values in times.items()}
+    print(f"{'command':<32} {'median s':>9} {'min s':>7} {'max s':>7}")
+    for name, values in times.items():
+        print(f"{name:<32} {median[name]:>9.3f} {min(values):>7.3f} {max(values):>7.3f}")
+    script_time = median["hand-written tf.keras script"]
+    marginal = (median[f"check, {args.cases} cases"] - median["check, 1 case"]) / (args.cases - 1)
+    print()
+    print("ratios (medians of the same run)                   value   target")
+    rows = [
+        ("--help, seconds", median["mha-explain --help"], "< 0.3"),
+        ("--help / python -c pass", median["mha-explain --help"] / median["python -c pass"], ""),
+        ("hand-written script / --no-run (speed-up)", script_time / median["mha-explain --no-run"], "> 10"),
+        ("full explain / hand-written script", median["mha-explain (full explain)"] / script_time, "<= 1.10"),
+        ("check: marginal ms per case, end to end", marginal * 1000, "< 25"),
+        ("check: ms per case in one process", per_case * 1000, "< 25"),
+        ("plain Keras: ms per layer + forward pass", plain_keras * 1000, "(floor)"),
+        ("check per case / plain Keras per case", per_case / plain_keras, ""),
+    ]
+    for label, value, target in rows:
+        print(f"{label:<48} {value:>9.2f}   {target}")
+
+
+if __name__ == "__main__":
+    main()
