@@ -17,7 +17,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mha_cli.cases import Case, CaseFileError, Mismatch, Recorded, compare, find_case_files, load, show
+from mha_cli.cases import (
+    Case,
+    CaseFile,
+    CaseFileError,
+    Mismatch,
+    Recorded,
+    compare,
+    find_case_files,
+    load,
+    show,
+)
 from mha_cli.errors import ConfigError, ExitCode
 from mha_cli.explain import DEFAULT_MAX_MEMORY, ExplainResult, explain
 
@@ -174,6 +184,51 @@ def _problem_result(problem: CaseFileError) -> CaseResult:
     )
 
 
+@dataclass(frozen=True)
+class Selected:
+    """One case file as read, and the cases (and problems) that ``-k`` selected in it."""
+
+    path: Path
+    case_file: CaseFile | None  # None when the file could not be read
+    cases: tuple[Case, ...] = ()
+    problems: tuple[CaseFileError, ...] = ()
+    error: str | None = None
+
+
+def select(paths: Sequence[Path], pattern: str | None) -> list[Selected]:
+    """Read every case file under ``paths`` and select cases; what check and record run.
+
+    Raises ConfigError when there are no case files, or when ``pattern``
+    selects nothing (a typo would otherwise pass CI by checking no case at all).
+    """
+    found = find_case_files(paths)
+    if not found:
+        shown = " ".join(str(path) for path in paths)
+        raise ConfigError("FILE", shown, "no case files here (*.mha.toml or *.mha.json in a directory)")
+    selected = []
+    for path in found:
+        try:
+            case_file = load(path)
+        except CaseFileError as unreadable:
+            selected.append(Selected(path, None, error=str(unreadable)))
+            continue
+        cases = tuple(case for case in case_file.cases if matches(pattern, path, case.name))
+        problems = tuple(p for p in case_file.problems if p.case is None or matches(pattern, path, p.case))
+        selected.append(Selected(path, case_file, cases, problems))
+    if pattern is not None and not any(file.cases or file.problems for file in selected):
+        available = sum(len(file.case_file.cases) for file in selected if file.case_file is not None)
+        raise ConfigError(
+            "-k", repr(pattern), f"matches none of the {available} cases in {len(found)} file(s)"
+        )
+    return selected
+
+
+def keras_version_of(results: Sequence[CaseResult]) -> str | None:
+    """The Keras version that ran any of ``results`` (None when none ran)."""
+    ran = (r.result.run.keras_version for r in results if r.result is not None and r.result.run is not None)
+    return next(ran, None)
+
+
 def check_files(
     paths: Sequence[Path],
     backend: str,
@@ -182,47 +237,22 @@ def check_files(
     max_memory: int = DEFAULT_MAX_MEMORY,
     progress: Progress | None = None,
 ) -> CheckReport:
-    """Run every selected case of every file; a bad file never stops the others.
-
-    Raises ConfigError when ``pattern`` selects nothing (a typo would
-    otherwise pass CI by checking no case at all).
-    """
+    """Run every selected case of every file; a bad file never stops the others."""
     started = time.perf_counter()
-    found = find_case_files(paths)
-    if not found:
-        shown = " ".join(str(path) for path in paths)
-        raise ConfigError("FILE", shown, "no case files here (*.mha.toml or *.mha.json in a directory)")
-    loaded: list[tuple[Path, list[Case], list[CaseFileError], Recorded | None, str | None]] = []
-    available = 0
-    for path in found:
-        try:
-            case_file = load(path)
-        except CaseFileError as unreadable:
-            loaded.append((path, [], [], None, str(unreadable)))
-            continue
-        available += len(case_file.cases)
-        cases = [case for case in case_file.cases if matches(pattern, path, case.name)]
-        problems = [p for p in case_file.problems if p.case is None or matches(pattern, path, p.case)]
-        loaded.append((path, cases, problems, case_file.recorded, None))
-    total = sum(len(cases) for _, cases, _, _, _ in loaded)
-    if pattern is not None and not total and not any(problems for _, _, problems, _, _ in loaded):
-        raise ConfigError(
-            "-k", repr(pattern), f"matches none of the {available} cases in {len(found)} file(s)"
-        )
+    selected = select(paths, pattern)
+    total = sum(len(file.cases) for file in selected)
     done = 0
     files = []
-    keras_version = None
-    for path, cases, problems, recorded, file_error in loaded:
+    for file in selected:
         results = []
-        for case in cases:
+        for case in file.cases:
             if progress is not None:
                 progress(done, total, case.id)
-            outcome = run_case(case, backend, max_memory=max_memory)
+            results.append(run_case(case, backend, max_memory=max_memory))
             done += 1
-            if outcome.result is not None and outcome.result.run is not None:
-                keras_version = outcome.result.run.keras_version
-            results.append(outcome)
-        results.extend(_problem_result(problem) for problem in problems)
+        results.extend(_problem_result(problem) for problem in file.problems)
         results.sort(key=lambda result: result.line)
-        files.append(FileReport(path, tuple(results), file_error, recorded))
+        recorded = None if file.case_file is None else file.case_file.recorded
+        files.append(FileReport(file.path, tuple(results), file.error, recorded))
+    keras_version = keras_version_of([result for report in files for result in report.results])
     return CheckReport(tuple(files), backend, keras_version, time.perf_counter() - started)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli import __version__
-from mha_cli.cases import SHAPE_FIELDS, CaseFileError, find_case_files, load, observed
-from mha_cli.check import CaseResult, CaseStatus, Progress, matches, run_case
-from mha_cli.errors import ConfigError, ExitCode
+from mha_cli.cases import SHAPE_FIELDS, CaseFileError, observed
+from mha_cli.check import CaseResult, CaseStatus, Progress, keras_version_of, run_case, select
+from mha_cli.errors import ExitCode
 from mha_cli.explain import DEFAULT_MAX_MEMORY
 from mha_cli.files import write_atomically
 
@@ -79,32 +79,28 @@ def record_files(
     max_memory: int = DEFAULT_MAX_MEMORY,
     progress: Progress | None = None,
 ) -> RecordReport:
-    found = find_case_files(paths)
-    if not found:
-        shown = " ".join(str(path) for path in paths)
-        raise ConfigError("FILE", shown, "no case files here (*.mha.toml or *.mha.json in a directory)")
+    """Run the selected cases file by file, then write each file's new expectations."""
+    selected = select(paths, pattern)
+    total = sum(len(file.cases) for file in selected)
+    done = 0
     outcomes = []
     keras_version = None
-    for path in found:
-        try:
-            case_file = load(path)
-        except CaseFileError as unreadable:
-            outcomes.append(RecordOutcome(path, error=str(unreadable)))
+    for file in selected:
+        if file.case_file is None:
+            outcomes.append(RecordOutcome(file.path, error=file.error))
             continue
         results: list[CaseResult] = []
-        cases = [case for case in case_file.cases if matches(pattern, path, case.name)]
-        for number, case in enumerate(cases):
+        for case in file.cases:
             if progress is not None:
-                progress(number, len(cases), case.id)
+                progress(done, total, case.id)
             results.append(run_case(case, backend, max_memory=max_memory))
-        ran = [r.result.run.keras_version for r in results if r.result is not None and r.result.run]
-        keras_version = ran[-1] if ran else keras_version
-        problems = [p for p in case_file.problems if p.case is None or matches(pattern, path, p.case)]
-        outcome = _record_file(path, results, problems, update=update)
+            done += 1
+        keras_version = keras_version_of(results) or keras_version
+        outcome = _record_file(file.path, results, list(file.problems), update=update)
         if (outcome.added or outcome.updated) and not dry_run:
             assert keras_version is not None  # something was recorded, so a case ran
-            text = _edit(path, case_file.format, results, update, keras_version, backend)
-            write_atomically(path, text)
+            text = _edit(file.path, file.case_file.format, results, update, keras_version, backend)
+            write_atomically(file.path, text)
             outcome = replace(outcome, written=True)
         outcomes.append(outcome)
     return RecordReport(tuple(outcomes), backend, keras_version, dry_run)
