@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import tomlkit
+from hypothesis import HealthCheck, assume, given, settings
 from typer.testing import CliRunner
 
+from mha_cli.algebra import MHAConfig, derive
+from mha_cli.cases import SHAPE_FIELDS, load
+from mha_cli.check import CaseStatus, check_files
 from mha_cli.cli import app
+from mha_cli.explain import explain
+from mha_cli.keras_adapter import known_wrong_results, softmax_rank_limit
+from mha_cli.record import record_files
+from tests.test_real_layer import configs
 
 pytestmark = pytest.mark.keras
 
@@ -298,3 +308,49 @@ def test_the_pytest_plugin_collects_one_item_per_case_and_fails_with_the_diff(
     broken = pytester.runpytest_inprocess("broken.mha.toml", "-p", "no:cacheprovider")
     broken.assert_outcomes(errors=1)
     broken.stdout.fnmatch_lines(["*broken.mha.toml:1: not valid TOML: Expected ']]'*"])
+
+
+def _case_document(config: MHAConfig) -> dict[str, object]:
+    """A one-case file stating ``config`` with the case-file keys (what a user would write)."""
+    case: dict[str, object] = {"name": "random", "shape": list(config.query_shape)}
+    optional = {
+        "value_shape": config.value_shape,
+        "key_shape": config.key_shape,
+        "num_heads": config.num_heads,
+        "key_dim": config.key_dim,
+        "value_dim": config.value_dim,
+        "output_shape": config.output_shape,
+    }
+    case.update({key: list(v) if isinstance(v, tuple) else v for key, v in optional.items() if v is not None})
+    case["axes"] = "none" if config.attention_axes is None else list(config.attention_axes)
+    case.update(use_bias=config.use_bias, use_gate=config.use_gate, dtype=config.dtype)
+    case.update(batch=config.batch, seed=config.seed)
+    return {"case": [case]}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=configs())
+def test_record_then_check_round_trips_for_any_valid_configuration(tmp_path: Path, config: MHAConfig) -> None:
+    """The file states the configuration exactly; record writes what the real layer produced; check passes."""
+    derivation = derive(config)
+    limit = softmax_rank_limit(config.dtype)
+    single_axis_rank = (
+        len(derivation.shapes["attention_scores"].shape) if len(config.attention_axes or ()) == 1 else 0
+    )
+    assume(
+        limit is None or single_axis_rank <= limit
+    )  # refused by name: test_tensorflow_onednn_softmax_limit
+    assume(not known_wrong_results(derivation, "tensorflow"))  # not recorded: a verification fails
+    path = tmp_path / "random.mha.toml"
+    path.write_text(tomlkit.dumps(_case_document(config)))
+    (case,) = load(path).cases
+    assert case.config == config
+    assert record_files([path], "tensorflow").exit_code() == 0
+    (case,) = load(path).cases
+    result = explain(config, "tensorflow")
+    assert result.run is not None
+    real = {name: list(shape[1:]) for name, shape in result.run.shapes.items()}  # Keras's, without batch
+    params = sum(math.prod(shape) for shape in result.run.weights.values())  # Keras's variables
+    assert case.expect == {**{name: real[name] for name in SHAPE_FIELDS if name in real}, "params": params}
+    report = check_files([path], "tensorflow")
+    assert [result.status for result in report.results] == [CaseStatus.PASSED]
