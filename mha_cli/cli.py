@@ -424,10 +424,6 @@ def check_command(
             lambda: check_files(files, backend, pattern=select, max_memory=max_memory, progress=progress),
             debug,
         )
-    if junit is not None:
-        from mha_cli.junit import junit_xml
-
-        _guarded(lambda: _write(junit, "--junit", junit_xml(report, strict=strict)), debug)
     if json_output:
         from mha_cli import document
 
@@ -436,6 +432,10 @@ def check_command(
         from mha_cli.render import make_console, render_check
 
         render_check(report, make_console(), strict=strict)
+    if junit is not None:
+        from mha_cli.junit import junit_xml
+
+        _guarded(lambda: _write(junit, "--junit", junit_xml(report, strict=strict)), debug)
     code = report.exit_code(strict=strict)
     if code is not ExitCode.OK:
         problems = report.problems(strict=strict)
@@ -485,19 +485,9 @@ def record_command(
         )
     render_record(report, make_console())
     code = report.exit_code()
-    if code is ExitCode.BAD_INPUT:
-        first = next(o.error or o.not_recorded[0][1] for o in report.outcomes if o.error or o.invalid)
-        fail(code, f"invalid case file; first problem: {first}")
-    if code is ExitCode.CHECK_FAILED:
-        kept = sum(len(o.kept) for o in report.outcomes)
-        skipped = sum(len(o.not_recorded) for o in report.outcomes)
-        parts = (
-            [f"{kept} expectation(s) differ from the real layer, kept (--update replaces them)"]
-            if kept
-            else []
-        )
-        parts += [f"{skipped} case(s) could not be recorded (see above)"] if skipped else []
-        fail(code, "; ".join(parts))
+    if code is not ExitCode.OK:
+        problems = report.problems()
+        fail(code, f"{len(problems)} problem(s) recording; first: {problems[0]}")
 
 
 def _write(path: Path, option: str, text: str) -> None:

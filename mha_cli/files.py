@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -12,8 +13,11 @@ def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``.
 
     A failure or an interrupt at any point leaves ``path`` as it was and no
-    temporary file behind. An existing file keeps its permissions.
+    temporary file behind. An existing file keeps its permissions; one without
+    any write permission is refused, since a rename would replace it even then.
     """
+    if path.exists() and not path.stat().st_mode & 0o222:
+        raise PermissionError(errno.EACCES, "the file is read-only", str(path))
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as stream:

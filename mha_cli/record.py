@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli import __version__
-from mha_cli.cases import SHAPE_FIELDS, CaseFileError, observed
+from mha_cli.cases import SHAPE_FIELDS, CaseFileError, observed, show
 from mha_cli.check import CaseResult, CaseStatus, Progress, keras_version_of, run_case, select
 from mha_cli.errors import ExitCode
 from mha_cli.explain import DEFAULT_MAX_MEMORY
@@ -48,7 +48,7 @@ class RecordOutcome:
     #: (case, why) for cases that were not recorded: invalid, failed a check, not run.
     not_recorded: tuple[tuple[str, str], ...] = ()
     invalid: bool = False
-    #: The whole file could not be read.
+    #: The file could not be read, or could not be written (then it is unchanged).
     error: str | None = None
     written: bool = False
 
@@ -59,6 +59,19 @@ class RecordReport:
     backend: str
     keras_version: str | None
     dry_run: bool
+
+    def problems(self) -> list[str]:
+        """One line per problem: unreadable or unwritable files, then kept differences, then skipped cases."""
+        lines = [outcome.error for outcome in self.outcomes if outcome.error is not None]
+        for outcome in self.outcomes:
+            lines.extend(
+                f"{outcome.path}: case {change.case!r}: {change.field} is {show(change.old)} in the file, "
+                f"the real layer gives {show(change.new)}; kept (--update replaces it)"
+                for change in outcome.kept
+            )
+        for outcome in self.outcomes:
+            lines.extend(f"not recorded: {why}" for _, why in outcome.not_recorded)
+        return lines
 
     def exit_code(self) -> ExitCode:
         """2 for an invalid file or case, 1 when something was left unrecorded or differing, else 0."""
@@ -100,8 +113,13 @@ def record_files(
         if (outcome.added or outcome.updated) and not dry_run:
             assert keras_version is not None  # something was recorded, so a case ran
             text = _edit(file.path, file.case_file.format, results, update, keras_version, backend)
-            write_atomically(file.path, text)
-            outcome = replace(outcome, written=True)
+            try:
+                write_atomically(file.path, text)
+            except OSError as error:
+                problem = f"{file.path}: cannot write it: {error.strerror or error}; it is unchanged"
+                outcome = replace(outcome, error=problem)
+            else:
+                outcome = replace(outcome, written=True)
         outcomes.append(outcome)
     return RecordReport(tuple(outcomes), backend, keras_version, dry_run)
 

@@ -287,7 +287,7 @@ def render_record(report: RecordReport, console: Console) -> None:
     verb = "would write" if report.dry_run else "wrote"
     for outcome in report.outcomes:
         if outcome.error is not None:
-            console.print(Text(f"{outcome.path}: not read: {outcome.error}", style="bold red"))
+            console.print(Text(outcome.error, style="bold red"))
             continue
         counts = [
             f"{len(outcome.added)} new expect block(s)",

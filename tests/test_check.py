@@ -209,7 +209,10 @@ def test_record_never_overwrites_without_update(tmp_path: Path) -> None:
     assert refused.exit_code == 1
     assert path.read_text() == before
     assert "kept     image-height-only: params is 157 in the file, the real layer gives 156" in refused.stdout
-    assert "--update replaces them" in refused.stderr
+    assert refused.stderr == (
+        f"mha-explain: error: 1 problem(s) recording; first: {path}: case 'image-height-only': params is 157 "
+        "in the file, the real layer gives 156; kept (--update replaces it)\n"
+    )
     updated = invoke("record", str(path), "--update")
     assert updated.exit_code == 0, updated.output
     assert "replaced image-height-only: params 157 -> 156" in updated.stdout
@@ -253,7 +256,11 @@ def test_a_failed_write_leaves_the_file_and_no_temporary(
 
     monkeypatch.setattr(os, "replace", disk_full)
     result = invoke("record", str(path))
-    assert result.exit_code != 0
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"mha-explain: error: 1 problem(s) recording; first: {path}: cannot write it: "
+        "No space left on device; it is unchanged\n"
+    )
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["new.mha.toml"]
 
@@ -354,3 +361,12 @@ def test_record_then_check_round_trips_for_any_valid_configuration(tmp_path: Pat
     assert case.expect == {**{name: real[name] for name in SHAPE_FIELDS if name in real}, "params": params}
     report = check_files([path], "tensorflow")
     assert [result.status for result in report.results] == [CaseStatus.PASSED]
+
+
+def test_record_refuses_a_read_only_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "frozen.mha.toml", UNPINNED)
+    path.chmod(0o444)
+    result = invoke("record", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.endswith(f"{path}: cannot write it: the file is read-only; it is unchanged\n")
+    assert path.read_text() == UNPINNED
