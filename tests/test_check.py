@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -370,3 +371,20 @@ def test_record_refuses_a_read_only_file(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.endswith(f"{path}: cannot write it: the file is read-only; it is unchanged\n")
     assert path.read_text() == UNPINNED
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_shows_on_a_terminal_only() -> None:
+    from mha_cli.render import progress_bar
+
+    with progress_bar(io.StringIO()) as silent:
+        assert silent is None
+    terminal = _Terminal()
+    with progress_bar(terminal) as advance:
+        assert advance is not None
+        advance(3, 200, "cases.mha.toml::image")
+    assert "3/200" in terminal.getvalue()
