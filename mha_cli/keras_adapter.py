@@ -146,7 +146,9 @@ def _check_backend_limits(derivation: Derivation, backend: str) -> None:
             f"several axes supports at most rank {TF_MAX_MULTI_AXIS_SCORES_RANK} "
             "(a TensorFlow broadcasting limit): attend over fewer axes, or use another backend",
         )
-    limit = softmax_rank_limit(derivation.layer.dtype) if len(attended) == 1 else None
+    # Probe only when the limit could matter: a single axis, scores above rank 5.
+    single_axis_over = len(attended) == 1 and scores_rank > ONEDNN_MAX_SOFTMAX_RANK
+    limit = softmax_rank_limit(derivation.layer.dtype) if single_axis_over else None
     if limit is not None and scores_rank > limit:
         raise ConfigError(
             "--axes",
