@@ -144,6 +144,10 @@ class Tensor:
         """Number of elements for one batch item."""
         return math.prod(size for size in self.shape if size is not None)
 
+    def with_batch(self, batch: int) -> tuple[int, ...]:
+        """The concrete shape with ``batch`` in place of the batch axis's None."""
+        return tuple(batch if size is None else size for size in self.shape)
+
     def describe(self) -> str:
         return f"{format_shape(self.shape)} ({', '.join(self.labels)})"
 
@@ -622,6 +626,25 @@ def _einsum(name: str, equation: str, operands: tuple[Tensor, ...], result: Tens
 
 def _base_label(label: str) -> str:
     return label[:-2] if label.endswith(("_q", "_k")) else label
+
+
+def shrunk(config: MHAConfig, most: int = 4) -> MHAConfig:
+    """The same layer on inputs with at most ``most`` positions along every axis but the features.
+
+    Equations, axis roles and weight shapes depend on the rank, the axes and the
+    feature sizes only, so they are this configuration's own; the sizes that
+    make a forward pass big (attended and free positions) are what shrink.
+    """
+
+    def small(shape: Shape | None) -> Shape | None:
+        return None if shape is None else (*(min(size, most) for size in shape[:-1]), shape[-1])
+
+    return replace(
+        config,
+        query_shape=small(config.query_shape) or config.query_shape,
+        value_shape=small(config.value_shape),
+        key_shape=small(config.key_shape),
+    )
 
 
 # --- Plain sentences -----------------------------------------------------------

@@ -322,6 +322,14 @@ def explain_command(
         bool, typer.Option("--no-run", help="Answer from the shape algebra alone: no Keras, no checks.")
     ] = False,
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
+    verify_small: Annotated[
+        bool,
+        typer.Option(
+            "--verify-small",
+            help="When --max-memory skips the forward pass, run and check the same layer with every "
+            "axis but the features shrunk to at most 4 positions.",
+        ),
+    ] = False,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON document (schema in the README).")
     ] = False,
@@ -368,7 +376,12 @@ def explain_command(
     )
     from mha_cli.explain import explain
 
-    result = _guarded(lambda: explain(config, backend, execute=not no_run, max_memory=max_memory), debug)
+    result = _guarded(
+        lambda: explain(
+            config, backend, execute=not no_run, max_memory=max_memory, verify_small=verify_small
+        ),
+        debug,
+    )
 
     from mha_cli import document
 

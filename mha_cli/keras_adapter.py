@@ -43,8 +43,11 @@ class LayerRun:
 
     keras_version: str
     backend: str
+    #: True for a forward pass; False when the layer was only built (inspect_layer).
+    executed: bool
     resolved_axes: tuple[int, ...]
-    #: Concrete shapes seen in the forward pass (batch is the real batch size).
+    #: Concrete shapes seen in the forward pass (batch is the real batch size);
+    #: without one, only ``output`` from compute_output_shape.
     shapes: dict[str, tuple[int, ...]]
     #: The einsum equations the built layer holds.
     equations: dict[str, str]
@@ -52,7 +55,7 @@ class LayerRun:
     weights: dict[str, tuple[int, ...]]
     #: Shapes from calling the layer on keras.Input (the model.summary() path).
     symbolic: dict[str, tuple[int | None, ...]]
-    #: Inputs as fed, weights, output and scores, all as float64 numpy arrays.
+    #: Inputs as fed, weights, output and scores, all as float64 numpy arrays (empty without a forward pass).
     arrays: dict[str, np.ndarray]
 
 
@@ -190,11 +193,34 @@ def known_wrong_results(derivation: Derivation, backend: str) -> tuple[str, ...]
 
 def run_layer(derivation: Derivation, backend: str) -> LayerRun:
     """Build the real layer, run it forward and symbolically, and read it back."""
+    keras = _prepared(derivation, backend)
+    with native_output_silenced():
+        return _run(keras, derivation, backend)
+
+
+def inspect_layer(derivation: Derivation, backend: str) -> LayerRun:
+    """Build the real layer without running it forward (for configurations too big to run).
+
+    Reads back what needs no tensor beyond the weights, whose size does not
+    depend on the attended sizes: the resolved axes, the einsum equations, the
+    weight shapes, ``compute_output_shape`` and the symbolic (keras.Input) call.
+    """
+    keras = _prepared(derivation, backend)
+    config = derivation.config
+    query, value, key = (derivation.inputs[name].with_batch(config.batch) for name in _INPUTS)
+    shapes = (query, value, None if config.key_shape is None else key)
+    with native_output_silenced():
+        layer = _built_layer(keras, derivation, *shapes)
+        with _keras_rejects():
+            output_shape = tuple(layer.compute_output_shape(*shapes))
+        return _read_back(keras, layer, derivation, backend, {"output": output_shape}, {}, executed=False)
+
+
+def _prepared(derivation: Derivation, backend: str) -> ModuleType:
     keras = load_keras(backend)
     _check_supported(keras, derivation)
     _check_backend_limits(derivation, backend)
-    with native_output_silenced():
-        return _run(keras, derivation, backend)
+    return keras
 
 
 @contextmanager
@@ -225,6 +251,21 @@ def _rejected(error: Exception) -> ConfigError:
     return ConfigError("keras", None, f"the real layer rejects this configuration: {reason}")
 
 
+_INPUTS = ("query", "value", "key")
+
+
+def _built_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, ...] | None) -> Any:
+    """The layer as the user would construct it, built for (query, value, key) shapes."""
+    with _keras_rejects():
+        layer = keras.layers.MultiHeadAttention(
+            **derivation.layer.keras_kwargs(derivation.config.attention_axes),
+            kernel_initializer="zeros",  # every weight is assigned before a forward pass
+            bias_initializer="zeros",
+        )
+        layer.build(*input_shapes)
+    return layer
+
+
 def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
     config = derivation.config
     dtype = derivation.layer.dtype
@@ -233,20 +274,15 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
     # Keras 3.15.1), a third of a small case in `check`.
     rng = np.random.default_rng(config.seed)
 
-    def make_input(name: str) -> Any:
-        shape = (config.batch, *(size or 0 for size in derivation.inputs[name].shape[1:]))
+    def draw(name: str) -> Any:
+        shape = derivation.inputs[name].with_batch(config.batch)
         return keras.ops.convert_to_tensor(rng.standard_normal(shape), dtype=dtype)
 
-    query = make_input("query")
-    value = query if config.value_shape is None else make_input("value")
-    key = None if config.key_shape is None else make_input("key")
-    with _keras_rejects():
-        layer = keras.layers.MultiHeadAttention(
-            **derivation.layer.keras_kwargs(config.attention_axes),
-            kernel_initializer="zeros",  # every weight is assigned below
-            bias_initializer="zeros",
-        )
-        layer.build(query.shape, value.shape, None if key is None else key.shape)
+    # Called as users call it: layer(x, x) for self-attention, key only when given.
+    query = draw("query")
+    value = query if config.value_shape is None else draw("value")
+    key = None if config.key_shape is None else draw("key")
+    layer = _built_layer(keras, derivation, query.shape, value.shape, None if key is None else key.shape)
     for variable in layer.weights:
         variable.assign(_random_weight(rng, variable.path, tuple(variable.shape)))  # converted to its dtype
     seen = _record_sublayers(layer)
@@ -261,17 +297,34 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
         attention_scores=tuple(scores.shape),
         output=tuple(output.shape),
     )
+    tensors = {"query": query, "value": value, "key": value if key is None else key}
+    tensors.update(output=output, attention_scores=scores)
+    return _read_back(keras, layer, derivation, backend, shapes, tensors, executed=True)
 
-    symbolic_query = keras.Input(shape=tuple(query.shape[1:]))
+
+def _read_back(
+    keras: Any,
+    layer: Any,
+    derivation: Derivation,
+    backend: str,
+    shapes: dict[str, tuple[int, ...]],
+    tensors: dict[str, Any],
+    *,
+    executed: bool,
+) -> LayerRun:
+    """What the built layer holds (equations, weights, axes), its symbolic call, and arrays."""
+    config = derivation.config
+    symbolic_query = keras.Input(shape=derivation.inputs["query"].shape[1:])
     symbolic_value = (
-        symbolic_query if config.value_shape is None else keras.Input(shape=tuple(value.shape[1:]))
+        symbolic_query
+        if config.value_shape is None
+        else keras.Input(shape=derivation.inputs["value"].shape[1:])
     )
-    symbolic_key = None if key is None else keras.Input(shape=tuple(key.shape[1:]))
+    symbolic_key = None if config.key_shape is None else keras.Input(shape=derivation.inputs["key"].shape[1:])
     with _keras_rejects():
         symbolic_output, symbolic_scores = layer(
             symbolic_query, symbolic_value, key=symbolic_key, return_attention_scores=True
         )
-
     equations = {step: sublayer.equation for step, sublayer in _sublayers(layer).items()}
     equations.update(dot_product=layer._dot_product_equation, combine=layer._combine_equation)
 
@@ -279,21 +332,17 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
         # NumPy widens every float dtype (bfloat16 through ml_dtypes) exactly.
         return np.asarray(keras.ops.convert_to_numpy(tensor)).astype(np.float64)
 
-    arrays = {
-        "query": numpy64(query),
-        "value": numpy64(value),
-        "key": numpy64(value if key is None else key),
-        "output": numpy64(output),
-        "attention_scores": numpy64(scores),
-    }
+    arrays = {name: numpy64(tensor) for name, tensor in tensors.items()}
     weights = {}
     for variable in layer.weights:
         name = variable.path.split("/", 1)[-1]
         weights[name] = tuple(variable.shape)
-        arrays[name] = numpy64(variable.value)
+        if executed:
+            arrays[name] = numpy64(variable.value)
     return LayerRun(
         keras_version=keras.__version__,
         backend=backend,
+        executed=executed,
         resolved_axes=tuple(int(axis) for axis in layer.attention_axes),
         shapes=shapes,
         equations=equations,

@@ -133,12 +133,15 @@ def layer_section(result: ExplainResult) -> Group:
         marker = source(name, is_default)
         table.add_row(name, value, Text(marker, style="dim" if marker != "given" else ""))
     run = result.run
-    where = (
-        f"Keras {run.keras_version} on {run.backend}; "
-        f"forward pass with batch {config.batch}, seed {config.seed}"
-        if run
-        else f"NOT EXECUTED: {result.not_executed_reason}"
-    )
+    if run is None:
+        where = f"NOT EXECUTED: {result.not_executed_reason}"
+    elif not run.executed:
+        where = f"Keras {run.keras_version} on {run.backend}; NOT EXECUTED: {result.not_executed_reason}"
+    else:
+        where = (
+            f"Keras {run.keras_version} on {run.backend}; "
+            f"forward pass with batch {config.batch}, seed {config.seed}"
+        )
     return Group(Text("Layer", style="bold"), code, Text(where, style="dim"), table)
 
 

@@ -9,7 +9,7 @@ import math
 import opt_einsum
 import pytest
 
-from mha_cli.algebra import MHAConfig, Role, attention_equations, derive, projection_equation
+from mha_cli.algebra import MHAConfig, Role, attention_equations, derive, projection_equation, shrunk
 from mha_cli.errors import ConfigError
 
 IMAGE = (32, 64, 4)
@@ -171,3 +171,18 @@ def test_flops_match_opt_einsum(config: MHAConfig) -> None:
         _, info = opt_einsum.contract_path(einsum.equation, *shapes, shapes=True, optimize="optimal")
         assert einsum.flops_per_item() == info.opt_cost, einsum.name
         assert math.prod(1 if s is None else s for s in einsum.result.shape) == info.largest_intermediate
+
+
+def test_shrunk_keeps_features_and_cuts_every_other_axis() -> None:
+    config = MHAConfig(
+        (224, 3, 64, 16), value_shape=(100, 3, 64, 8), key_shape=(100, 3, 64, 12), attention_axes=(1,)
+    )
+    small = shrunk(config)
+    assert (small.query_shape, small.value_shape, small.key_shape) == (
+        (4, 3, 4, 16),
+        (4, 3, 4, 8),
+        (4, 3, 4, 12),
+    )
+    assert small.attention_axes == config.attention_axes
+    assert derive(small).equations == derive(config).equations
+    assert derive(small).weights == derive(config).weights

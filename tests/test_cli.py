@@ -256,6 +256,7 @@ def test_no_run_answers_from_the_algebra_and_says_so() -> None:
     assert "NOT EXECUTED" in table.stdout
 
 
+@pytest.mark.keras
 def test_memory_guard_skips_a_forward_pass_that_would_not_fit() -> None:
     # A 224x224 image attending over all axes: 50,176^2 scores per head and item.
     result = invoke("--shape", "224,224,3", "--json")
@@ -265,3 +266,8 @@ def test_memory_guard_skips_a_forward_pass_that_would_not_fit() -> None:
     assert "above --max-memory 2.0 GiB" in doc["not_executed_reason"]
     assert doc["shapes"]["attention_scores"] == [None, 2, 224, 224, 224, 224]
     assert result.stderr == ""
+    # The layer is still built: its equations, weights, axes and compute_output_shape are checked.
+    assert doc["keras_version"] is not None
+    checks = doc["checks"]
+    assert (checks["derivation"]["status"], checks["numpy_reference"]["status"]) == ("passed", "skipped")
+    assert checks["keras_symbolic"]["output"] == [None, 224, 224, 3]

@@ -10,10 +10,16 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from mha_cli.algebra import MHAConfig, attention_equations, derive, projection_equation
+from mha_cli.algebra import MHAConfig, attention_equations, derive, projection_equation, shrunk
 from mha_cli.errors import ConfigError
 from mha_cli.explain import Status, explain
-from mha_cli.keras_adapter import TF_MAX_MULTI_AXIS_SCORES_RANK, known_wrong_results, softmax_rank_limit
+from mha_cli.keras_adapter import (
+    TF_MAX_MULTI_AXIS_SCORES_RANK,
+    inspect_layer,
+    known_wrong_results,
+    run_layer,
+    softmax_rank_limit,
+)
 
 pytestmark = pytest.mark.keras
 BACKEND = "tensorflow"
@@ -232,3 +238,53 @@ def test_keras_tensorflow_bias_add_bug_is_caught_and_explained() -> None:
     assert result.check("derivation").status is Status.PASSED  # shapes are still right
     assert not explain(MHAConfig((2, 8), num_heads=2, key_dim=1, use_bias=False), BACKEND).failed
     assert not explain(MHAConfig((3, 8), num_heads=2, key_dim=1), BACKEND).failed
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        MHAConfig((6, 5, 4), num_heads=2, key_dim=3, attention_axes=(2, 1)),
+        MHAConfig((8, 16), (4, 12), (4, 6), num_heads=3, key_dim=2, value_dim=5, output_shape=(3, 2)),
+        MHAConfig((4, 3, 8), use_gate=True, use_bias=False, dtype="float64"),
+    ],
+)
+def test_a_layer_built_but_not_run_reports_what_the_forward_pass_does(config: MHAConfig) -> None:
+    """The memory guard's evidence: the built layer's axes, equations, weights and output shape."""
+    derivation = derive(config)
+    built, ran = inspect_layer(derivation, BACKEND), run_layer(derivation, BACKEND)
+    assert not built.executed and ran.executed
+    assert built.resolved_axes == ran.resolved_axes
+    assert built.equations == ran.equations
+    assert built.weights == ran.weights
+    assert built.shapes == {"output": ran.shapes["output"]}
+    assert built.symbolic == ran.symbolic
+    assert built.arrays == {}
+
+
+def test_verify_small_runs_the_same_layer_on_shrunken_inputs() -> None:
+    big = MHAConfig((224, 224, 3), num_heads=2, key_dim=8)
+    result = explain(big, BACKEND, verify_small=True)
+    assert not result.executed  # the memory guard held the full forward pass back
+    reduced = result.check("reduced_run")
+    assert reduced.status is Status.PASSED, reduced.detail
+    assert reduced.data["inputs"] == {"query": [4, 4, 3], "key": [4, 4, 3], "value": [4, 4, 3]}
+    assert reduced.data["checks"] == {
+        "derivation": "passed",
+        "numpy_reference": "passed",
+        "keras_symbolic": "warning",
+    }
+    # Nothing to stand in for when the full pass runs.
+    assert "reduced_run" not in {
+        check.name for check in explain(MHAConfig((8, 16)), BACKEND, verify_small=True).checks
+    }
+
+
+def test_verify_small_keeps_keras_bias_bug_exactly_as_it_applies_to_the_full_inputs() -> None:
+    # Full inputs: axis 1 has 224 positions, not num_heads, so Keras computes them right.
+    # Shrunk to 4 positions, axis 1 would equal num_heads=4 and trigger the bug: 5 is used instead.
+    big = MHAConfig((224, 224, 4), num_heads=4, key_dim=1)
+    assert not known_wrong_results(derive(big), BACKEND)
+    assert known_wrong_results(derive(shrunk(big, 4)), BACKEND)
+    reduced = explain(big, BACKEND, verify_small=True).check("reduced_run")
+    assert reduced.status is Status.PASSED, reduced.detail
+    assert reduced.data["inputs"]["query"] == [5, 5, 4]
