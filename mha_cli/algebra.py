@@ -222,8 +222,12 @@ class Derivation:
     def flops_per_item(self) -> int:
         return sum(einsum.flops_per_item() for einsum in self.einsums.values())
 
+    def bytes_per_item(self, tensor: Tensor) -> int:
+        """Bytes of ``tensor`` for one batch item, in the layer's dtype."""
+        return tensor.per_item_size() * DTYPE_BYTES[self.layer.dtype]
+
     def scores_bytes_per_item(self) -> int:
-        return self.shapes["attention_scores"].per_item_size() * DTYPE_BYTES[self.layer.dtype]
+        return self.bytes_per_item(self.shapes["attention_scores"])
 
     def forward_pass_bytes(self) -> int:
         """Rough peak memory of a verified forward pass at the configured batch.

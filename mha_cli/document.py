@@ -95,6 +95,7 @@ def to_document(result: ExplainResult) -> dict[str, Any]:
         "costs": {
             "flops_per_item": d.flops_per_item,
             "attention_scores_bytes_per_item": d.scores_bytes_per_item(),
+            "bytes_per_item": {name: d.bytes_per_item(t) for name, t in {**d.inputs, **d.shapes}.items()},
             "attention_weights_per_query": d.weights_per_query,
             "attention_weights_per_item": d.shapes["attention_scores"].per_item_size(),
         },

@@ -22,7 +22,7 @@ from mha_cli.algebra import KERAS_DEFAULTS, Derivation, Role
 from mha_cli.cases import show
 from mha_cli.check import CaseStatus, CheckReport, Progress
 from mha_cli.explain import ExplainResult, Status
-from mha_cli.parsing import format_shape
+from mha_cli.parsing import format_bytes, format_shape
 from mha_cli.record import RecordReport
 
 _ROLE_STYLE = {Role.BATCH: "dim", Role.ATTENDED: "bold green", Role.FREE: "yellow", Role.FEATURE: "cyan"}
@@ -162,10 +162,16 @@ def axes_table(d: Derivation) -> Table:
 
 
 def shapes_table(d: Derivation) -> Table:
-    table = _table("Shapes", "tensor", "shape", "axes")
+    table = _table("Shapes", "tensor", "shape", "axes", f"{d.layer.dtype} / item")
+    table.columns[-1].justify = "right"
     for name, tensor in {**d.inputs, **d.shapes}.items():
         style = "bold" if name in ("attention_scores", "output") else ""
-        table.add_row(name, Text(format_shape(tensor.shape), style=style), ", ".join(tensor.labels))
+        table.add_row(
+            name,
+            Text(format_shape(tensor.shape), style=style),
+            ", ".join(tensor.labels),
+            format_bytes(d.bytes_per_item(tensor)),
+        )
     return table
 
 

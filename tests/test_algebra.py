@@ -186,3 +186,10 @@ def test_shrunk_keeps_features_and_cuts_every_other_axis() -> None:
     assert small.attention_axes == config.attention_axes
     assert derive(small).equations == derive(config).equations
     assert derive(small).weights == derive(config).weights
+
+
+def test_bytes_per_item_are_elements_times_the_dtype_size() -> None:
+    for dtype, itemsize in (("float32", 4), ("float64", 8), ("bfloat16", 2)):
+        d = derive(MHAConfig(IMAGE, num_heads=2, key_dim=128, attention_axes=(1,), dtype=dtype))
+        assert d.bytes_per_item(d.shapes["attention_scores"]) == 64 * 2 * 32 * 32 * itemsize
+        assert d.bytes_per_item(d.inputs["query"]) == 32 * 64 * 4 * itemsize
