@@ -229,17 +229,26 @@ class Derivation:
     def scores_bytes_per_item(self) -> int:
         return self.bytes_per_item(self.shapes["attention_scores"])
 
+    def weights_bytes(self) -> int:
+        """Memory the weights take when the layer is built and seeded.
+
+        Each parameter in the layer dtype, as the float64 values drawn for it,
+        and as the float64 copy the NumPy check reads.
+        """
+        return self.params * (DTYPE_BYTES[self.layer.dtype] + 2 * 8)
+
     def forward_pass_bytes(self) -> int:
         """Rough peak memory of a verified forward pass at the configured batch.
 
-        Every tensor once in the layer dtype and twice in float64 (our NumPy
-        copy and reference), plus two more score-sized buffers on each side
-        (logits and exp before the softmax).
+        The weights, and every tensor once in the layer dtype and twice in
+        float64 (our NumPy copy and reference), plus two more score-sized
+        buffers on each side (logits and exp before the softmax).
         """
         itemsize = DTYPE_BYTES[self.layer.dtype]
         tensors = sum(t.per_item_size() for t in (*self.inputs.values(), *self.shapes.values()))
         scores = self.shapes["attention_scores"].per_item_size()
-        return self.config.batch * ((tensors + 2 * scores) * itemsize + (2 * tensors + 2 * scores) * 8)
+        activations = (tensors + 2 * scores) * itemsize + (2 * tensors + 2 * scores) * 8
+        return self.weights_bytes() + self.config.batch * activations
 
     @property
     def equations(self) -> dict[str, str]:

@@ -6,7 +6,7 @@ The result is a frozen object; :mod:`mha_cli.document` turns it into JSON and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -88,8 +88,20 @@ def explain(
     """
     derivation = derive(config)
     if not execute:
-        return _algebra_only(derivation, backend)
+        return _algebra_only(
+            derivation, backend, "--no-run", "--no-run: answered from the shape algebra alone"
+        )
     estimate = derivation.forward_pass_bytes()
+    if derivation.weights_bytes() > max_memory:  # too big even to build
+        weights = format_bytes(derivation.weights_bytes())
+        reason = (
+            f"the layer's {derivation.params:,} weights alone would need about {weights}, above --max-memory "
+            f"{format_bytes(max_memory)}; answered from the shape algebra alone, without building the layer"
+        )
+        result = _algebra_only(derivation, backend, "memory guard", reason)
+        if verify_small:  # says why shrinking the inputs cannot help
+            result = replace(result, checks=(*result.checks, reduced_check(derivation, backend, max_memory)))
+        return result
     if estimate > max_memory:
         return _built_not_run(derivation, backend, estimate, max_memory, verify_small)
     from mha_cli.keras_adapter import run_layer  # lazy: Keras only when running
@@ -157,7 +169,10 @@ def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> Chec
     shown = f"query {shapes['query']}, key {shapes['key']}, value {shapes['value']}"
     if small_derivation.forward_pass_bytes() > max_memory:
         need = format_bytes(small_derivation.forward_pass_bytes())
-        return Check("reduced_run", Status.SKIPPED, f"not run: even on {shown} it would need {need}", data)
+        why = f"even on {shown} it would need {need}"
+        if derivation.weights_bytes() > max_memory:
+            why = f"the weights alone need {format_bytes(derivation.weights_bytes())}, whatever the inputs"
+        return Check("reduced_run", Status.SKIPPED, f"not run: {why}", data)
     same = (
         small_derivation.equations == derivation.equations
         and small_derivation.weights == derivation.weights
@@ -181,9 +196,9 @@ def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> Chec
     )
 
 
-def _algebra_only(derivation: Derivation, backend: str) -> ExplainResult:
-    """--no-run: the shape algebra alone, no Keras."""
-    skipped = "not run: --no-run"
+def _algebra_only(derivation: Derivation, backend: str, cause: str, reason: str) -> ExplainResult:
+    """The shape algebra alone, no Keras: --no-run, or weights too big to build."""
+    skipped = f"not run: {cause}"
     checks = (
         Check("derivation", Status.SKIPPED, skipped, {"passed": None, "mismatches": []}),
         Check(
@@ -199,7 +214,6 @@ def _algebra_only(derivation: Derivation, backend: str) -> ExplainResult:
             {"agrees": None, "output": None, "attention_scores": None},
         ),
     )
-    reason = "--no-run: answered from the shape algebra alone"
     return ExplainResult(derivation, backend, None, checks, not_executed_reason=reason)
 
 

@@ -271,3 +271,23 @@ def test_memory_guard_skips_a_forward_pass_that_would_not_fit() -> None:
     checks = doc["checks"]
     assert (checks["derivation"]["status"], checks["numpy_reference"]["status"]) == ("passed", "skipped")
     assert checks["keras_symbolic"]["output"] == [None, 224, 224, 3]
+
+
+def test_weights_too_big_to_build_are_answered_from_the_algebra_without_keras() -> None:
+    # 8 heads x 128 x 10^6 features: about 4 x 10^9 weights, far above 2 GiB.
+    probe = (
+        "import sys, json\n"
+        "from mha_cli.cli import main\n"
+        "sys.argv = ['mha-explain', '--shape', '4,1000000', '--num-heads', '8', '--key-dim', '128',"
+        " '--verify-small', '--json']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "heavy = sorted(m for m in ('keras', 'tensorflow') if m in sys.modules)\n"
+        "print('HEAVY', heavy, code, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.stderr.strip() == "HEAVY [] 0"
+    doc = json.loads(done.stdout)
+    assert doc["executed"] is False
+    assert doc["not_executed_reason"].startswith("the layer's 4,097,003,072 weights alone would need about")
+    assert doc["params"] == 4 * (1_000_000 * 8 * 128) + 3 * 8 * 128 + 1_000_000  # kernels + biases
+    assert doc["checks"]["reduced_run"]["status"] == "skipped"
