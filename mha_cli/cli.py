@@ -174,6 +174,103 @@ SelectOption = Annotated[
 ]
 
 
+# The layer's arguments, shared by explain and compare.
+ShapeOption = Annotated[
+    Any,
+    typer.Option(
+        "--shape",
+        metavar="SHAPE",
+        parser=_parser(parse_shape, "--shape"),
+        help="Query shape without the batch axis, e.g. 32,64,4. Self-attention unless --value-shape.",
+    ),
+]
+_AXES_HELP = "attention_axes: 1, 1,2, -2, (1,), [1, 2] or none (all axes but batch, heads, features)."
+NumHeadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--num-heads", metavar="INT", parser=_positive("--num-heads"), help="num_heads [default: 2]."
+    ),
+]
+KeyDimOption = Annotated[
+    int | None,
+    typer.Option(
+        "--key-dim",
+        metavar="INT",
+        parser=_positive("--key-dim"),
+        help="key_dim [default: query features // num_heads, at least 1].",
+    ),
+]
+ValueDimOption = Annotated[
+    int | None,
+    typer.Option(
+        "--value-dim", metavar="INT", parser=_positive("--value-dim"), help="value_dim [default: key_dim]."
+    ),
+]
+ValueShapeOption = Annotated[
+    Any,
+    typer.Option(
+        "--value-shape",
+        metavar="SHAPE",
+        parser=_parser(parse_shape, "--value-shape"),
+        help="Value shape without batch (cross-attention) [default: --shape].",
+    ),
+]
+KeyShapeOption = Annotated[
+    Any,
+    typer.Option(
+        "--key-shape",
+        metavar="SHAPE",
+        parser=_parser(parse_shape, "--key-shape"),
+        help="Key shape without batch [default: --value-shape].",
+    ),
+]
+OutputShapeOption = Annotated[
+    Any,
+    typer.Option(
+        "--output-shape",
+        metavar="SHAPE",
+        parser=_parser(parse_shape, "--output-shape"),
+        help="output_shape: an int or a tuple such as 3,2 [default: the query's feature size].",
+    ),
+]
+BiasOption = Annotated[bool, typer.Option("--bias/--no-bias", help="use_bias.")]
+GateOption = Annotated[bool, typer.Option("--gate", help="use_gate (Keras >= 3.14).")]
+DropoutOption = Annotated[
+    float,
+    typer.Option(
+        "--dropout", metavar="RATE", parser=_dropout, help="dropout (inference pass: no effect on shapes)."
+    ),
+]
+DtypeOption = Annotated[
+    str,
+    typer.Option("--dtype", metavar="|".join(DTYPES), parser=_choice("--dtype", DTYPES), help="Layer dtype."),
+]
+BatchOption = Annotated[
+    int,
+    typer.Option(
+        "--batch", metavar="INT", parser=_positive("--batch"), help="Concrete batch size of the forward pass."
+    ),
+]
+SeedOption = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        metavar="INT",
+        parser=_parser(lambda o, t: parse_int(o, t, minimum=0), "--seed"),
+        help="Seed for weights and inputs.",
+    ),
+]
+AxisNamesOption = Annotated[
+    Any,
+    typer.Option(
+        "--axis-names",
+        metavar="NAMES",
+        parser=_parser(parse_names, "--axis-names"),
+        help="Names for the axes between batch and features, e.g. height,width.",
+    ),
+]
+
+
 app = typer.Typer(
     cls=ExplainByDefault,
     add_completion=True,
@@ -204,119 +301,23 @@ def mha_explain(
 
 @app.command("explain")
 def explain_command(
-    shape: Annotated[
-        Any,
-        typer.Option(
-            "--shape",
-            metavar="SHAPE",
-            parser=_parser(parse_shape, "--shape"),
-            help="Query shape without the batch axis, e.g. 32,64,4. Self-attention unless --value-shape.",
-        ),
-    ],
+    shape: ShapeOption,
     axes: Annotated[
-        Any,
-        typer.Option(
-            "--axes",
-            metavar="AXES",
-            parser=_parser(parse_axes, "--axes"),
-            help="attention_axes: 1, 1,2, -2, (1,), [1, 2] or none (all axes but batch, heads, features).",
-        ),
+        Any, typer.Option("--axes", metavar="AXES", parser=_parser(parse_axes, "--axes"), help=_AXES_HELP)
     ] = "none",
-    num_heads: Annotated[
-        int | None,
-        typer.Option(
-            "--num-heads", metavar="INT", parser=_positive("--num-heads"), help="num_heads [default: 2]."
-        ),
-    ] = None,
-    key_dim: Annotated[
-        int | None,
-        typer.Option(
-            "--key-dim",
-            metavar="INT",
-            parser=_positive("--key-dim"),
-            help="key_dim [default: query features // num_heads, at least 1].",
-        ),
-    ] = None,
-    value_dim: Annotated[
-        int | None,
-        typer.Option(
-            "--value-dim",
-            metavar="INT",
-            parser=_positive("--value-dim"),
-            help="value_dim [default: key_dim].",
-        ),
-    ] = None,
-    value_shape: Annotated[
-        Any,
-        typer.Option(
-            "--value-shape",
-            metavar="SHAPE",
-            parser=_parser(parse_shape, "--value-shape"),
-            help="Value shape without batch (cross-attention) [default: --shape].",
-        ),
-    ] = None,
-    key_shape: Annotated[
-        Any,
-        typer.Option(
-            "--key-shape",
-            metavar="SHAPE",
-            parser=_parser(parse_shape, "--key-shape"),
-            help="Key shape without batch [default: --value-shape].",
-        ),
-    ] = None,
-    output_shape: Annotated[
-        Any,
-        typer.Option(
-            "--output-shape",
-            metavar="SHAPE",
-            parser=_parser(parse_shape, "--output-shape"),
-            help="output_shape: an int or a tuple such as 3,2 [default: the query's feature size].",
-        ),
-    ] = None,
-    bias: Annotated[bool, typer.Option("--bias/--no-bias", help="use_bias.")] = True,
-    gate: Annotated[bool, typer.Option("--gate", help="use_gate (Keras >= 3.14).")] = False,
-    dropout: Annotated[
-        float,
-        typer.Option(
-            "--dropout",
-            metavar="RATE",
-            parser=_dropout,
-            help="dropout (inference pass: no effect on shapes).",
-        ),
-    ] = 0.0,
-    dtype: Annotated[
-        str,
-        typer.Option(
-            "--dtype", metavar="|".join(DTYPES), parser=_choice("--dtype", DTYPES), help="Layer dtype."
-        ),
-    ] = "float32",
-    batch: Annotated[
-        int,
-        typer.Option(
-            "--batch",
-            metavar="INT",
-            parser=_positive("--batch"),
-            help="Concrete batch size of the forward pass.",
-        ),
-    ] = 2,
-    seed: Annotated[
-        int,
-        typer.Option(
-            "--seed",
-            metavar="INT",
-            parser=_parser(lambda o, t: parse_int(o, t, minimum=0), "--seed"),
-            help="Seed for weights and inputs.",
-        ),
-    ] = 0,
-    axis_names: Annotated[
-        Any,
-        typer.Option(
-            "--axis-names",
-            metavar="NAMES",
-            parser=_parser(parse_names, "--axis-names"),
-            help="Names for the axes between batch and features, e.g. height,width.",
-        ),
-    ] = None,
+    num_heads: NumHeadsOption = None,
+    key_dim: KeyDimOption = None,
+    value_dim: ValueDimOption = None,
+    value_shape: ValueShapeOption = None,
+    key_shape: KeyShapeOption = None,
+    output_shape: OutputShapeOption = None,
+    bias: BiasOption = True,
+    gate: GateOption = False,
+    dropout: DropoutOption = 0.0,
+    dtype: DtypeOption = "float32",
+    batch: BatchOption = 2,
+    seed: SeedOption = 0,
+    axis_names: AxisNamesOption = None,
     backend: BackendOption = "tensorflow",
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Answer from the shape algebra alone: no Keras, no checks.")
