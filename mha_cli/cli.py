@@ -403,6 +403,89 @@ def explain_command(
         )
 
 
+@app.command("compare")
+def compare_command(
+    shape: ShapeOption,
+    axes: Annotated[
+        list[Any],
+        typer.Option(
+            "--axes",
+            metavar="AXES",
+            parser=_parser(parse_axes, "--axes"),
+            help="Give it twice or more, one per configuration: " + _AXES_HELP,
+            show_default=False,
+        ),
+    ],
+    num_heads: NumHeadsOption = None,
+    key_dim: KeyDimOption = None,
+    value_dim: ValueDimOption = None,
+    value_shape: ValueShapeOption = None,
+    key_shape: KeyShapeOption = None,
+    output_shape: OutputShapeOption = None,
+    bias: BiasOption = True,
+    gate: GateOption = False,
+    dropout: DropoutOption = 0.0,
+    dtype: DtypeOption = "float32",
+    batch: BatchOption = 2,
+    seed: SeedOption = 0,
+    axis_names: AxisNamesOption = None,
+    backend: BackendOption = "tensorflow",
+    no_run: Annotated[
+        bool, typer.Option("--no-run", help="Compare from the shape algebra alone: no Keras, no outputs.")
+    ] = False,
+    max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document (schema in the README).")
+    ] = False,
+    debug: DebugOption = False,
+) -> None:
+    """Compare attention_axes choices side by side, from real forward passes.
+
+    One column per --axes; every shape, equation and count, with the rows that
+    differ marked. The configurations get identical weights and inputs, so the
+    answer to "do they compute the same thing?" is their outputs' max |difference|.
+    Exit codes: 0 answer (equal or not), 1 a check failed, 2 bad input, 3 environment.
+    """
+    from dataclasses import replace
+
+    from mha_cli.algebra import MHAConfig
+    from mha_cli.compare import compare
+
+    if len(axes) < 2:
+        fail(ExitCode.BAD_INPUT, "--axes: give two or more to compare, e.g. --axes 1 --axes none")
+    base = MHAConfig(
+        query_shape=shape,
+        value_shape=value_shape,
+        key_shape=key_shape,
+        num_heads=num_heads,
+        key_dim=key_dim,
+        value_dim=value_dim,
+        output_shape=output_shape,
+        use_bias=bias,
+        use_gate=gate,
+        dropout=dropout,
+        dtype=dtype,
+        batch=batch,
+        seed=seed,
+        axis_names=axis_names,
+    )
+    configs = [replace(base, attention_axes=given) for given in axes]
+    comparison = _guarded(lambda: compare(configs, backend, execute=not no_run, max_memory=max_memory), debug)
+    if json_output:
+        from mha_cli import document
+
+        typer.echo(document.dumps(document.compare_document(comparison)))
+    else:
+        from mha_cli.render import make_console, render_compare
+
+        render_compare(comparison, make_console())
+    failed = [check.name for result in comparison.results for check in result.failed]
+    if failed:
+        fail(
+            ExitCode.CHECK_FAILED, f"check failed: {', '.join(sorted(set(failed)))} (see the explain output)"
+        )
+
+
 @app.command("check")
 def check_command(
     files: CaseFilesArgument,

@@ -12,6 +12,7 @@ from typing import Any
 from mha_cli import __version__
 from mha_cli.algebra import Derivation, Einsum, Tensor
 from mha_cli.check import CaseResult, CaseStatus, CheckReport
+from mha_cli.compare import Comparison
 from mha_cli.errors import ConfigError
 from mha_cli.explain import ExplainResult
 
@@ -148,6 +149,23 @@ def check_document(report: CheckReport, *, strict: bool = False) -> dict[str, An
             for file in report.files
         ],
         "cases": [_case_result(result) for result in report.results],
+    }
+
+
+def compare_document(comparison: Comparison) -> dict[str, Any]:
+    """The document of ``mha-explain compare --json`` (schema in the README)."""
+    configs = [to_document(result) for result in comparison.results]
+    found = comparison.equivalence
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "keras_version": next(
+            (config["keras_version"] for config in configs if config["keras_version"]), None
+        ),
+        "backend": comparison.results[0].backend,
+        "configs": configs,
+        "equivalence": None if found is None else asdict(found),
+        "not_compared_reason": comparison.not_compared_reason,
     }
 
 

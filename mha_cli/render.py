@@ -21,6 +21,7 @@ from rich.text import Text
 from mha_cli.algebra import KERAS_DEFAULTS, Derivation, Role
 from mha_cli.cases import show
 from mha_cli.check import CaseStatus, CheckReport, Progress
+from mha_cli.compare import Comparison
 from mha_cli.explain import ExplainResult, Status
 from mha_cli.parsing import format_bytes, format_shape
 from mha_cli.record import RecordReport
@@ -239,6 +240,60 @@ def render(result: ExplainResult, console: Console) -> None:
     console.print(verification_section(result))
     if result.failed:
         console.print(Panel(Text("A check failed: see Verification above.", style="bold red"), expand=False))
+
+
+# --- compare ---------------------------------------------------------------------
+
+
+def _axes_label(config_axes: tuple[int, ...] | None) -> str:
+    return "--axes none" if config_axes is None else "--axes " + ",".join(map(str, config_axes))
+
+
+def render_compare(comparison: Comparison, console: Console) -> None:
+    """One column per configuration, a row per shape, equation and count; differences marked."""
+    results = comparison.results
+    table = _table("Compare", "", *(_axes_label(r.derivation.config.attention_axes) for r in results), "")
+    derivations = [result.derivation for result in results]
+
+    def row(label: str, values: list[str]) -> None:
+        differs = len(set(values)) > 1
+        style = "bold yellow" if differs else ""
+        table.add_row(label, *(Text(v, style=style) for v in values), Text("differs" if differs else "same"))
+
+    row("attention_axes", [format_shape(d.layer.attention_axes) for d in derivations])
+    row("roles", [", ".join(axis.role.value for axis in d.axes[1:-1]) for d in derivations])
+    for name in derivations[0].shapes:
+        row(name, [format_shape(d.shapes[name].shape) for d in derivations])
+    for name in derivations[0].equations:
+        row(f"{name} einsum", [d.equations[name] for d in derivations])
+    row("params", [f"{d.params:,}" for d in derivations])
+    row("FLOPs / item", [f"{d.flops_per_item:,}" for d in derivations])
+    row("weights / query", [f"{d.weights_per_query:,}" for d in derivations])
+    row("scores / item", [format_bytes(d.scores_bytes_per_item()) for d in derivations])
+    row(
+        "checks",
+        [" ".join(_STATUS_MARK[check.status][0] for check in result.checks) for result in results],
+    )
+    console.print(table)
+    console.print(Text("Equivalence", style="bold"))
+    found = comparison.equivalence
+    if found is None:
+        console.print(f"outputs not compared: {comparison.not_compared_reason}")
+    elif not found.same_weights:
+        console.print(
+            "the layers did not hold identical weights and inputs, so their outputs are not compared"
+        )
+    elif found.outputs_equal:
+        console.print(
+            f"identical weights and inputs: the outputs are equal (max |diff| {found.max_abs_diff:.1e}, "
+            f"tolerance {found.tolerance:.0e}); these configurations compute the same attention"
+        )
+    else:
+        console.print(
+            f"identical weights and inputs: the outputs differ (max |diff| {found.max_abs_diff:.2g}); "
+            "these configurations compute different attention",
+            style="bold",
+        )
 
 
 # --- check -----------------------------------------------------------------------

@@ -185,8 +185,16 @@ def test_real_process_keeps_tensorflow_noise_off_both_streams() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["explain", "--help"], ["--shape", "8,x"], ["--shape", "8,16", "--no-run", "--json"]],
-    ids=["help", "explain-help", "usage-error", "no-run"],
+    [
+        ["--help"],
+        ["explain", "--help"],
+        ["compare", "--help"],
+        ["check", "--help"],
+        ["--shape", "8,x"],
+        ["--shape", "8,16", "--no-run", "--json"],
+        ["compare", "--shape", "8,16", "--axes", "1", "--axes", "none", "--no-run", "--json"],
+    ],
+    ids=["help", "explain-help", "compare-help", "check-help", "usage-error", "no-run", "compare-no-run"],
 )
 def test_instant_answers_import_no_backend(args: list[str]) -> None:
     probe = (
