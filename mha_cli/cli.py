@@ -342,6 +342,12 @@ def explain_command(
             help="Print one value of the JSON document, e.g. shapes.attention_scores.",
         ),
     ] = None,
+    code: Annotated[
+        bool,
+        typer.Option(
+            "--code", help="Print a runnable Keras script that builds this layer and prints both shapes."
+        ),
+    ] = False,
     debug: DebugOption = False,
 ) -> None:
     """Explain one keras.layers.MultiHeadAttention configuration from a real forward pass.
@@ -353,10 +359,11 @@ def explain_command(
     """
     from mha_cli.algebra import MHAConfig
 
-    if json_output and get:
+    outputs = [name for name, given in (("--json", json_output), ("--get", get), ("--code", code)) if given]
+    if len(outputs) > 1:
         fail(
             ExitCode.BAD_INPUT,
-            "--get PATH prints one value of the JSON document; use --json or --get, not both",
+            f"{' and '.join(outputs)}: each prints the whole answer in its own form; pick one",
         )
     config = MHAConfig(
         query_shape=shape,
@@ -389,6 +396,10 @@ def explain_command(
     if get is not None:
         value = _guarded(lambda: document.get_path(document.to_document(result), get), debug)
         typer.echo(document.shell_form(value))
+    elif code:
+        from mha_cli.snippet import snippet
+
+        typer.echo(snippet(result.derivation), nl=False)
     elif json_output:
         typer.echo(document.dumps(document.to_document(result)))
     else:

@@ -25,6 +25,7 @@ from mha_cli.compare import Comparison
 from mha_cli.explain import ExplainResult, Status
 from mha_cli.parsing import format_bytes, format_shape
 from mha_cli.record import RecordReport
+from mha_cli.snippet import call, constructor, filled_arguments, input_names
 
 _ROLE_STYLE = {Role.BATCH: "dim", Role.ATTENDED: "bold green", Role.FREE: "yellow", Role.FEATURE: "cyan"}
 _ROLE_MEANING = {
@@ -63,35 +64,13 @@ def _size(size: int | None) -> str:
 def layer_section(result: ExplainResult) -> Group:
     d = result.derivation
     layer, config = d.layer, d.config
-    args = [f"num_heads={layer.num_heads}", f"key_dim={layer.key_dim}"]
-    if config.value_dim is not None:
-        args.append(f"value_dim={layer.value_dim}")
-    if config.output_shape is not None:
-        args.append(f"output_shape={format_shape(config.output_shape)}")
-    if config.attention_axes is not None:
-        args.append(f"attention_axes={format_shape(config.attention_axes)}")
-    # Arguments mha-explain always fills in: shown in the call only when not Keras's default.
-    filled = {
-        "dropout": layer.dropout,
-        "use_bias": layer.use_bias,
-        "use_gate": layer.use_gate,
-        "dtype": layer.dtype,
-    }
-    args += [
-        f'{name}="{value}"' if isinstance(value, str) else f"{name}={value}"
-        for name, value in filled.items()
-        if value != KERAS_DEFAULTS[name]
-    ]
-    self_attention = config.value_shape is None
-    call_args = "x, x" if self_attention else "query, value" + (", key=key" if config.key_shape else "")
-    if self_attention:
+    if config.value_shape is None:
         inputs = f"x: {format_shape(d.inputs['query'].shape)}"
     else:
-        shown = ("query", "value", "key") if config.key_shape else ("query", "value")
-        inputs = ", ".join(f"{name}: {format_shape(d.inputs[name].shape)}" for name in shown)
+        inputs = ", ".join(f"{name}: {format_shape(d.inputs[name].shape)}" for name in input_names(d))
     code = Text()
-    code.append(f"layer = keras.layers.MultiHeadAttention({', '.join(args)})\n", style="bold")
-    code.append(f"output, scores = layer({call_args}, return_attention_scores=True)", style="bold")
+    code.append(f"layer = {constructor(d)}\n", style="bold")
+    code.append(f"output, scores = {call(d)}", style="bold")
     code.append(f"   # {inputs}", style="dim")
 
     keras_default = {
@@ -128,7 +107,7 @@ def layer_section(result: ExplainResult) -> Group:
             + f" -> {format_shape(layer.attention_axes)}",
             False,
         ),
-        *((name, str(value), value == KERAS_DEFAULTS[name]) for name, value in filled.items()),
+        *((name, str(value), value == KERAS_DEFAULTS[name]) for name, value in filled_arguments(d).items()),
     ]
     for name, value, is_default in rows:
         marker = source(name, is_default)

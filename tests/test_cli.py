@@ -52,7 +52,11 @@ BAD_INPUT = [
     (["--shape", "8,16", "--dtype", "int8"], "'int8' is not one of float32, float64, float16, bfloat16"),
     (["--shape", "8,16", "--backend", "mxnet"], "'mxnet' is not one of tensorflow, jax, torch, numpy"),
     (["--shape", "8,16", "--dropout", "1.5"], "a dropout rate must be in [0, 1)"),
-    (["--shape", "8,16", "--json", "--get", "params"], "use --json or --get, not both"),
+    (["--shape", "8,16", "--json", "--get", "params"], "--json and --get: each prints the whole answer"),
+    (
+        ["--shape", "8,16", "--code", "--json"],
+        "--json and --code: each prints the whole answer in its own form",
+    ),
     (["--shape", "8,16", "--frobnicate"], "No such option: --frobnicate"),
     ([], "Missing option '--shape'"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -20,6 +21,7 @@ from mha_cli.keras_adapter import (
     run_layer,
     softmax_rank_limit,
 )
+from mha_cli.snippet import snippet
 
 pytestmark = pytest.mark.keras
 BACKEND = "tensorflow"
@@ -288,3 +290,27 @@ def test_verify_small_keeps_keras_bias_bug_exactly_as_it_applies_to_the_full_inp
     reduced = explain(big, BACKEND, verify_small=True).check("reduced_run")
     assert reduced.status is Status.PASSED, reduced.detail
     assert reduced.data["inputs"]["query"] == [5, 5, 4]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        MHAConfig((32, 64, 4), attention_axes=(1,)),
+        MHAConfig((8, 16), (4, 16), (4, 6), num_heads=3, value_dim=5, output_shape=(3, 2)),
+        MHAConfig((4, 3, 8), use_gate=True, use_bias=False, dtype="float64", attention_axes=(-2, 1)),
+        MHAConfig((6, 12), dropout=0.5, dtype="bfloat16", batch=3, seed=7),
+    ],
+)
+def test_the_code_snippet_runs_and_prints_the_shapes_it_promises(
+    config: MHAConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = snippet(derive(config))
+    exec(compile(code, "<mha-explain --code>", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    promises = [re.fullmatch(r'print\("(\w+)", .*\)  # (.*)', line) for line in code.splitlines()[-2:]]
+    assert printed == [f"{match[1]} {match[2]}" for match in promises if match]
+    d = derive(config)
+    assert printed == [
+        f"output {d.shapes['output'].with_batch(config.batch)}",
+        f"attention_scores {d.shapes['attention_scores'].with_batch(config.batch)}",
+    ]

@@ -1,0 +1,72 @@
+"""The configuration as Keras code: the call line the tables show, and a runnable snippet (--code).
+
+Pure: built from the derivation, no Keras.
+"""
+
+from __future__ import annotations
+
+from mha_cli.algebra import KERAS_DEFAULTS, Derivation
+from mha_cli.parsing import format_shape
+
+
+def constructor(d: Derivation) -> str:
+    """``keras.layers.MultiHeadAttention(...)`` with what was given and what differs from Keras's defaults."""
+    layer, config = d.layer, d.config
+    args = [f"num_heads={layer.num_heads}", f"key_dim={layer.key_dim}"]
+    if config.value_dim is not None:
+        args.append(f"value_dim={layer.value_dim}")
+    if config.output_shape is not None:
+        args.append(f"output_shape={format_shape(config.output_shape)}")
+    if config.attention_axes is not None:
+        args.append(f"attention_axes={format_shape(config.attention_axes)}")
+    # Arguments mha-explain always fills in: shown only when not Keras's default.
+    args += [
+        f'{name}="{value}"' if isinstance(value, str) else f"{name}={value}"
+        for name, value in filled_arguments(d).items()
+        if value != KERAS_DEFAULTS[name]
+    ]
+    return f"keras.layers.MultiHeadAttention({', '.join(args)})"
+
+
+def filled_arguments(d: Derivation) -> dict[str, object]:
+    """The arguments that have a value whether or not the user gave one (Keras's default otherwise)."""
+    layer = d.layer
+    return {
+        "dropout": layer.dropout,
+        "use_bias": layer.use_bias,
+        "use_gate": layer.use_gate,
+        "dtype": layer.dtype,
+    }
+
+
+def input_names(d: Derivation) -> tuple[str, ...]:
+    """The tensors a user passes: x for self-attention, else query, value (and key when given)."""
+    if d.config.value_shape is None:
+        return ("x",)
+    return ("query", "value", "key") if d.config.key_shape is not None else ("query", "value")
+
+
+def call(d: Derivation) -> str:
+    """``layer(x, x, return_attention_scores=True)``, as the user would call it."""
+    names = input_names(d)
+    args = "x, x" if names == ("x",) else ", ".join(names[:2]) + (", key=key" if "key" in names else "")
+    return f"layer({args}, return_attention_scores=True)"
+
+
+def snippet(d: Derivation) -> str:
+    """A script that builds this layer, runs it once and prints both shapes, each with the expected one."""
+    batch = d.config.batch
+    tensor_of = {"x": "query", "query": "query", "value": "value", "key": "key"}
+    lines = ["import numpy as np", "import keras", "", f"rng = np.random.default_rng({d.config.seed})"]
+    for name in input_names(d):
+        shape = d.inputs[tensor_of[name]].with_batch(batch)
+        lines.append(f'{name} = rng.standard_normal({shape}).astype("float32")')
+    output = d.shapes["output"].with_batch(batch)
+    scores = d.shapes["attention_scores"].with_batch(batch)
+    lines += [
+        f"layer = {constructor(d)}",
+        f"output, scores = {call(d)}",
+        f'print("output", tuple(output.shape))  # {output}',
+        f'print("attention_scores", tuple(scores.shape))  # {scores}',
+    ]
+    return "\n".join(lines) + "\n"
