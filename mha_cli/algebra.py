@@ -222,6 +222,18 @@ class Derivation:
     def flops_per_item(self) -> int:
         return sum(einsum.flops_per_item() for einsum in self.einsums.values())
 
+    @property
+    def execution_path(self) -> str:
+        """The path Keras takes when called *without* return_attention_scores.
+
+        ``fused``: ``ops.dot_product_attention``, which never materialises the
+        scores; Keras takes it for rank-3 inputs (projected rank 4) with dropout
+        0. ``einsum``: the explicit einsum + softmax path, which does
+        (Keras 3.15 ``MultiHeadAttention._compute_attention``). Requesting the
+        scores always takes the einsum path.
+        """
+        return "fused" if self.rank == 3 and self.layer.dropout == 0.0 else "einsum"
+
     def bytes_per_item(self, tensor: Tensor) -> int:
         """Bytes of ``tensor`` for one batch item, in the layer's dtype."""
         return tensor.per_item_size() * DTYPE_BYTES[self.layer.dtype]
@@ -707,6 +719,22 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
         f"{layer.num_heads} x {layer.value_dim} (value_dim) for value, and back to "
         f"{format_shape(out.shape[rank - 1 :])} by the output projection."
     )
+    scores_text = (
+        f"{format_shape(scores.shape)} scores ({derivation.scores_bytes_per_item():,} bytes per item)"
+    )
+    if derivation.execution_path == "fused":
+        lines.append(
+            "Called without return_attention_scores, Keras takes the fused ops.dot_product_attention path "
+            f"(rank-3 input, dropout 0), which never materialises the {scores_text}; asking for the "
+            "scores switches to the einsum + softmax path."
+        )
+    else:
+        why = f"dropout {layer.dropout}" if rank == 3 else f"a rank-{rank} input"
+        lines.append(
+            f"Keras computes this with the explicit einsum + softmax path ({why}; the fused "
+            f"ops.dot_product_attention path needs a rank-3 input and dropout 0), which materialises "
+            f"the {scores_text} on every call."
+        )
     if rank == 3:  # the only legal axis is 1, so every choice resolves to it
         lines.append(
             "For a rank-3 input, attention_axes=None and attention_axes=(1,) (also written (1), 1 or -2) "

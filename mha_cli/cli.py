@@ -386,7 +386,12 @@ def explain_command(
 
     result = _guarded(
         lambda: explain(
-            config, backend, execute=not no_run, max_memory=max_memory, verify_small=verify_small
+            config,
+            backend,
+            execute=not no_run,
+            max_memory=max_memory,
+            verify_small=verify_small,
+            observe_path=True,
         ),
         debug,
     )

@@ -100,6 +100,11 @@ def to_document(result: ExplainResult) -> dict[str, Any]:
             "attention_weights_per_query": d.weights_per_query,
             "attention_weights_per_item": d.shapes["attention_scores"].per_item_size(),
         },
+        "execution_path": {
+            "path": d.execution_path,
+            "observed": None if run is None else run.execution_path,
+            "scores_materialised": d.execution_path == "einsum",
+        },
         "summary": list(d.summary),
         "checks": {check.name: {"status": check.status.value, **check.data} for check in result.checks},
         "warnings": list(result.warnings),

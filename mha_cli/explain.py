@@ -78,13 +78,15 @@ def explain(
     execute: bool = True,
     max_memory: int = DEFAULT_MAX_MEMORY,
     verify_small: bool = False,
+    observe_path: bool = False,
 ) -> ExplainResult:
     """Derive ``config``, run it through the real layer and verify.
 
     Without ``execute``, answer from the shape algebra alone (no Keras). When
     the forward pass would need more than ``max_memory`` bytes, build the layer
     without running it and check what it reports, and with ``verify_small``
-    also run it on shrunken inputs. Either way, say why.
+    also run it on shrunken inputs. Either way, say why. With ``observe_path``,
+    also see which execution path a call without scores takes.
     """
     derivation = derive(config)
     if not execute:
@@ -106,7 +108,7 @@ def explain(
         return _built_not_run(derivation, backend, estimate, max_memory, verify_small)
     from mha_cli.keras_adapter import run_layer  # lazy: Keras only when running
 
-    run = run_layer(derivation, backend)
+    run = run_layer(derivation, backend, observe_path=observe_path)
     derivation_check = compare_with_layer(derivation, run)
     checks = (
         derivation_check,
@@ -227,6 +229,8 @@ def compare_with_layer(derivation: Derivation, run: LayerRun) -> Check:
             mismatches.append({"kind": kind, "name": name, "derived": ours, "keras": keras})
 
     compare("attention_axes", "attention_axes", derivation.layer.attention_axes, run.resolved_axes)
+    if run.execution_path is not None:
+        compare("execution_path", "execution_path", derivation.execution_path, run.execution_path)
     # Without a forward pass the layer reports only its output shape (compute_output_shape).
     shapes = {name: t for name, t in derivation.shapes.items() if run.executed or name in run.shapes}
     for name, tensor in shapes.items():
@@ -243,6 +247,7 @@ def compare_with_layer(derivation: Derivation, run: LayerRun) -> Check:
     counts = (
         f"{len(shapes)} shape{'s' if len(shapes) != 1 else ''}, {len(derivation.equations)} equations, "
         f"{len(ours_weights)} weights, the resolved axes"
+        + (", the execution path" if run.execution_path is not None else "")
     )
     against = "the real forward pass" if run.executed else "the real layer, built but not run"
     if mismatches:

@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
@@ -57,6 +57,9 @@ class LayerRun:
     symbolic: dict[str, tuple[int | None, ...]]
     #: Inputs as fed, weights, output and scores, all as float64 numpy arrays (empty without a forward pass).
     arrays: dict[str, np.ndarray]
+    #: The path a call without return_attention_scores took, as observed: "fused" or
+    #: "einsum" (None when not observed).
+    execution_path: str | None = None
 
 
 def load_keras(backend: str) -> ModuleType:
@@ -191,11 +194,15 @@ def known_wrong_results(derivation: Derivation, backend: str) -> tuple[str, ...]
     return tuple(found)
 
 
-def run_layer(derivation: Derivation, backend: str) -> LayerRun:
-    """Build the real layer, run it forward and symbolically, and read it back."""
+def run_layer(derivation: Derivation, backend: str, *, observe_path: bool = False) -> LayerRun:
+    """Build the real layer, run it forward and symbolically, and read it back.
+
+    With ``observe_path``, also call it once without return_attention_scores
+    to see which execution path Keras takes (one more forward pass).
+    """
     keras = _prepared(derivation, backend)
     with native_output_silenced():
-        return _run(keras, derivation, backend)
+        return _run(keras, derivation, backend, observe_path)
 
 
 def inspect_layer(derivation: Derivation, backend: str) -> LayerRun:
@@ -266,7 +273,7 @@ def _built_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, .
     return layer
 
 
-def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
+def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -> LayerRun:
     config = derivation.config
     dtype = derivation.layer.dtype
     # Inputs and weights come from one NumPy generator, not Keras's seeded
@@ -288,6 +295,7 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
     seen = _record_sublayers(layer)
     with _keras_rejects():
         output, scores = layer(query, value, key=key, return_attention_scores=True, training=False)
+    path = _observed_path(layer, query, value, key) if observe_path else None
     shapes = {f"{step}_projected": seen[step][1] for step in ("query", "key", "value")}
     if "gate" in seen:
         shapes["gate"] = seen["gate"][1]
@@ -299,7 +307,29 @@ def _run(keras: Any, derivation: Derivation, backend: str) -> LayerRun:
     )
     tensors = {"query": query, "value": value, "key": value if key is None else key}
     tensors.update(output=output, attention_scores=scores)
-    return _read_back(keras, layer, derivation, backend, shapes, tensors, executed=True)
+    run = _read_back(keras, layer, derivation, backend, shapes, tensors, executed=True)
+    return replace(run, execution_path=path)
+
+
+def _observed_path(layer: Any, query: Any, value: Any, key: Any) -> str:
+    """Call the layer as users mostly do, without scores, and see whether it softmaxes explicitly.
+
+    Keras's einsum path goes through ``_masked_softmax``; the fused
+    ``ops.dot_product_attention`` path does not (Keras 3.15).
+    """
+    softmaxed = []
+
+    def masked_softmax(*args: Any, _original: Any = layer._masked_softmax, **kwargs: Any) -> Any:
+        softmaxed.append(True)
+        return _original(*args, **kwargs)
+
+    layer._masked_softmax = masked_softmax
+    try:
+        with _keras_rejects():
+            layer(query, value, key=key, training=False)
+    finally:
+        del layer._masked_softmax
+    return "einsum" if softmaxed else "fused"
 
 
 def _read_back(

@@ -91,8 +91,9 @@ def test_derivation_equals_real_layer(config: MHAConfig) -> None:
         with pytest.raises(ConfigError, match="runs Softmax with oneDNN"):
             explain(config, BACKEND)
         return
-    result = explain(config, BACKEND)
+    result = explain(config, BACKEND, observe_path=True)
     derivation, numpy_reference, symbolic = result.checks
+    assert result.run is not None and result.run.execution_path == result.derivation.execution_path
     assert derivation.status is Status.PASSED, derivation.detail
     # Keras's numbers are right whenever no known Keras bug applies, and a
     # mismatch is always one we can name. (A misplaced bias can still be
@@ -314,3 +315,20 @@ def test_the_code_snippet_runs_and_prints_the_shapes_it_promises(
         f"output {d.shapes['output'].with_batch(config.batch)}",
         f"attention_scores {d.shapes['attention_scores'].with_batch(config.batch)}",
     ]
+
+
+@pytest.mark.parametrize(
+    ("config", "path"),
+    [
+        (MHAConfig((10, 16)), "fused"),
+        (MHAConfig((10, 16), (4, 16)), "fused"),
+        (MHAConfig((10, 16), dropout=0.1), "einsum"),
+        (MHAConfig((6, 5, 4), attention_axes=(1,)), "einsum"),
+    ],
+)
+def test_the_execution_path_is_the_one_keras_takes(config: MHAConfig, path: str) -> None:
+    """Rank-3 and dropout 0: fused ops.dot_product_attention; otherwise einsum + softmax (Keras 3.15)."""
+    result = explain(config, BACKEND, observe_path=True)
+    assert result.run is not None
+    assert result.derivation.execution_path == result.run.execution_path == path
+    assert "the execution path" in result.check("derivation").detail
