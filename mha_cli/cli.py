@@ -342,6 +342,13 @@ def explain_command(
             help="Print one value of the JSON document, e.g. shapes.attention_scores.",
         ),
     ] = None,
+    graph: Annotated[
+        bool,
+        typer.Option(
+            "--graph",
+            help="Show how a functional model records the call (Model.get_config()), beside Attention.",
+        ),
+    ] = False,
     code: Annotated[
         bool,
         typer.Option(
@@ -365,6 +372,8 @@ def explain_command(
             ExitCode.BAD_INPUT,
             f"{' and '.join(outputs)}: each prints the whole answer in its own form; pick one",
         )
+    if graph and no_run:
+        fail(ExitCode.BAD_INPUT, "--graph builds a model around the real layer; leave out --no-run to use it")
     config = MHAConfig(
         query_shape=shape,
         value_shape=value_shape,
@@ -392,6 +401,7 @@ def explain_command(
             max_memory=max_memory,
             verify_small=verify_small,
             observe_path=True,
+            graph=graph,
         ),
         debug,
     )

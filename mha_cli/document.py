@@ -106,6 +106,7 @@ def to_document(result: ExplainResult) -> dict[str, Any]:
             "scores_materialised": d.execution_path == "einsum",
         },
         "summary": list(d.summary),
+        "call_convention": result.call_convention,
         "checks": {check.name: {"status": check.status.value, **check.data} for check in result.checks},
         "warnings": list(result.warnings),
     }

@@ -53,6 +53,8 @@ class ExplainResult:
     #: Why there was no forward pass (--no-run, or the memory guard), else None.
     #: With the memory guard, ``run`` holds what the built layer reported.
     not_executed_reason: str | None = None
+    #: How a functional model records the call (--graph), from keras_adapter.call_convention.
+    call_convention: dict[str, dict[str, Any]] | None = None
 
     @property
     def failed(self) -> tuple[Check, ...]:
@@ -79,6 +81,7 @@ def explain(
     max_memory: int = DEFAULT_MAX_MEMORY,
     verify_small: bool = False,
     observe_path: bool = False,
+    graph: bool = False,
 ) -> ExplainResult:
     """Derive ``config``, run it through the real layer and verify.
 
@@ -86,8 +89,35 @@ def explain(
     the forward pass would need more than ``max_memory`` bytes, build the layer
     without running it and check what it reports, and with ``verify_small``
     also run it on shrunken inputs. Either way, say why. With ``observe_path``,
-    also see which execution path a call without scores takes.
+    also see which execution path a call without scores takes. With ``graph``,
+    also record how a functional model serializes the call (symbolic tensors
+    only, so it runs whatever the memory guard says).
     """
+    result = _explain(
+        config,
+        backend,
+        execute=execute,
+        max_memory=max_memory,
+        verify_small=verify_small,
+        observe_path=observe_path,
+    )
+    if not graph:
+        return result
+    from mha_cli.keras_adapter import call_convention
+
+    return replace(result, call_convention=call_convention(result.derivation, backend))
+
+
+def _explain(
+    config: MHAConfig,
+    backend: str,
+    *,
+    execute: bool,
+    max_memory: int,
+    verify_small: bool,
+    observe_path: bool,
+) -> ExplainResult:
+    """:func:`explain` without the call convention."""
     derivation = derive(config)
     if not execute:
         return _algebra_only(

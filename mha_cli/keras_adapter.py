@@ -421,3 +421,66 @@ def _record_sublayers(layer: Any) -> dict[str, tuple[tuple[int, ...], tuple[int,
 
         sublayer.call = call
     return seen
+
+
+#: Keras's list-input attention layers, shown beside MultiHeadAttention by --graph.
+_LIST_INPUT_LAYERS = {"attention": "Attention", "additive_attention": "AdditiveAttention"}
+
+
+def call_convention(derivation: Derivation, backend: str) -> dict[str, dict[str, Any]]:
+    """How a functional model records the call, read from the real ``Model.get_config()``.
+
+    MultiHeadAttention is called as a user would, ``layer(query, value)`` (or
+    ``layer(x, x)``, with ``key=key`` when a key is given); Attention and
+    AdditiveAttention, where the inputs suit them, with their list
+    ``[query, value]``. Each entry gives the call, and the ``args`` and
+    ``kwargs`` of its inbound node with every tensor named by its input.
+    """
+    keras = load_keras(backend)
+    config = derivation.config
+    shape_of = {name: derivation.inputs[name].shape[1:] for name in _INPUTS}
+    with native_output_silenced(), _keras_rejects():
+        if config.value_shape is None:
+            x = keras.Input(shape=shape_of["query"], name="x")
+            inputs, query, value, key = [x], x, x, None
+            call = "layer(x, x)"
+        else:
+            query = keras.Input(shape=shape_of["query"], name="query")
+            value = keras.Input(shape=shape_of["value"], name="value")
+            key = None if config.key_shape is None else keras.Input(shape=shape_of["key"], name="key")
+            inputs = [query, value] + ([] if key is None else [key])
+            call = "layer(query, value" + (", key=key)" if key is not None else ")")
+        layer = keras.layers.MultiHeadAttention(
+            **derivation.layer.keras_kwargs(config.attention_axes), name="multi_head_attention"
+        )
+        outputs = [layer(query, value) if key is None else layer(query, value, key=key)]
+        calls = {"multi_head_attention": call}
+        # Attention and AdditiveAttention take [batch, T, dim] query and [batch, S, dim] value.
+        if derivation.rank == 3 and shape_of["query"][-1] == shape_of["value"][-1]:
+            pair = [query, value]
+            names = "[x, x]" if config.value_shape is None else "[query, value]"
+            for name, class_name in _LIST_INPUT_LAYERS.items():
+                outputs.append(getattr(keras.layers, class_name)(name=name)(pair))
+                calls[name] = f"{class_name}()({names})"
+        model = keras.Model(inputs, outputs)
+        layers = {entry["name"]: entry for entry in model.get_config()["layers"]}
+    recorded = {}
+    for name, call_text in calls.items():
+        (node,) = layers[name]["inbound_nodes"]
+        recorded[name] = {
+            "call": call_text,
+            "args": _named_tensors(node["args"]),
+            "kwargs": _named_tensors(node["kwargs"]),
+        }
+    return recorded
+
+
+def _named_tensors(value: Any) -> Any:
+    """A serialized inbound node with every tensor replaced by the name of the input it comes from."""
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        return value["config"]["keras_history"][0]
+    if isinstance(value, dict):
+        return {key: _named_tensors(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_named_tensors(item) for item in value]
+    return value

@@ -6,11 +6,12 @@ Without a terminal rich emits no colour codes, and it honours NO_COLOR.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 from rich import box
 from rich.console import Console, Group
@@ -207,6 +208,27 @@ def verification_section(result: ExplainResult) -> Group:
     return Group(*lines)
 
 
+def call_convention_section(convention: dict[str, dict[str, Any]]) -> Group:
+    table = _table("Call convention (the real Model.get_config())", "layer", "called as", "args", "kwargs")
+    for name, recorded in convention.items():
+        # Text, not markup: "[query, value]" is not a rich style.
+        cells = (recorded["call"], json.dumps(recorded["args"]), json.dumps(recorded["kwargs"]))
+        table.add_row(name, *(Text(cell) for cell in cells))
+    paragraph = (
+        "Each inbound node's args and kwargs, with every tensor named by the input it comes from. "
+        "A converter must read MultiHeadAttention's tensors from both args and kwargs of each inbound "
+        "node and bind them by MultiHeadAttention.call(query, value, key=None, ...): Keras records the "
+        "call as it was made, so positional query and value land in args and a keyword key (or value, "
+        "if passed so) in kwargs. Attention and AdditiveAttention take one list, recorded whole as "
+        "args[0] = [query, value] (or [query, value, key])."
+    )
+    if "attention" not in convention:
+        paragraph += (
+            " (Attention and AdditiveAttention are left out: they need rank-3 inputs with equal features.)"
+        )
+    return Group(table, Text(paragraph))
+
+
 def render(result: ExplainResult, console: Console) -> None:
     d = result.derivation
     console.print(layer_section(result))
@@ -215,6 +237,9 @@ def render(result: ExplainResult, console: Console) -> None:
     console.print(einsums_table(d))
     console.print(weights_table(d))
     console.print(summary_section(d))
+    if result.call_convention is not None:
+        console.print()
+        console.print(call_convention_section(result.call_convention))
     console.print()
     console.print(verification_section(result))
     if result.failed:

@@ -69,3 +69,32 @@ def test_one_configuration_is_not_a_comparison() -> None:
         result.stderr
         == "mha-explain: error: --axes: give two or more to compare, e.g. --axes 1 --axes none\n"
     )
+
+
+def test_graph_shows_how_a_functional_model_records_the_call() -> None:
+    """Seed question 002: MultiHeadAttention's tensors are args and kwargs; Attention's are one list."""
+    result = runner.invoke(
+        app, ["--shape", "8,16", "--value-shape", "4,16", "--key-shape", "4,6", "--graph", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    convention = json.loads(result.stdout)["call_convention"]
+    assert convention["multi_head_attention"] == {
+        "call": "layer(query, value, key=key)",
+        "args": ["query", "value"],
+        "kwargs": {"key": "key"},
+    }
+    assert convention["attention"]["args"] == [["query", "value"]]
+    assert convention["additive_attention"]["args"] == [["query", "value"]]
+    self_attention = json.loads(runner.invoke(app, ["--shape", "8,16", "--graph", "--json"]).stdout)
+    assert self_attention["call_convention"]["multi_head_attention"]["args"] == ["x", "x"]
+    image = json.loads(runner.invoke(app, ["--shape", "6,5,4", "--graph", "--json"]).stdout)
+    assert list(image["call_convention"]) == ["multi_head_attention"]  # Attention needs rank-3 inputs
+    assert json.loads(runner.invoke(app, ["--shape", "8,16", "--json"]).stdout)["call_convention"] is None
+
+
+def test_graph_needs_the_real_layer() -> None:
+    result = runner.invoke(app, ["--shape", "8,16", "--graph", "--no-run"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "mha-explain: error: --graph builds a model around the real layer; leave out --no-run to use it\n"
+    )
