@@ -79,6 +79,12 @@ class MHAConfig:
     batch: int = 2
     seed: int = 0
     axis_names: tuple[str, ...] | None = None
+    #: The call's attention_mask shape, batch included (None there means --batch); None: no mask.
+    mask_shape: tuple[int | None, ...] | None = None
+    #: use_causal_mask=True in the call.
+    causal: bool = False
+    #: The layer's sliding_window argument (Keras >= 3.15).
+    sliding_window: int | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ class LayerArgs:
     attention_axes: tuple[int, ...]  # resolved: positive input axes, in the given order
     use_gate: bool
     dtype: str
+    sliding_window: int | None = None
     #: Arguments the user did not give, so a default was used.
     defaulted: frozenset[str] = frozenset()
 
@@ -116,6 +123,8 @@ class LayerArgs:
         }
         if self.use_gate:  # only Keras >= 3.14 knows the argument
             kwargs["use_gate"] = True
+        if self.sliding_window is not None:  # only Keras >= 3.15 knows the argument
+            kwargs["sliding_window"] = self.sliding_window
         return kwargs
 
 
@@ -192,6 +201,8 @@ class Derivation:
     shapes: dict[str, Tensor]  # query_projected, ..., attention_scores, attention_output, output
     einsums: dict[str, Einsum]  # query, key, value, [gate], dot_product, combine, output
     weights: tuple[Weight, ...]
+    #: How the call's masks reach the scores (None: no mask given).
+    mask: MaskPlan | None = None
     #: Plain sentences explaining the configuration (see summarize()).
     summary: tuple[str, ...] = field(default=())
 
@@ -409,6 +420,7 @@ def derive(config: MHAConfig) -> Derivation:
     if config.dtype not in DTYPE_BYTES:
         raise ConfigError("--dtype", config.dtype, f"unknown dtype; choose one of {', '.join(DTYPE_BYTES)}")
     _positive("--batch", config.batch)
+    _positive("--sliding-window", config.sliding_window)
 
     attended = _resolve_axes(config.attention_axes, rank)
     middle = rank - 2
@@ -459,6 +471,7 @@ def derive(config: MHAConfig) -> Derivation:
         attention_axes=attended,
         use_gate=config.use_gate,
         dtype=config.dtype,
+        sliding_window=config.sliding_window,
         defaulted=frozenset(defaulted),
     )
     return _derive_valid(config, layer, query, key, value, names)
@@ -618,6 +631,7 @@ def _derive_valid(
         einsums=einsums,
         weights=tuple(weights),
     )
+    derivation = replace(derivation, mask=plan_mask(derivation))
     return replace(derivation, summary=summarize(derivation))
 
 
@@ -670,6 +684,113 @@ def shrunk(config: MHAConfig, most: int = 4) -> MHAConfig:
         value_shape=small(config.value_shape),
         key_shape=small(config.key_shape),
     )
+
+
+# --- Masks -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MaskPlan:
+    """How the call's masks reach the attention scores, as Keras 3.15 does it.
+
+    ``_compute_attention_mask`` ANDs a ``(1, T, S)`` causal and sliding-window
+    mask, built from axis 1 of the query and the value, with the given
+    ``attention_mask`` (NumPy broadcasting). ``_masked_softmax`` then inserts
+    size-1 axes at ``heads_axis`` (-2 x attended axes - 1, just before the
+    query's attended axes, where the heads sit) until the rank is the scores',
+    and Softmax needs every axis to be 1 or the scores' size.
+    """
+
+    #: The attention_mask shape that needs no insertion: the scores' without heads.
+    expected: tuple[int | None, ...]
+    #: Where Keras inserts the missing axes (negative index into the mask).
+    heads_axis: int
+    #: (source, shape) for each mask: attention_mask, causal, sliding_window.
+    sources: tuple[tuple[str, tuple[int, ...]], ...]
+    #: The sources ANDed together (NumPy broadcasting).
+    combined: tuple[int, ...]
+    #: The combined mask after Keras's insertions: broadcasts to the scores.
+    broadcast_to: tuple[int, ...]
+
+
+def mask_layout(d: Derivation) -> tuple[tuple[int | None, ...], int]:
+    """The full attention_mask shape (the scores' without heads) and where Keras inserts missing axes."""
+    scores = d.shapes["attention_scores"]
+    heads = scores.labels.index("heads")
+    return scores.shape[:heads] + scores.shape[heads + 1 :], -2 * len(d.layer.attention_axes) - 1
+
+
+def plan_mask(d: Derivation) -> MaskPlan | None:
+    """The mask plan for ``d``'s call, or None without masks; ConfigError where Keras fails."""
+    config = d.config
+    scores = d.shapes["attention_scores"]
+    expected, heads_axis = mask_layout(d)
+    sources: list[tuple[str, tuple[int, ...]]] = []
+    if config.mask_shape is not None:
+        sources.append(("attention_mask", tuple(config.batch if s is None else s for s in config.mask_shape)))
+    # Keras builds these from axis 1 of the query and of the value, whatever the attended axes.
+    band = (1, d.inputs["query"].shape[1] or 0, d.inputs["value"].shape[1] or 0)
+    if config.causal:
+        sources.append(("causal", band))
+    if config.sliding_window is not None:
+        sources.append(("sliding_window", band))
+    if not sources:
+        return None
+    option = {"attention_mask": "--mask-shape", "causal": "--causal", "sliding_window": "--sliding-window"}
+    first = option[sources[0][0]] if len(sources) == 1 else "--mask-shape"
+    shown = " & ".join(f"{name} {format_shape(shape)}" for name, shape in sources)
+    combined = sources[0][1]
+    for _, shape in sources[1:]:
+        combined = _broadcast(combined, shape, first, shown)
+    target = scores.with_batch(config.batch)
+    mask = list(combined)
+    while len(mask) < len(target):
+        position = len(mask) + 1 + heads_axis
+        if position < 0:
+            raise ConfigError(
+                first,
+                format_shape(combined),
+                f"Keras inserts missing mask axes at {heads_axis} (just before the query's attended axes); "
+                f"a rank-{len(mask)} mask has no axis there, so it cannot reach the rank-{len(target)} "
+                f"scores {format_shape(scores.shape)}"
+                + (f"; give the full shape {format_shape(expected)}" if first == "--mask-shape" else ""),
+            )
+        mask.insert(position, 1)
+    if len(mask) > len(target):
+        raise ConfigError(
+            first,
+            format_shape(combined),
+            f"rank {len(mask)} is more than the scores' rank {len(target)} {format_shape(scores.shape)}",
+        )
+    for index, (size, wanted) in enumerate(zip(mask, target, strict=True)):
+        if size not in (1, wanted):
+            why = (
+                " (Keras builds causal and sliding-window masks from axis 1 of the query and the value)"
+                if any(name != "attention_mask" for name, _ in sources)
+                else ""
+            )
+            raise ConfigError(
+                first,
+                shown if len(sources) > 1 else format_shape(combined),
+                f"after Keras inserts the missing axes the mask is {format_shape(tuple(mask))}; its axis "
+                f"{index} has size {size} where the scores {format_shape(scores.shape)} have "
+                f"{wanted} ({scores.labels[index]}): each mask axis must be 1 or the scores' size{why}",
+            )
+    return MaskPlan(expected, heads_axis, tuple(sources), combined, tuple(mask))
+
+
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...], option: str, shown: str) -> tuple[int, ...]:
+    """NumPy broadcasting of two shapes, as ``mask_a & mask_b`` does."""
+    width = max(len(a), len(b))
+    a_full, b_full = (1,) * (width - len(a)) + a, (1,) * (width - len(b)) + b
+    out = []
+    for x, y in zip(a_full, b_full, strict=True):
+        if x != y and 1 not in (x, y):
+            raise ConfigError(
+                option, shown, f"Keras ANDs these masks, and sizes {x} and {y} do not broadcast together"
+            )
+        out.append(max(x, y))
+    return tuple(out)
 
 
 # --- Plain sentences -----------------------------------------------------------
@@ -734,6 +855,26 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
             f"Keras computes this with the explicit einsum + softmax path ({why}; the fused "
             f"ops.dot_product_attention path needs a rank-3 input and dropout 0), which materialises "
             f"the {scores_text} on every call."
+        )
+    expected, heads_axis = mask_layout(derivation)
+    attended_k = len(layer.attention_axes)
+    shorter = expected[-2 * attended_k :]
+    lines.append(
+        f"An attention_mask for this call has the shape {format_shape(expected)}, the scores' without "
+        f"the heads (True/1 attends); a shorter one gains size-1 axes at {heads_axis}, just before the "
+        f"query's attended axes, so {format_shape(shorter)} broadcasts over "
+        + (
+            "the batch and the heads."
+            if len(expected) == 2 * attended_k + 1
+            else "the batch, free axes and heads."
+        )
+    )
+    mask = derivation.mask
+    if mask is not None:
+        given = " & ".join(f"{name} {format_shape(shape)}" for name, shape in mask.sources)
+        lines.append(
+            f"This call's mask, {given}, reaches the scores as {format_shape(mask.broadcast_to)} "
+            "(the NumPy check applies it exactly so)."
         )
     if rank == 3:  # the only legal axis is 1, so every choice resolves to it
         lines.append(

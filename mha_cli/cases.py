@@ -45,6 +45,9 @@ KNOBS: dict[str, str] = {
     "batch": "int",
     "seed": "int",
     "axis_names": "names",
+    "mask_shape": "mask shape",
+    "causal": "bool",
+    "sliding_window": "int",
 }
 CASE_KEYS = ("name", *KNOBS, "expect")
 TOP_LEVEL_KEYS = ("defaults", "case", "recorded")
@@ -72,6 +75,7 @@ _HOW_TO_WRITE = {
     "number": "a number",
     "str": "a string",
     "names": 'a list of names, e.g. ["height", "width"]',
+    "mask shape": 'an attention_mask shape, batch included, e.g. ["None", 10, 10] or [10, 10]',
 }
 
 
@@ -302,6 +306,9 @@ def _case(path: Path, index: int, entry: dict[str, Any], defaults: dict[str, Any
         batch=values.get("batch", 2),
         seed=values.get("seed", 0),
         axis_names=values.get("axis_names"),
+        mask_shape=values.get("mask_shape"),
+        causal=values.get("causal", False),
+        sliding_window=values.get("sliding_window"),
     )
     case = Case(name, path, line, index, config, expect, key_lines)
     try:
@@ -329,6 +336,13 @@ def _value(kind: str, value: object) -> Any:
         return tuple(_size(item) for item in value)
     if kind in ("int", "int or shape"):
         return _size(value) if kind == "int or shape" else _integer(value)
+    if kind == "mask shape":
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"expected {_HOW_TO_WRITE[kind]}, got {value!r}")
+        batch = value[0]
+        if batch is None or (isinstance(batch, str) and batch.lower() == "none"):
+            return (None, *(_size(item) for item in value[1:]))
+        return tuple(_size(item) for item in value)
     if kind == "axes":
         if isinstance(value, str) and value.strip().lower() == "none":
             return None

@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from mha_cli import __version__
 from mha_cli.algebra import BACKENDS, DTYPES
 from mha_cli.errors import ConfigError, EnvironmentProblem, ExitCode, InternalError
-from mha_cli.parsing import parse_axes, parse_bytes, parse_int, parse_names, parse_shape
+from mha_cli.parsing import parse_axes, parse_bytes, parse_int, parse_mask_shape, parse_names, parse_shape
 
 T = TypeVar("T")
 
@@ -270,6 +270,27 @@ AxisNamesOption = Annotated[
     ),
 ]
 
+MaskShapeOption = Annotated[
+    Any,
+    typer.Option(
+        "--mask-shape",
+        metavar="SHAPE",
+        parser=_parser(parse_mask_shape, "--mask-shape"),
+        help="Call with an attention_mask of this shape, batch included (None,10,10 or 10,10); "
+        "checked by running the layer with a random mask.",
+    ),
+]
+CausalOption = Annotated[bool, typer.Option("--causal", help="Call with use_causal_mask=True.")]
+SlidingWindowOption = Annotated[
+    int | None,
+    typer.Option(
+        "--sliding-window",
+        metavar="INT",
+        parser=_positive("--sliding-window"),
+        help="sliding_window (Keras >= 3.15): attend within INT-1 positions either side.",
+    ),
+]
+
 
 app = typer.Typer(
     cls=ExplainByDefault,
@@ -318,6 +339,9 @@ def explain_command(
     batch: BatchOption = 2,
     seed: SeedOption = 0,
     axis_names: AxisNamesOption = None,
+    mask_shape: MaskShapeOption = None,
+    causal: CausalOption = False,
+    sliding_window: SlidingWindowOption = None,
     backend: BackendOption = "tensorflow",
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Answer from the shape algebra alone: no Keras, no checks.")
@@ -390,6 +414,9 @@ def explain_command(
         batch=batch,
         seed=seed,
         axis_names=axis_names,
+        mask_shape=mask_shape,
+        causal=causal,
+        sliding_window=sliding_window,
     )
     from mha_cli.explain import explain
 
@@ -455,6 +482,9 @@ def compare_command(
     batch: BatchOption = 2,
     seed: SeedOption = 0,
     axis_names: AxisNamesOption = None,
+    mask_shape: MaskShapeOption = None,
+    causal: CausalOption = False,
+    sliding_window: SlidingWindowOption = None,
     backend: BackendOption = "tensorflow",
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Compare from the shape algebra alone: no Keras, no outputs.")
@@ -494,6 +524,9 @@ def compare_command(
         batch=batch,
         seed=seed,
         axis_names=axis_names,
+        mask_shape=mask_shape,
+        causal=causal,
+        sliding_window=sliding_window,
     )
     configs = [replace(base, attention_axes=given) for given in axes]
     comparison = _guarded(lambda: compare(configs, backend, execute=not no_run, max_memory=max_memory), debug)

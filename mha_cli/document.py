@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from mha_cli import __version__
-from mha_cli.algebra import Derivation, Einsum, Tensor
+from mha_cli.algebra import Derivation, Einsum, Tensor, mask_layout
 from mha_cli.check import CaseResult, CaseStatus, CheckReport
 from mha_cli.compare import Comparison
 from mha_cli.errors import ConfigError
@@ -34,6 +34,19 @@ def _einsum(einsum: Einsum) -> dict[str, Any]:
         },
         "legend": {letter: {"axis": name, "size": size} for letter, name, size in einsum.legend},
         "flops_per_item": einsum.flops_per_item(),
+    }
+
+
+def _mask(d: Derivation) -> dict[str, Any]:
+    expected, heads_axis = mask_layout(d)
+    plan = d.mask
+    return {
+        "expected_shape": list(expected),
+        "inserted_at": heads_axis,
+        "given": None if plan is None else {name: list(shape) for name, shape in plan.sources},
+        "broadcast_to": None if plan is None else list(plan.broadcast_to),
+        "causal": d.config.causal,
+        "sliding_window": d.config.sliding_window,
     }
 
 
@@ -105,6 +118,7 @@ def to_document(result: ExplainResult) -> dict[str, Any]:
             "observed": None if run is None else run.execution_path,
             "scores_materialised": d.execution_path == "einsum",
         },
+        "mask": _mask(d),
         "summary": list(d.summary),
         "call_convention": result.call_convention,
         "checks": {check.name: {"status": check.status.value, **check.data} for check in result.checks},

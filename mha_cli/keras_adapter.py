@@ -101,6 +101,13 @@ def _check_supported(keras: ModuleType, derivation: Derivation) -> None:
             f"the installed Keras {keras.__version__} has no use_gate (added in Keras 3.14); "
             "upgrade Keras or leave out --gate",
         )
+    if derivation.layer.sliding_window is not None and "sliding_window" not in parameters:
+        raise ConfigError(
+            "--sliding-window",
+            derivation.layer.sliding_window,
+            f"the installed Keras {keras.__version__} has no sliding_window (added in Keras 3.15); "
+            "upgrade Keras or leave it out",
+        )
 
 
 #: TensorFlow's broadcasting ops (SelectV2 inside Keras's multi-axis softmax)
@@ -292,10 +299,15 @@ def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -
     layer = _built_layer(keras, derivation, query.shape, value.shape, None if key is None else key.shape)
     for variable in layer.weights:
         variable.assign(_random_weight(rng, variable.path, tuple(variable.shape)))  # converted to its dtype
+    # The call's masks: a random attention_mask (3 in 4 positions attend) and/or use_causal_mask.
+    masks: dict[str, Any] = {"use_causal_mask": True} if config.causal else {}
+    if config.mask_shape is not None:
+        mask_shape = tuple(config.batch if size is None else size for size in config.mask_shape)
+        masks["attention_mask"] = keras.ops.convert_to_tensor(rng.random(mask_shape) < 0.75)
     seen = _record_sublayers(layer)
     with _keras_rejects():
-        output, scores = layer(query, value, key=key, return_attention_scores=True, training=False)
-    path = _observed_path(layer, query, value, key) if observe_path else None
+        output, scores = layer(query, value, key=key, return_attention_scores=True, training=False, **masks)
+    path = _observed_path(layer, query, value, key, masks) if observe_path else None
     shapes = {f"{step}_projected": seen[step][1] for step in ("query", "key", "value")}
     if "gate" in seen:
         shapes["gate"] = seen["gate"][1]
@@ -307,11 +319,13 @@ def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -
     )
     tensors = {"query": query, "value": value, "key": value if key is None else key}
     tensors.update(output=output, attention_scores=scores)
+    if "attention_mask" in masks:
+        tensors["attention_mask"] = masks["attention_mask"]
     run = _read_back(keras, layer, derivation, backend, shapes, tensors, executed=True)
     return replace(run, execution_path=path)
 
 
-def _observed_path(layer: Any, query: Any, value: Any, key: Any) -> str:
+def _observed_path(layer: Any, query: Any, value: Any, key: Any, masks: dict[str, Any]) -> str:
     """Call the layer as users mostly do, without scores, and see whether it softmaxes explicitly.
 
     Keras's einsum path goes through ``_masked_softmax``; the fused
@@ -326,7 +340,7 @@ def _observed_path(layer: Any, query: Any, value: Any, key: Any) -> str:
     layer._masked_softmax = masked_softmax
     try:
         with _keras_rejects():
-            layer(query, value, key=key, training=False)
+            layer(query, value, key=key, training=False, **masks)
     finally:
         del layer._masked_softmax
     return "einsum" if softmaxed else "fused"

@@ -73,6 +73,19 @@ def parse_shape(option: str, text: str) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+def parse_mask_shape(option: str, text: str) -> tuple[int | None, ...]:
+    """An attention_mask shape as passed to the layer, e.g. ``None,10,10`` or ``10,10``.
+
+    Unlike --shape it may start with the batch axis, written None (the
+    forward pass's --batch is used) or as a size.
+    """
+    items = _items(option, text)
+    if items and items[0].lower() in _NONE_WORDS:
+        rest = ",".join(items[1:])
+        return (None, *parse_shape(option, rest)) if rest else (None,)
+    return parse_shape(option, text)
+
+
 def parse_axes(option: str, text: str) -> tuple[int, ...] | None:
     """``none`` (all axes but batch, heads and features) or a list of axes.
 

@@ -77,10 +77,30 @@ dtype = "float64"
 batch = 3
 seed = 7
 axis_names = ["time"]
+mask_shape = ["None", 8, 5]
+causal = true
+sliding_window = 3
 """
     (case,) = parse(Path("c.toml"), text, "toml").cases
     assert case.config == MHAConfig(
-        (8, 6), (5, 7), (5, 3), 3, 4, 2, (3, 2), (-2,), False, True, 0.5, "float64", 3, 7, ("time",)
+        (8, 6),
+        (5, 7),
+        (5, 3),
+        3,
+        4,
+        2,
+        (3, 2),
+        (-2,),
+        False,
+        True,
+        0.5,
+        "float64",
+        3,
+        7,
+        ("time",),
+        mask_shape=(None, 8, 5),
+        causal=True,
+        sliding_window=3,
     )
 
 
@@ -141,8 +161,8 @@ BAD = [
         "c.mha.toml:5: case 'a': unknown equation 'scores'",
     ),
     (
-        '[[case]]\nname = "a"\nshape = [8, 16]\ncausal = true\n',
-        "c.mha.toml:4: case 'a': unknown key 'causal'",
+        '[[case]]\nname = "a"\nshape = [8, 16]\nuse_causal_mask = true\n',
+        "c.mha.toml:4: case 'a': unknown key 'use_causal_mask'",
     ),
     ('[[case]]\nname = "a"\nshape = [8, 16\n', "c.mha.toml:3: not valid TOML"),
     (

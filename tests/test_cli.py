@@ -58,6 +58,17 @@ BAD_INPUT = [
         "--json and --code: each prints the whole answer in its own form",
     ),
     (["--shape", "8,16", "--frobnicate"], "No such option: --frobnicate"),
+    (
+        ["--shape", "10,16", "--mask-shape", "10,9"],
+        "--mask-shape (10, 9): after Keras inserts the missing axes the mask is (1, 1, 10, 9); "
+        "its axis 3 has size 9 where the scores (None, 2, 10, 10) have 10 (seq_k)",
+    ),
+    (["--shape", "32,64,4", "--causal"], "--causal (1, 32, 32): Keras inserts missing mask axes at -5"),
+    (["--shape", "10,16", "--mask-shape", "10,x"], "'x' is not a size"),
+    (
+        ["--shape", "10,16", "--sliding-window", "0"],
+        "Invalid value for '--sliding-window': '0': must be >= 1",
+    ),
     ([], "Missing option '--shape'"),
 ]
 

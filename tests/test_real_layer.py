@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from mha_cli.algebra import MHAConfig, attention_equations, derive, projection_equation, shrunk
+from mha_cli.algebra import MHAConfig, attention_equations, derive, mask_layout, projection_equation, shrunk
 from mha_cli.errors import ConfigError
 from mha_cli.explain import Status, explain
 from mha_cli.keras_adapter import (
@@ -332,3 +332,57 @@ def test_the_execution_path_is_the_one_keras_takes(config: MHAConfig, path: str)
     assert result.run is not None
     assert result.derivation.execution_path == result.run.execution_path == path
     assert "the execution path" in result.check("derivation").detail
+
+
+@st.composite
+def masked_configs(draw: st.DrawFn) -> MHAConfig:
+    """Small rank-3 and rank-4 configurations with an attention_mask of some plausible shape."""
+    middle = draw(st.integers(1, 2))
+    query = (*draw(st.lists(st.integers(2, 4), min_size=middle, max_size=middle)), 4)
+    axes = draw(st.sampled_from([None, (1,), (middle,)]))
+    config = MHAConfig(query, num_heads=2, key_dim=3, attention_axes=axes, causal=draw(st.booleans()))
+    expected, _ = mask_layout(derive(MHAConfig(query, num_heads=2, key_dim=3, attention_axes=axes)))
+    full = (config.batch, *expected[1:])
+    rank = draw(st.integers(1, len(full)))
+    shape = tuple(draw(st.sampled_from([1, size, size + 1])) for size in full[len(full) - rank :])
+    return replace(config, mask_shape=shape)
+
+
+@settings(max_examples=60, deadline=None)
+@given(masked_configs())
+def test_mask_shapes_are_accepted_exactly_when_keras_accepts_them(config: MHAConfig) -> None:
+    """Our MaskPlan against the real layer: same verdict, and accepted masks check out numerically."""
+    import keras
+
+    try:
+        derive(config)
+        ours = None
+    except ConfigError as error:
+        ours = error
+    layer = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3, attention_axes=config.attention_axes)
+    x = np.ones((config.batch, *config.query_shape), "float32")
+    mask = np.ones(config.mask_shape or (), bool)
+    try:
+        layer(x, x, attention_mask=mask, use_causal_mask=config.causal, return_attention_scores=True)
+        keras_error = None
+    except Exception as error:  # Keras raises ValueError or a backend error
+        keras_error = error
+    assert (ours is None) == (keras_error is None), (ours, keras_error)
+    if ours is None:
+        result = explain(config, BACKEND)
+        assert not result.failed, [check.detail for check in result.failed]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        MHAConfig((10, 16), sliding_window=3),
+        MHAConfig((10, 16), (6, 16), sliding_window=2, causal=True, mask_shape=(None, 10, 6)),
+        MHAConfig((5, 4, 8), attention_axes=(1,), causal=True),
+    ],
+)
+def test_causal_and_sliding_window_masks_check_out_numerically(config: MHAConfig) -> None:
+    result = explain(config, BACKEND)
+    assert not result.failed, [check.detail for check in result.failed]
+    assert result.derivation.mask is not None
+    assert result.check("numpy_reference").status is Status.PASSED
