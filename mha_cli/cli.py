@@ -18,7 +18,15 @@ from typer.core import TyperGroup
 from mha_cli import __version__
 from mha_cli.algebra import BACKENDS, DTYPES
 from mha_cli.errors import ConfigError, EnvironmentProblem, ExitCode, InternalError
-from mha_cli.parsing import parse_axes, parse_bytes, parse_int, parse_mask_shape, parse_names, parse_shape
+from mha_cli.parsing import (
+    parse_axes,
+    parse_bytes,
+    parse_int,
+    parse_mask_shape,
+    parse_names,
+    parse_position,
+    parse_shape,
+)
 
 T = TypeVar("T")
 
@@ -366,6 +374,26 @@ def explain_command(
             help="Print one value of the JSON document, e.g. shapes.attention_scores.",
         ),
     ] = None,
+    picture: Annotated[
+        bool,
+        typer.Option("--picture", help="Draw which key positions one query position attends to (see --at)."),
+    ] = False,
+    at: Annotated[
+        Any,
+        typer.Option(
+            "--at",
+            metavar="POSITION",
+            parser=_parser(parse_position, "--at"),
+            help="The query position for --picture, e.g. 5,10 [default: the centre]; implies --picture.",
+        ),
+    ] = None,
+    svg: Annotated[
+        Path | None, typer.Option("--svg", metavar="PATH", help="Also save the tables (and picture) as SVG.")
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="PATH", help="Also save the tables (and picture) as HTML."),
+    ] = None,
     graph: Annotated[
         bool,
         typer.Option(
@@ -396,6 +424,12 @@ def explain_command(
             ExitCode.BAD_INPUT,
             f"{' and '.join(outputs)}: each prints the whole answer in its own form; pick one",
         )
+    exports = [name for name, path in (("--svg", svg), ("--html", html)) if path is not None]
+    if exports and outputs:
+        fail(ExitCode.BAD_INPUT, f"{exports[0]} saves the tables; it cannot be combined with {outputs[0]}")
+    for name, path in (("--svg", svg), ("--html", html)):
+        if path is not None and not path.parent.is_dir():
+            fail(ExitCode.BAD_INPUT, f"{name} {path}: no directory {path.parent} to save it in")
     if graph and no_run:
         fail(ExitCode.BAD_INPUT, "--graph builds a model around the real layer; leave out --no-run to use it")
     config = MHAConfig(
@@ -435,19 +469,29 @@ def explain_command(
 
     from mha_cli import document
 
+    drawn = None
+    if picture or at is not None:
+        from mha_cli.picture import attention_picture
+
+        drawn = _guarded(lambda: attention_picture(result, at), debug)
     if get is not None:
-        value = _guarded(lambda: document.get_path(document.to_document(result), get), debug)
+        value = _guarded(lambda: document.get_path(document.to_document(result, drawn), get), debug)
         typer.echo(document.shell_form(value))
     elif code:
         from mha_cli.snippet import snippet
 
         typer.echo(snippet(result.derivation), nl=False)
     elif json_output:
-        typer.echo(document.dumps(document.to_document(result)))
+        typer.echo(document.dumps(document.to_document(result, drawn)))
     else:
-        from mha_cli.render import make_console, render
+        from mha_cli.render import export, make_console, render
 
-        render(result, make_console())
+        console = make_console(record=bool(exports))
+        render(result, console, drawn)
+        title = "mha-explain " + " ".join(sys.argv[1:])
+        _guarded(
+            lambda: _saved(lambda: export(console, svg, html, title), exports[0] if exports else ""), debug
+        )
     if result.failed:
         names = ", ".join(check.name for check in result.failed)
         fail(
@@ -644,6 +688,13 @@ def record_command(
     if code is not ExitCode.OK:
         problems = report.problems()
         fail(code, f"{len(problems)} problem(s) recording; first: {problems[0]}")
+
+
+def _saved(save: Callable[[], None], option: str) -> None:
+    try:
+        save()
+    except OSError as error:
+        raise ConfigError(option, error.filename, f"cannot write it: {error.strerror or error}") from None
 
 
 def _write(path: Path, option: str, text: str) -> None:

@@ -15,6 +15,7 @@ from mha_cli.check import CaseResult, CaseStatus, CheckReport
 from mha_cli.compare import Comparison
 from mha_cli.errors import ConfigError
 from mha_cli.explain import ExplainResult
+from mha_cli.picture import Picture
 
 SCHEMA_VERSION = 1
 
@@ -66,7 +67,18 @@ def config_document(derivation: Derivation) -> dict[str, Any]:
     }
 
 
-def to_document(result: ExplainResult) -> dict[str, Any]:
+def picture_document(picture: Picture) -> dict[str, Any]:
+    return {
+        "at": list(picture.at),
+        "axis_names": list(picture.axis_names),
+        "key_grid": list(picture.key_grid),
+        "attended_count": picture.attended_count,
+        # Small grids whole; a big one would swamp the document.
+        "attended": picture.attended.tolist() if picture.attended.size <= 4096 else None,
+    }
+
+
+def to_document(result: ExplainResult, picture: Picture | None = None) -> dict[str, Any]:
     d = result.derivation
     run = result.run
     return {
@@ -121,6 +133,7 @@ def to_document(result: ExplainResult) -> dict[str, Any]:
         "mask": _mask(d),
         "summary": list(d.summary),
         "call_convention": result.call_convention,
+        "picture": None if picture is None else picture_document(picture),
         "checks": {check.name: {"status": check.status.value, **check.data} for check in result.checks},
         "warnings": list(result.warnings),
     }

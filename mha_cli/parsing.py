@@ -86,6 +86,14 @@ def parse_mask_shape(option: str, text: str) -> tuple[int | None, ...]:
     return parse_shape(option, text)
 
 
+def parse_position(option: str, text: str) -> tuple[int, ...]:
+    """A position, one index from 0 per axis between batch and features, e.g. ``5,10``."""
+    items = _items(option, text)
+    if not items:
+        raise ConfigError(option, repr(text), "no position given; write e.g. 5,10")
+    return tuple(parse_int(option, item, minimum=0) for item in items)
+
+
 def parse_axes(option: str, text: str) -> tuple[int, ...] | None:
     """``none`` (all axes but batch, heads and features) or a list of axes.
 

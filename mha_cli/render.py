@@ -11,8 +11,10 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -25,6 +27,7 @@ from mha_cli.check import CaseStatus, CheckReport, Progress
 from mha_cli.compare import Comparison
 from mha_cli.explain import ExplainResult, Status
 from mha_cli.parsing import format_bytes, format_shape
+from mha_cli.picture import Picture
 from mha_cli.record import RecordReport
 from mha_cli.snippet import call, constructor, filled_arguments, input_names
 
@@ -43,12 +46,21 @@ _STATUS_MARK = {
 }
 
 
-def make_console(file: TextIO | None = None) -> Console:
+def make_console(file: TextIO | None = None, *, record: bool = False) -> Console:
+    """The console for tables; ``record`` keeps what was printed for --svg / --html export."""
     stream = file or sys.stdout
     # Piped output gets a fixed, roomy width instead of rich's 80 columns, so
     # einsum rows stay on one line; COLUMNS still wins.
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 120
-    return Console(file=stream, width=width, highlight=False)
+    return Console(file=stream, width=width, highlight=False, record=record)
+
+
+def export(console: Console, svg: Path | None, html: Path | None, title: str) -> None:
+    """Save what ``console`` printed, with its colours, as SVG and/or HTML (rich's own export)."""
+    if svg is not None:
+        console.save_svg(str(svg), title=title, clear=False)
+    if html is not None:
+        console.save_html(str(html), clear=False)
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -200,7 +212,7 @@ def verification_section(result: ExplainResult) -> Group:
     lines = [Text("Verification", style="bold")]
     for check in result.checks:
         mark, style = _STATUS_MARK[check.status]
-        line = Text()
+        line = Text(no_wrap=True, overflow="crop")
         line.append(f"{mark} ", style=style)
         line.append(f"{check.name}: ", style="bold")
         line.append(check.detail)
@@ -229,7 +241,7 @@ def call_convention_section(convention: dict[str, dict[str, Any]]) -> Group:
     return Group(table, Text(paragraph))
 
 
-def render(result: ExplainResult, console: Console) -> None:
+def render(result: ExplainResult, console: Console, picture: Picture | None = None) -> None:
     d = result.derivation
     console.print(layer_section(result))
     console.print(axes_table(d))
@@ -237,6 +249,9 @@ def render(result: ExplainResult, console: Console) -> None:
     console.print(einsums_table(d))
     console.print(weights_table(d))
     console.print(summary_section(d))
+    if picture is not None:
+        console.print()
+        console.print(picture_section(picture))
     if result.call_convention is not None:
         console.print()
         console.print(call_convention_section(result.call_convention))
@@ -411,3 +426,85 @@ def progress_bar(stream: TextIO) -> Iterator[Progress | None]:
             bar.update(task, completed=done, total=total, description=case_id)
 
         yield advance
+
+
+# --- picture -----------------------------------------------------------------------
+
+_MAX_COLUMNS, _MAX_ROWS, _MAX_SLICES = 48, 24, 6  # two characters per cell
+
+
+def _blocks(size: int, most: int) -> int:
+    """How many positions one drawn cell covers so that ``size`` positions fit in ``most`` cells."""
+    return -(-size // most)
+
+
+def _grid(attended: np.ndarray, query: tuple[int, int] | None) -> tuple[list[Text], tuple[int, int]]:
+    """A 2-D boolean grid as lines of cells, downsampled by blocks (a block attends if any position does)."""
+    rows, cols = attended.shape
+    down = (_blocks(rows, _MAX_ROWS), _blocks(cols, _MAX_COLUMNS))
+    lines = []
+    for r in range(0, rows, down[0]):
+        line = Text(no_wrap=True, overflow="crop")
+        for c in range(0, cols, down[1]):
+            here = query is not None and r <= query[0] < r + down[0] and c <= query[1] < c + down[1]
+            if here:
+                line.append("◉ ", style="bold magenta")
+            elif attended[r : r + down[0], c : c + down[1]].any():
+                line.append("■ ", style="green")
+            else:
+                line.append("· ", style="dim")
+        lines.append(line)
+    return lines, down
+
+
+def picture_section(picture: Picture) -> Group:
+    names, at = picture.axis_names, picture.at
+    where = ", ".join(f"{name}={index}" for name, index in zip(names, at, strict=True))
+    total = int(np.prod(picture.key_grid))
+    lines: list[Text] = [
+        Text("Attention picture", style="bold"),
+        Text(
+            f"query position ({where}), batch item 0, head 0: {picture.attended_count:,} of {total:,} key "
+            "positions get a non-zero weight in the real forward pass"
+        ),
+        Text("◉ the query position   ■ attended   · not attended", style="dim")
+        if picture.same_grid
+        else Text("■ attended   · not attended (key/value positions; the query grid differs)", style="dim"),
+    ]
+    attended = picture.attended
+    if attended.ndim == 1:
+        attended = attended[None, :]
+        at2: tuple[int, ...] = (0, at[0])
+        names = ("", *names)
+    else:
+        at2 = at
+    lead = attended.shape[:-2]
+    shown_slices = 0
+    skipped = 0
+    notes = set()
+    for lead_index in np.ndindex(*lead) if lead else [()]:
+        plane = attended[lead_index]
+        query_here = picture.same_grid and tuple(at2[: len(lead)]) == lead_index
+        if lead and not plane.any() and not query_here:
+            skipped += 1
+            continue
+        if shown_slices == _MAX_SLICES:
+            skipped += 1
+            continue
+        shown_slices += 1
+        if lead:
+            label = ", ".join(f"{name}={i}" for name, i in zip(names[: len(lead)], lead_index, strict=True))
+            lines.append(Text(f"{label}:", style="bold"))
+        grid, down = _grid(plane, tuple(at2[-2:]) if query_here else None)  # type: ignore[arg-type]
+        lines.extend(grid)
+        if down != (1, 1):
+            notes.add(
+                f"downsampled: each cell covers {down[0]} x {down[1]} positions ({names[-2] or 'row'} x "
+                f"{names[-1]}) and is marked if any of them is"
+            )
+    if skipped:
+        notes.add(
+            f"{skipped} more slice(s) not drawn: no attended position, or beyond the first {_MAX_SLICES}"
+        )
+    lines.extend(Text(note, style="dim") for note in sorted(notes))
+    return Group(*lines)

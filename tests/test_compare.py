@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -98,3 +99,65 @@ def test_graph_needs_the_real_layer() -> None:
     assert result.stderr == (
         "mha-explain: error: --graph builds a model around the real layer; leave out --no-run to use it\n"
     )
+
+
+def picture(*args: str) -> dict:  # type: ignore[type-arg]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["picture"]  # type: ignore[no-any-return]
+
+
+def test_the_picture_shows_one_column_for_attention_along_height() -> None:
+    drawn = picture("--shape", "32,64,4", "--axes", "1", "--at", "5,10")
+    assert (drawn["at"], drawn["key_grid"], drawn["attended_count"]) == ([5, 10], [32, 64], 32)
+    attended = drawn["attended"]
+    assert all(attended[h][w] == (w == 10) for h in range(32) for w in range(64))
+
+
+def test_the_picture_honours_causal_and_sliding_window_masks() -> None:
+    drawn = picture("--shape", "12,16", "--causal", "--sliding-window", "3", "--at", "6")
+    assert drawn["attended"] == [4 <= j <= 6 for j in range(12)]
+    assert picture("--shape", "12,16", "--causal", "--at", "0")["attended"] == [j == 0 for j in range(12)]
+
+
+def test_the_picture_keeps_free_axes_independent() -> None:
+    drawn = picture("--shape", "4,5,6,8", "--axes", "1,3", "--at", "1,2,3")
+    assert drawn["attended_count"] == 4 * 6
+    attended = drawn["attended"]
+    assert all(attended[d][h][w] == (h == 2) for d in range(4) for h in range(5) for w in range(6))
+
+
+def test_the_picture_of_cross_attention_is_drawn_on_the_key_grid() -> None:
+    drawn = picture("--shape", "8,16", "--value-shape", "4,16", "--at", "3")
+    assert (drawn["key_grid"], drawn["attended"]) == ([4], [True] * 4)
+    table = runner.invoke(app, ["--shape", "8,16", "--value-shape", "4,16", "--picture"]).stdout
+    assert "the query grid differs" in table
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shape", "10,16", "--at", "10"], "--at (10,): seq has positions 0..9"),
+        (["--shape", "6,5,4", "--at", "1"], "--at (1,): give one index per axis between batch and features"),
+        (["--shape", "10,16", "--at", "1", "--no-run"], "the picture is read from a real forward pass"),
+        (
+            ["--shape", "10,16", "--svg", "x.svg", "--json"],
+            "--svg saves the tables; it cannot be combined with --json",
+        ),
+    ],
+)
+def test_picture_mistakes_are_one_line(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("mha-explain: error: ") and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_tables_and_picture_export_to_svg_and_html(tmp_path: Path) -> None:
+    svg, html = tmp_path / "mha.svg", tmp_path / "mha.html"
+    result = runner.invoke(
+        app, ["--shape", "10,16", "--causal", "--picture", "--svg", str(svg), "--html", str(html)]
+    )
+    assert result.exit_code == 0, result.output
+    assert svg.read_text().startswith("<svg") and "Attention" in svg.read_text()
+    assert "Attention&#160;picture" in html.read_text() or "Attention picture" in html.read_text()
