@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,24 @@ def test_tables_and_picture_export_to_svg_and_html(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert svg.read_text().startswith("<svg") and "Attention" in svg.read_text()
     assert "Attention&#160;picture" in html.read_text() or "Attention picture" in html.read_text()
+
+
+def _readme_answers() -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("## What it answers") : text.index("A real transcript")]
+    return re.findall(r"\| `(mha-explain [^`]+)`", table)
+
+
+@pytest.mark.parametrize("command", _readme_answers())
+def test_every_answer_in_the_readme_runs(command: str) -> None:
+    """Each forum question's one command, as the README gives it, answers with exit 0."""
+    args = shlex.split(command)[1:]
+    if args[0] == "check":
+        args[1] = str(Path(__file__).resolve().parent.parent / args[1])
+    result = runner.invoke(app, args, env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+
+
+def test_the_readme_lists_an_answer_for_each_seed_question() -> None:
+    assert len(_readme_answers()) >= 9
