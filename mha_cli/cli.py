@@ -83,7 +83,9 @@ class ExplainByDefault(TyperGroup):
                 raise
             message = error.format_message()  # type: ignore[attr-defined]
             context = getattr(error, "ctx", None)
-            where = context.command_path if context is not None else "mha-explain"
+            # The program's own name, whatever the caller named it (CliRunner says "root").
+            command = [] if context is None else context.command_path.split()[1:]
+            where = " ".join(["mha-explain", *command])
             say_error(f"{message} (see {where} --help)")
             code = ExitCode.BAD_INPUT
         if not standalone_mode:
