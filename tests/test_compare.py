@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from mha_cli.algebra import MHAConfig
 from mha_cli.cli import app
 from mha_cli.compare import compare
+from tests.keras_features import keras_supports
 
 pytestmark = pytest.mark.keras
 runner = CliRunner()
@@ -117,8 +118,13 @@ def test_the_picture_shows_one_column_for_attention_along_height() -> None:
 
 
 def test_the_picture_honours_causal_and_sliding_window_masks() -> None:
-    drawn = picture("--shape", "12,16", "--causal", "--sliding-window", "3", "--at", "6")
-    assert drawn["attended"] == [4 <= j <= 6 for j in range(12)]
+    if keras_supports("sliding_window"):
+        drawn = picture("--shape", "12,16", "--causal", "--sliding-window", "3", "--at", "6")
+        assert drawn["attended"] == [4 <= j <= 6 for j in range(12)]
+    else:
+        refused = runner.invoke(app, ["--shape", "12,16", "--sliding-window", "3"])
+        assert refused.exit_code == 2
+        assert "has no sliding_window (added in Keras 3.15)" in refused.stderr
     assert picture("--shape", "12,16", "--causal", "--at", "0")["attended"] == [j == 0 for j in range(12)]
 
 
