@@ -143,15 +143,22 @@ def _dropout(text: str) -> float:
 
 
 # Options every command that runs the layer shares.
-BackendOption = Annotated[
-    str,
-    typer.Option(
+def _backend_option(choices: tuple[str, ...], help_text: str) -> Any:
+    return typer.Option(
         "--backend",
-        metavar="|".join(BACKENDS),
-        parser=_choice("--backend", BACKENDS),
+        metavar="|".join(choices),
+        parser=_choice("--backend", choices),
         envvar="KERAS_BACKEND",
         show_envvar=True,
-        help="Keras backend.",
+        help=help_text,
+    )
+
+
+BackendOption = Annotated[str, _backend_option(BACKENDS, "Keras backend.")]
+AnyBackendOption = Annotated[
+    str,
+    _backend_option(
+        (*BACKENDS, "all"), "Keras backend; all: every installed one, each in its own process, compared."
     ),
 ]
 MaxMemoryOption = Annotated[
@@ -352,7 +359,7 @@ def explain_command(
     mask_shape: MaskShapeOption = None,
     causal: CausalOption = False,
     sliding_window: SlidingWindowOption = None,
-    backend: BackendOption = "tensorflow",
+    backend: AnyBackendOption = "tensorflow",
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Answer from the shape algebra alone: no Keras, no checks.")
     ] = False,
@@ -454,6 +461,9 @@ def explain_command(
         causal=causal,
         sliding_window=sliding_window,
     )
+    if backend == "all":
+        _all_backends(config, max_memory, json_output, debug)
+        return
     from mha_cli.explain import explain
 
     result = _guarded(
@@ -690,6 +700,35 @@ def record_command(
     if code is not ExitCode.OK:
         problems = report.problems()
         fail(code, f"{len(problems)} problem(s) recording; first: {problems[0]}")
+
+
+def _all_backends(config: Any, max_memory: int, json_output: bool, debug: bool) -> None:
+    """--backend all: the same configuration on every installed backend, side by side."""
+    from mha_cli import document
+    from mha_cli.backends import run_on_backends
+
+    runs = _guarded(lambda: run_on_backends(config, max_memory=max_memory), debug)
+    if json_output:
+        typer.echo(document.dumps(document.backends_document(runs)))
+    else:
+        from mha_cli.render import make_console, render_backends
+
+        render_backends(runs, make_console())
+    documents = {run.backend: run.document for run in runs if run.document is not None}
+    if not documents:
+        fail(
+            ExitCode.ENVIRONMENT, f"--backend all: no backend could run; {runs[0].backend}: {runs[0].problem}"
+        )
+    failed = [
+        backend
+        for backend, doc in documents.items()
+        if any(check["status"] == "failed" for check in doc["checks"].values())
+    ]
+    if failed:
+        fail(
+            ExitCode.CHECK_FAILED,
+            f"check failed on {', '.join(failed)} (run --backend {failed[0]} for details)",
+        )
 
 
 def _saved(save: Callable[[], None], option: str) -> None:

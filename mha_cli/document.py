@@ -11,6 +11,7 @@ from typing import Any
 
 from mha_cli import __version__
 from mha_cli.algebra import Derivation, Einsum, Tensor, mask_layout
+from mha_cli.backends import BackendRun
 from mha_cli.check import CaseResult, CaseStatus, CheckReport
 from mha_cli.compare import Comparison
 from mha_cli.errors import ConfigError
@@ -199,6 +200,23 @@ def compare_document(comparison: Comparison) -> dict[str, Any]:
         "configs": configs,
         "equivalence": None if found is None else asdict(found),
         "not_compared_reason": comparison.not_compared_reason,
+    }
+
+
+def backends_document(runs: list[BackendRun]) -> dict[str, Any]:
+    """The document of ``--backend all --json`` (schema in the README)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "backends": {
+            run.backend: {
+                "document": run.document,
+                "problem": run.problem,
+                "output_max_abs_diff": run.output_diff,
+                "attention_scores_max_abs_diff": run.scores_diff,
+            }
+            for run in runs
+        },
     }
 
 

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mha_cli.algebra import KERAS_DEFAULTS, Derivation, Role
+from mha_cli.backends import BackendRun
 from mha_cli.cases import show
 from mha_cli.check import CaseStatus, CheckReport, Progress
 from mha_cli.compare import Comparison
@@ -259,6 +260,39 @@ def render(result: ExplainResult, console: Console, picture: Picture | None = No
     console.print(verification_section(result))
     if result.failed:
         console.print(Panel(Text("A check failed: see Verification above.", style="bold red"), expand=False))
+
+
+# --- backends --------------------------------------------------------------------
+
+
+def render_backends(runs: list[BackendRun], console: Console) -> None:
+    """One row per backend: shapes, checks, and how far its numbers are from the first backend's."""
+    table = _table(
+        "Backends (identical weights and inputs; differences from the first backend that ran)",
+        "backend",
+        "Keras",
+        "output",
+        "attention_scores",
+        "checks",
+        "max |diff| output",
+        "scores",
+    )
+    for run in runs:
+        if run.document is None:
+            table.add_row(run.backend, Text(run.problem or "", style="dim"), "", "", "", "", "")
+            continue
+        doc = run.document
+        checks = " ".join(_STATUS_MARK[Status(check["status"])][0] for check in doc["checks"].values())
+        table.add_row(
+            run.backend,
+            doc["keras_version"] or "",
+            format_shape(tuple(doc["shapes"]["output"])),
+            format_shape(tuple(doc["shapes"]["attention_scores"])),
+            checks,
+            "" if run.output_diff is None else f"{run.output_diff:.1e}",
+            "" if run.scores_diff is None else f"{run.scores_diff:.1e}",
+        )
+    console.print(table)
 
 
 # --- compare ---------------------------------------------------------------------

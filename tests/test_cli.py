@@ -233,20 +233,6 @@ def test_shape_algebra_imports_only_the_standard_library() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_missing_backend_exits_3_with_the_pip_command() -> None:
-    pytest.importorskip("keras")
-    try:
-        import jax  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("jax is installed here")
-    done = run_cli("--shape", "8,16", "--backend", "jax")
-    assert done.returncode == 3
-    assert done.stderr.strip().endswith("pip install jax")
-    assert len(done.stderr.strip().splitlines()) == 1
-
-
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_help_reference_is_current(command: str) -> None:
 
