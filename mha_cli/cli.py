@@ -6,6 +6,7 @@ problem (e.g. a backend that is not installed), 130 interrupted.
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -34,6 +35,14 @@ T = TypeVar("T")
 def say_error(message: str) -> None:
     """The one error line every failure prints on stderr."""
     typer.echo(f"mha-explain: error: {message}", err=True)
+
+
+INTERRUPTED_LINE = "mha-explain: interrupted"
+
+
+def say_interrupted() -> None:
+    """The one line for Ctrl-C (main() then ignores any further one while the process winds down)."""
+    typer.echo(INTERRUPTED_LINE, err=True)
 
 
 def fail(code: ExitCode, message: str) -> NoReturn:
@@ -75,8 +84,10 @@ class ExplainByDefault(TyperGroup):
     ) -> Any:
         try:
             code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+            if code == ExitCode.INTERRUPTED:  # Typer turns a KeyboardInterrupt into a silent Exit(130)
+                say_interrupted()
         except (typer.Abort, KeyboardInterrupt):
-            typer.echo("mha-explain: interrupted", err=True)
+            say_interrupted()
             code = ExitCode.INTERRUPTED
         except Exception as error:
             if not _is_click_error(error):
@@ -755,9 +766,6 @@ def _guarded(action: Callable[[], T], debug: bool) -> T:
         fail(ExitCode.BAD_INPUT, str(error))
     except EnvironmentProblem as error:
         fail(ExitCode.ENVIRONMENT, str(error))
-    except KeyboardInterrupt:
-        typer.echo("mha-explain: interrupted", err=True)
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     except Exception as error:
         if debug:
             from mha_cli.quiet import captured
@@ -776,5 +784,17 @@ def _guarded(action: Callable[[], T], debug: bool) -> T:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="mha-explain")
+    """Console-script entry point.
+
+    The group turns Ctrl-C into exit 130 with one line; this catches one that
+    lands outside it (while Typer starts or returns), so none ends in a traceback.
+    """
+    try:
+        app(prog_name="mha-explain")
+    except KeyboardInterrupt:
+        say_interrupted()
+        sys.exit(int(ExitCode.INTERRUPTED))
+    finally:
+        # The answer (or the interrupted line) is out: a Ctrl-C while Python
+        # shuts down must not change the exit code or print a traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)

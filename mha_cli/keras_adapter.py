@@ -9,22 +9,23 @@ this module only. Keras is imported lazily, inside these functions.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from mha_cli.algebra import BACKENDS, Derivation
 from mha_cli.errors import ConfigError, EnvironmentProblem
 from mha_cli.parsing import format_shape
-from mha_cli.quiet import native_output_silenced
+from mha_cli.quiet import native_output_silenced, sigint_held
 
 _PIP_NAME = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "jax"}
 #: The layer's EinsumDense sublayers, by the einsum step they run.
@@ -81,7 +82,7 @@ def load_keras(backend: str) -> ModuleType:
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        with native_output_silenced():
+        with sigint_held(), native_output_silenced():  # see _whole
             keras = importlib.import_module("keras")
     except ImportError as error:
         missing = getattr(error, "name", None) or str(error)
@@ -201,6 +202,27 @@ def known_wrong_results(derivation: Derivation, backend: str) -> tuple[str, ...]
     return tuple(found)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _whole(function: F) -> F:
+    """Run ``function`` with Ctrl-C held back until it returns.
+
+    A KeyboardInterrupt cutting through TensorFlow's import or Keras's lazy
+    imports can crash the process or leave half-imported modules (measured:
+    a segfault, "initialization failed", an AttributeError). These calls are
+    bounded by the memory guard, so Ctrl-C is answered right after, with exit 130.
+    """
+
+    @functools.wraps(function)
+    def held(*args: Any, **kwargs: Any) -> Any:
+        with sigint_held():
+            return function(*args, **kwargs)
+
+    return held  # type: ignore[return-value]
+
+
+@_whole
 def run_layer(derivation: Derivation, backend: str, *, observe_path: bool = False) -> LayerRun:
     """Build the real layer, run it forward and symbolically, and read it back.
 
@@ -212,6 +234,7 @@ def run_layer(derivation: Derivation, backend: str, *, observe_path: bool = Fals
         return _run(keras, derivation, backend, observe_path)
 
 
+@_whole
 def inspect_layer(derivation: Derivation, backend: str) -> LayerRun:
     """Build the real layer without running it forward (for configurations too big to run).
 
@@ -441,6 +464,7 @@ def _record_sublayers(layer: Any) -> dict[str, tuple[tuple[int, ...], tuple[int,
 _LIST_INPUT_LAYERS = {"attention": "Attention", "additive_attention": "AdditiveAttention"}
 
 
+@_whole
 def call_convention(derivation: Derivation, backend: str) -> dict[str, dict[str, Any]]:
     """How a functional model records the call, read from the real ``Model.get_config()``.
 
