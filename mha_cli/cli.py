@@ -10,6 +10,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -512,9 +513,10 @@ def explain_command(
         console = make_console(record=bool(exports))
         render(result, console, drawn)
         title = "mha-explain " + " ".join(sys.argv[1:])
-        _guarded(
-            lambda: _saved(lambda: export(console, svg, html, title), exports[0] if exports else ""), debug
-        )
+        for option, path in (("--svg", svg), ("--html", html)):
+            if path is not None:
+                save = partial(export, console, option, path, title)
+                _guarded(partial(_saved, option, path, save), debug)
     if result.failed:
         names = ", ".join(check.name for check in result.failed)
         fail(
@@ -656,9 +658,11 @@ def check_command(
 
         render_check(report, make_console(), strict=strict)
     if junit is not None:
+        from mha_cli.files import write_atomically
         from mha_cli.junit import junit_xml
 
-        _guarded(lambda: _write(junit, "--junit", junit_xml(report, strict=strict)), debug)
+        xml = junit_xml(report, strict=strict)
+        _guarded(partial(_saved, "--junit", junit, partial(write_atomically, junit, xml)), debug)
     code = report.exit_code(strict=strict)
     if code is not ExitCode.OK:
         problems = report.problems(strict=strict)
@@ -742,18 +746,10 @@ def _all_backends(config: Any, max_memory: int, json_output: bool, debug: bool) 
         )
 
 
-def _saved(save: Callable[[], None], option: str) -> None:
+def _saved(option: str, path: Path, save: Callable[[], None]) -> None:
+    """Run ``save``, which writes ``path``; a failure is the user's path, not our bug."""
     try:
         save()
-    except OSError as error:
-        raise ConfigError(option, error.filename, f"cannot write it: {error.strerror or error}") from None
-
-
-def _write(path: Path, option: str, text: str) -> None:
-    from mha_cli.files import write_atomically
-
-    try:
-        write_atomically(path, text)
     except OSError as error:
         raise ConfigError(option, str(path), f"cannot write it: {error.strerror or error}") from None
 

@@ -56,12 +56,12 @@ def make_console(file: TextIO | None = None, *, record: bool = False) -> Console
     return Console(file=stream, width=width, highlight=False, record=record)
 
 
-def export(console: Console, svg: Path | None, html: Path | None, title: str) -> None:
-    """Save what ``console`` printed, with its colours, as SVG and/or HTML (rich's own export)."""
-    if svg is not None:
-        console.save_svg(str(svg), title=title, clear=False)
-    if html is not None:
-        console.save_html(str(html), clear=False)
+def export(console: Console, option: str, path: Path, title: str) -> None:
+    """Save what ``console`` printed, with its colours (rich's own export): --svg or --html."""
+    if option == "--svg":
+        console.save_svg(str(path), title=title, clear=False)
+    else:
+        console.save_html(str(path), clear=False)
 
 
 def _table(title: str, *columns: str) -> Table:
