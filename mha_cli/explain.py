@@ -162,12 +162,7 @@ def _built_not_run(
     run = inspect_layer(derivation, backend)
     checks: tuple[Check, ...] = (
         compare_with_layer(derivation, run),
-        Check(
-            "numpy_reference",
-            Status.SKIPPED,
-            "not run: memory guard (no forward pass to compare with)",
-            {"passed": None, "max_abs_diff": None, "tolerance": TOLERANCE[derivation.layer.dtype]},
-        ),
+        _numpy_skipped(derivation, "not run: memory guard (no forward pass to compare with)"),
         symbolic_check(derivation, run),
     )
     if verify_small:
@@ -187,10 +182,9 @@ def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> Chec
     # shrink to a size where it applies exactly when it applies to the full inputs.
     buggy = bool(known_wrong_results(derivation, backend))
     sizes = (4, 5, 3, 6, derivation.layer.num_heads)
-    candidates = (derive(shrunk(derivation.config, most)) for most in sizes)
+    candidates = [derive(shrunk(derivation.config, most)) for most in sizes]
     small_derivation = next(
-        (d for d in candidates if bool(known_wrong_results(d, backend)) == buggy),
-        derive(shrunk(derivation.config)),
+        (d for d in candidates if bool(known_wrong_results(d, backend)) == buggy), candidates[0]
     )
     small = small_derivation.config
     shapes = {name: format_shape(tensor.shape[1:]) for name, tensor in small_derivation.inputs.items()}
@@ -228,17 +222,21 @@ def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> Chec
     )
 
 
+def _numpy_skipped(derivation: Derivation, detail: str) -> Check:
+    return Check(
+        "numpy_reference",
+        Status.SKIPPED,
+        detail,
+        {"passed": None, "max_abs_diff": None, "tolerance": TOLERANCE[derivation.layer.dtype]},
+    )
+
+
 def _algebra_only(derivation: Derivation, backend: str, cause: str, reason: str) -> ExplainResult:
     """The shape algebra alone, no Keras: --no-run, or weights too big to build."""
     skipped = f"not run: {cause}"
     checks = (
         Check("derivation", Status.SKIPPED, skipped, {"passed": None, "mismatches": []}),
-        Check(
-            "numpy_reference",
-            Status.SKIPPED,
-            skipped,
-            {"passed": None, "max_abs_diff": None, "tolerance": TOLERANCE[derivation.layer.dtype]},
-        ),
+        _numpy_skipped(derivation, skipped),
         Check(
             "keras_symbolic",
             Status.SKIPPED,
