@@ -109,10 +109,10 @@ def record_files(
             results.append(run_case(case, backend, max_memory=max_memory))
             done += 1
         keras_version = keras_version_of(results) or keras_version
-        outcome = _record_file(file.path, results, list(file.problems), update=update)
-        if (outcome.added or outcome.updated) and not dry_run:
+        outcome, edits = _record_file(file.path, results, list(file.problems), update=update)
+        if edits and not dry_run:
             assert keras_version is not None  # something was recorded, so a case ran
-            text = _edit(file.path, file.case_file.format, results, update, keras_version, backend)
+            text = _edit(file.path, file.case_file.format, edits, keras_version, backend)
             try:
                 write_atomically(file.path, text)
             except OSError as error:
@@ -124,10 +124,15 @@ def record_files(
     return RecordReport(tuple(outcomes), backend, keras_version, dry_run)
 
 
+#: By case index: the values to write, and whether they form a new expect block.
+Edits = dict[int, tuple[dict[str, Any], bool]]
+
+
 def _record_file(
     path: Path, results: list[CaseResult], problems: list[CaseFileError], *, update: bool
-) -> RecordOutcome:
-    """Decide, case by case, what record does; nothing is written here."""
+) -> tuple[RecordOutcome, Edits]:
+    """Decide, case by case, what record does: the report and the edits, from one decision."""
+    edits: Edits = {}
     added: list[str] = []
     unchanged: list[str] = []
     updated: list[Change] = []
@@ -146,14 +151,21 @@ def _record_file(
                     f"{result.not_executed_reason}",
                 )
             )
-        elif result.case is not None and result.case.expect is None:
-            added.append(result.name)
-        elif result.mismatches:
-            changes = [Change(result.name, m.field, m.expected, m.actual) for m in result.mismatches]
-            (updated if update else kept).extend(changes)
         else:
-            unchanged.append(result.name)
-    return RecordOutcome(
+            case, explained = result.case, result.result
+            assert case is not None and explained is not None  # run_case sets both for a case that ran
+            if case.expect is None:
+                added.append(result.name)
+                edits[case.index] = (observed(explained.derivation, RECORDED_FIELDS), True)
+            elif result.mismatches:
+                changes = [Change(result.name, m.field, m.expected, m.actual) for m in result.mismatches]
+                (updated if update else kept).extend(changes)
+                if update:
+                    fields = sorted({m.field.split(".")[0] for m in result.mismatches})
+                    edits[case.index] = (observed(explained.derivation, fields), False)
+            else:
+                unchanged.append(result.name)
+    outcome = RecordOutcome(
         path,
         added=tuple(added),
         updated=tuple(updated),
@@ -162,37 +174,20 @@ def _record_file(
         not_recorded=tuple(not_recorded),
         invalid=bool(problems) or any(result.status is CaseStatus.ERROR for result in results),
     )
-
-
-def _new_values(results: list[CaseResult], update: bool) -> dict[int, tuple[dict[str, Any], bool]]:
-    """By case index: the values to write and whether they form a new expect block."""
-    edits: dict[int, tuple[dict[str, Any], bool]] = {}
-    for result in results:
-        case, explained = result.case, result.result
-        if case is None or explained is None or result.failed_checks or result.not_executed_reason:
-            continue
-        if case.expect is None:
-            edits[case.index] = (observed(explained.derivation, RECORDED_FIELDS), True)
-        elif update and result.mismatches:
-            fields = {m.field.split(".")[0] for m in result.mismatches}
-            edits[case.index] = (observed(explained.derivation, sorted(fields)), False)
-    return edits
+    return outcome, edits
 
 
 def _recorded_table(keras_version: str, backend: str) -> dict[str, str]:
     return {"keras_version": keras_version, "backend": backend, "tool_version": __version__}
 
 
-def _edit(
-    path: Path, fmt: str, results: list[CaseResult], update: bool, keras_version: str, backend: str
-) -> str:
+def _edit(path: Path, fmt: str, edits: Edits, keras_version: str, backend: str) -> str:
     text = path.read_text(encoding="utf-8")
-    edits = _new_values(results, update)
     recorded = _recorded_table(keras_version, backend)
     return (_edit_toml if fmt == "toml" else _edit_json)(text, edits, recorded)
 
 
-def _edit_toml(text: str, edits: dict[int, tuple[dict[str, Any], bool]], recorded: dict[str, str]) -> str:
+def _edit_toml(text: str, edits: Edits, recorded: dict[str, str]) -> str:
     import tomlkit
     from tomlkit.items import Table
 
@@ -242,7 +237,7 @@ def _append_table(parent: Any, key: str, values: dict[str, Any]) -> None:
     table.value.body.extend(trailing)
 
 
-def _edit_json(text: str, edits: dict[int, tuple[dict[str, Any], bool]], recorded: dict[str, str]) -> str:
+def _edit_json(text: str, edits: Edits, recorded: dict[str, str]) -> str:
     document = json.loads(text)
     for index, (values, new_block) in edits.items():
         entry = document["case"][index]
