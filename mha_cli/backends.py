@@ -18,12 +18,13 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from mha_cli.algebra import BACKENDS, MHAConfig
 from mha_cli.explain import DEFAULT_MAX_MEMORY
+
+if TYPE_CHECKING:  # numpy is imported where arrays are handled: --no-run and --help never need it
+    import numpy as np
 
 #: What each backend needs importable (Keras's numpy backend imports jax).
 _NEEDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "jax"}
@@ -47,6 +48,8 @@ def installed(backend: str) -> bool:
 
 def run_on_backends(config: MHAConfig, *, max_memory: int = DEFAULT_MAX_MEMORY) -> list[BackendRun]:
     """Explain ``config`` on every installed backend, each in its own process, and compare them."""
+    import numpy as np
+
     runs = []
     reference: dict[str, np.ndarray] | None = None
     for backend in BACKENDS:
@@ -109,6 +112,8 @@ def _worker(folder: Path) -> int:
         say_error(str(error))
         return int(ExitCode.ENVIRONMENT)
     if result.executed and result.run is not None:
+        import numpy as np
+
         arrays = result.run.arrays
         np.savez(folder / "arrays.npz", output=arrays["output"], attention_scores=arrays["attention_scores"])
     print(document.dumps(document.to_document(result)))

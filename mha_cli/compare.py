@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from mha_cli.algebra import MHAConfig
 from mha_cli.explain import DEFAULT_MAX_MEMORY, TOLERANCE, ExplainResult, explain
 
@@ -53,6 +51,8 @@ def compare(
 
 def equivalence(results: Sequence[ExplainResult]) -> Equivalence:
     """Compare what the layers were fed, then what they returned."""
+    import numpy as np
+
     runs = [result.run for result in results]
     assert all(run is not None for run in runs)  # callers pass executed results
     first = runs[0]

@@ -10,13 +10,15 @@ Nothing here is reasoned from the configuration. Pure NumPy; rich draws it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from mha_cli.algebra import Role
 from mha_cli.errors import ConfigError
 from mha_cli.explain import ExplainResult
 from mha_cli.parsing import format_shape
+
+if TYPE_CHECKING:  # imported where a picture is read: --no-run and --help never need NumPy
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ def attention_picture(result: ExplainResult, at: tuple[int, ...] | None) -> Pict
     free = [i for i, axis in enumerate(middle) if axis.role is Role.FREE]
     attended_axes = [axis.index - 1 for axis in (d.axes[i] for i in d.layer.attention_axes)]
     row = scores[tuple(position[i] for i in free)][0][tuple(position[i] for i in attended_axes)]
+    import numpy as np
+
     key_grid = tuple(axis.key_size or 0 for axis in middle)
     attended = np.zeros(key_grid, dtype=bool)
     # Scatter the key-attended weights into the key grid, within the query's own free slice.

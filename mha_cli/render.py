@@ -6,15 +6,16 @@ Without a terminal rich emits no colour codes, and it honours NO_COLOR.
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import numpy as np
 from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
@@ -31,6 +32,9 @@ from mha_cli.parsing import format_bytes, format_shape
 from mha_cli.picture import Picture
 from mha_cli.record import RecordReport
 from mha_cli.snippet import call, constructor, filled_arguments, input_names
+
+if TYPE_CHECKING:  # no NumPy at run time: --no-run and --help never import it
+    import numpy as np
 
 _ROLE_STYLE = {Role.BATCH: "dim", Role.ATTENDED: "bold green", Role.FREE: "yellow", Role.FEATURE: "cyan"}
 _ROLE_MEANING = {
@@ -494,7 +498,7 @@ def _grid(attended: np.ndarray, query: tuple[int, int] | None) -> tuple[list[Tex
 def picture_section(picture: Picture) -> Group:
     names, at = picture.axis_names, picture.at
     where = ", ".join(f"{name}={index}" for name, index in zip(names, at, strict=True))
-    total = int(np.prod(picture.key_grid))
+    total = math.prod(picture.key_grid)
     lines: list[Text] = [
         Text("Attention picture", style="bold"),
         Text(
@@ -516,7 +520,7 @@ def picture_section(picture: Picture) -> Group:
     shown_slices = 0
     skipped = 0
     notes = set()
-    for lead_index in np.ndindex(*lead) if lead else [()]:
+    for lead_index in itertools.product(*map(range, lead)):
         plane = attended[lead_index]
         query_here = picture.same_grid and tuple(at2[: len(lead)]) == lead_index
         if lead and not plane.any() and not query_here:
