@@ -14,7 +14,8 @@ import importlib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import ModuleType
@@ -303,6 +304,44 @@ def _built_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, .
     return layer
 
 
+#: Built layers, reused by later runs in the same process (check and the pytest
+#: plugin run many cases in one): building costs more than the forward pass,
+#: 21 of 37 ms for a small case (measured, Keras 3.15.1 on TensorFlow).
+_built: OrderedDict[Hashable, Any] = OrderedDict()
+_REUSE_MAX_LAYERS = 32
+#: Larger layers are built afresh every time, so kept layers hold at most
+#: _REUSE_MAX_LAYERS x this much memory, beyond what the memory guard counts.
+_REUSE_MAX_WEIGHT_BYTES = 8 * 2**20
+
+
+def _reusable_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, ...] | None) -> Any:
+    """A layer built for these inputs: one built earlier in this process if it is interchangeable.
+
+    ``MultiHeadAttention.build`` reads only the inputs' ranks and last axes (and
+    checks that key and value agree on the axes between, which ``derive`` has
+    already required): the same constructor arguments with the same ranks and
+    last axes build the same sublayers, equations and weight shapes, whatever
+    the batch and attended sizes (Keras 3.12 to 3.15). Users call one layer on
+    inputs of several lengths in just this way. Every run assigns all weights,
+    so nothing carries over from an earlier case; a property test checks that a
+    reused layer reports exactly what a fresh one does.
+    """
+    if derivation.weights_bytes() > _REUSE_MAX_WEIGHT_BYTES:
+        return _built_layer(keras, derivation, *input_shapes)
+    query, value, key = input_shapes
+    assert query is not None and value is not None
+    key = value if key is None else key  # as build() does
+    arguments = derivation.layer.keras_kwargs(derivation.config.attention_axes)
+    signature = (repr(sorted(arguments.items())), *((len(s), s[-1]) for s in (query, value, key)))
+    layer = _built.get(signature)
+    if layer is None:
+        layer = _built[signature] = _built_layer(keras, derivation, *input_shapes)
+        if len(_built) > _REUSE_MAX_LAYERS:
+            _built.popitem(last=False)
+    _built.move_to_end(signature)
+    return layer
+
+
 def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -> LayerRun:
     config = derivation.config
     dtype = derivation.layer.dtype
@@ -319,7 +358,7 @@ def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -
     query = draw("query")
     value = query if config.value_shape is None else draw("value")
     key = None if config.key_shape is None else draw("key")
-    layer = _built_layer(keras, derivation, query.shape, value.shape, None if key is None else key.shape)
+    layer = _reusable_layer(keras, derivation, query.shape, value.shape, None if key is None else key.shape)
     for variable in layer.weights:
         variable.assign(_random_weight(rng, variable.path, tuple(variable.shape)))  # converted to its dtype
     # The call's masks: a random attention_mask (3 in 4 positions attend) and/or use_causal_mask.
@@ -327,8 +366,7 @@ def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -
     if config.mask_shape is not None:
         mask_shape = tuple(config.batch if size is None else size for size in config.mask_shape)
         masks["attention_mask"] = keras.ops.convert_to_tensor(rng.random(mask_shape) < 0.75)
-    seen = _record_sublayers(layer)
-    with _keras_rejects():
+    with _recording_sublayers(layer) as seen, _keras_rejects():
         output, scores = layer(query, value, key=key, return_attention_scores=True, training=False, **masks)
     path = _observed_path(layer, query, value, key, masks) if observe_path else None
     shapes = {f"{step}_projected": seen[step][1] for step in ("query", "key", "value")}
@@ -442,14 +480,17 @@ def _sublayers(layer: Any) -> dict[str, Any]:
     return {step: sublayer for step, sublayer in found.items() if sublayer is not None}
 
 
-def _record_sublayers(layer: Any) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Wrap the projections' ``call`` so the forward pass reports their shapes.
+@contextmanager
+def _recording_sublayers(layer: Any) -> Iterator[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]]:
+    """Wrap the projections' ``call`` so a forward pass inside reports their shapes.
 
     Keras has no forward hooks; an instance attribute shadows the method for
-    this layer object only. Records (input shape, output shape) by step.
+    this layer object only, and is removed on the way out (the layer may be
+    reused). Records (input shape, output shape) by step.
     """
     seen: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
-    for step, sublayer in _sublayers(layer).items():
+    sublayers = _sublayers(layer)
+    for step, sublayer in sublayers.items():
 
         def call(*args: Any, _call: Any = sublayer.call, _step: str = step, **kwargs: Any) -> Any:
             out = _call(*args, **kwargs)
@@ -457,7 +498,11 @@ def _record_sublayers(layer: Any) -> dict[str, tuple[tuple[int, ...], tuple[int,
             return out
 
         sublayer.call = call
-    return seen
+    try:
+        yield seen
+    finally:
+        for sublayer in sublayers.values():
+            del sublayer.call
 
 
 #: Keras's list-input attention layers, shown beside MultiHeadAttention by --graph.

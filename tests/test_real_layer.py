@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from mha_cli import keras_adapter
 from mha_cli.algebra import MHAConfig, attention_equations, derive, mask_layout, projection_equation, shrunk
 from mha_cli.errors import ConfigError
 from mha_cli.explain import Status, explain
@@ -18,6 +19,7 @@ from mha_cli.keras_adapter import (
     TF_MAX_MULTI_AXIS_SCORES_RANK,
     inspect_layer,
     known_wrong_results,
+    load_keras,
     run_layer,
     softmax_rank_limit,
 )
@@ -26,6 +28,13 @@ from tests.keras_features import keras_supports, refused_if_unsupported
 
 pytestmark = pytest.mark.keras
 BACKEND = "tensorflow"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _keras_imported_before_any_strategy() -> None:
+    """configs() asks which arguments Keras has; importing it there would touch the
+    random module inside a strategy, which hypothesis deprecates."""
+    load_keras(BACKEND)
 
 
 @st.composite
@@ -112,6 +121,51 @@ def test_derivation_equals_real_layer(config: MHAConfig) -> None:
     assert symbolic.data["attention_scores"] == [None, d.layer.num_heads, t, t]
     real_scores = d.shapes["attention_scores"].shape
     assert (symbolic.status is Status.WARNING) == (tuple(symbolic.data["attention_scores"]) != real_scores)
+
+
+def _with_other_sizes(config: MHAConfig) -> MHAConfig:
+    """``config`` with every size but the features changed (one more position per axis, another batch)."""
+
+    def longer(shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        return None if shape is None else (*(size + 1 for size in shape[:-1]), shape[-1])
+
+    return replace(
+        config,
+        query_shape=longer(config.query_shape) or config.query_shape,
+        value_shape=longer(config.value_shape),
+        key_shape=longer(config.key_shape),
+        batch=config.batch % 3 + 1,
+        seed=config.seed + 1,
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs())
+def test_a_reused_layer_reports_exactly_what_a_fresh_one_does(config: MHAConfig) -> None:
+    """check reuses a built layer for a later case with the same build; nothing may carry over."""
+    other = _with_other_sizes(config)
+    limit, derivation = softmax_rank_limit(config.dtype), derive(config)
+    assume(limit is None or len(derivation.shapes["attention_scores"].shape) <= limit)
+    with refused_if_unsupported(config) as supported:
+        keras_adapter._built.clear()
+        fresh = run_layer(derivation, BACKEND, observe_path=True)
+    if not supported:
+        return
+    keras_adapter._built.clear()
+    run_layer(derive(other), BACKEND, observe_path=True)
+    (layer,) = keras_adapter._built.values()
+    reused = run_layer(derivation, BACKEND, observe_path=True)
+    (still,) = keras_adapter._built.values()
+    assert still is layer  # built for the other sizes, run here
+    for sublayer in keras_adapter._sublayers(layer).values():
+        assert "call" not in vars(sublayer)  # the shape recorders are gone again
+    assert "_masked_softmax" not in vars(layer)
+    assert (reused.shapes, reused.equations, reused.weights) == (fresh.shapes, fresh.equations, fresh.weights)
+    assert (reused.symbolic, reused.resolved_axes) == (fresh.symbolic, fresh.resolved_axes)
+    assert reused.execution_path == fresh.execution_path
+    assert reused.arrays.keys() == fresh.arrays.keys()
+    for name, array in fresh.arrays.items():
+        np.testing.assert_array_equal(reused.arrays[name], array, err_msg=name)
 
 
 @pytest.mark.parametrize("rank", [3, 4, 5, 6])
