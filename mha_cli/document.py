@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mha_cli import __version__
 from mha_cli.algebra import Derivation, Einsum, Tensor, mask_layout
-from mha_cli.backends import BackendRun
-from mha_cli.check import CaseResult, CaseStatus, CheckReport
-from mha_cli.compare import Comparison
 from mha_cli.errors import ConfigError
 from mha_cli.explain import ExplainResult
-from mha_cli.picture import Picture
+
+if TYPE_CHECKING:  # an explain document needs none of these: --no-run stays instant
+    from mha_cli.backends import BackendRun
+    from mha_cli.check import CaseResult, CheckReport
+    from mha_cli.compare import Comparison
+    from mha_cli.picture import Picture
 
 SCHEMA_VERSION = 1
 
@@ -160,6 +162,8 @@ def _case_result(result: CaseResult) -> dict[str, Any]:
 
 def check_document(report: CheckReport, *, strict: bool = False) -> dict[str, Any]:
     """The report of ``mha-explain check --json`` (schema in the README)."""
+    from mha_cli.check import CaseStatus
+
     return {
         "schema_version": SCHEMA_VERSION,
         "tool_version": __version__,
