@@ -314,25 +314,30 @@ _REUSE_MAX_LAYERS = 32
 _REUSE_MAX_WEIGHT_BYTES = 8 * 2**20
 
 
-def _reusable_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, ...] | None) -> Any:
-    """A layer built for these inputs: one built earlier in this process if it is interchangeable.
+def build_signature(derivation: Derivation) -> Hashable:
+    """What ``MultiHeadAttention.build`` depends on: layers with equal signatures are interchangeable.
 
-    ``MultiHeadAttention.build`` reads only the inputs' ranks and last axes (and
-    checks that key and value agree on the axes between, which ``derive`` has
-    already required): the same constructor arguments with the same ranks and
-    last axes build the same sublayers, equations and weight shapes, whatever
-    the batch and attended sizes (Keras 3.12 to 3.15). Users call one layer on
-    inputs of several lengths in just this way. Every run assigns all weights,
-    so nothing carries over from an earlier case; a property test checks that a
-    reused layer reports exactly what a fresh one does.
+    Build reads only the constructor arguments and the inputs' ranks and last
+    axes (and checks that key and value agree on the axes between, which
+    ``derive`` has already required): equal signatures build the same
+    sublayers, equations and weight shapes, whatever the batch and attended
+    sizes (Keras 3.12 to 3.15).
+    """
+    arguments = derivation.layer.keras_kwargs(derivation.config.attention_axes)
+    inputs = (derivation.inputs[name].shape for name in ("query", "value", "key"))
+    return (repr(sorted(arguments.items())), *((len(shape), shape[-1]) for shape in inputs))
+
+
+def _reusable_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, ...] | None) -> Any:
+    """A layer built for these inputs: one built earlier in this process if its build_signature is equal.
+
+    Users call one layer on inputs of several lengths in just this way. Every
+    run assigns all weights, so nothing carries over from an earlier case; a
+    property test checks that a reused layer reports exactly what a fresh one does.
     """
     if derivation.weights_bytes() > _REUSE_MAX_WEIGHT_BYTES:
         return _built_layer(keras, derivation, *input_shapes)
-    query, value, key = input_shapes
-    assert query is not None and value is not None
-    key = value if key is None else key  # as build() does
-    arguments = derivation.layer.keras_kwargs(derivation.config.attention_axes)
-    signature = (repr(sorted(arguments.items())), *((len(s), s[-1]) for s in (query, value, key)))
+    signature = build_signature(derivation)
     layer = _built.get(signature)
     if layer is None:
         layer = _built[signature] = _built_layer(keras, derivation, *input_shapes)
