@@ -46,6 +46,8 @@ def default_position(result: ExplainResult) -> tuple[int, ...]:
 
 def attention_picture(result: ExplainResult, at: tuple[int, ...] | None) -> Picture:
     """Which key positions the query position ``at`` attends to, from the forward pass's scores."""
+    import numpy as np
+
     d = result.derivation
     run = result.run
     if run is None or not run.executed:
@@ -71,8 +73,6 @@ def attention_picture(result: ExplainResult, at: tuple[int, ...] | None) -> Pict
     free = [i for i, axis in enumerate(middle) if axis.role is Role.FREE]
     attended_axes = [axis.index - 1 for axis in (d.axes[i] for i in d.layer.attention_axes)]
     row = scores[tuple(position[i] for i in free)][0][tuple(position[i] for i in attended_axes)]
-    import numpy as np
-
     key_grid = tuple(axis.key_size or 0 for axis in middle)
     attended = np.zeros(key_grid, dtype=bool)
     # Scatter the key-attended weights into the key grid, within the query's own free slice.

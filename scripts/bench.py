@@ -110,6 +110,17 @@ def in_process(paths: list[Path], count: int) -> list[tuple[int, float, float]]:
     from mha_cli.keras_adapter import build_signature, load_keras
 
     keras = load_keras("tensorflow")  # imported quietly, as the CLI does
+
+    def plain_keras(kwargs: dict[str, object], x: np.ndarray) -> float:
+        started = time.perf_counter()
+        keras.layers.MultiHeadAttention(**kwargs)(x, x, return_attention_scores=True)
+        return time.perf_counter() - started
+
+    def check(case: Case) -> float:
+        started = time.perf_counter()
+        run_case(case, "tensorflow")
+        return time.perf_counter() - started
+
     found = []
     for path in paths:
         cases = load(path).cases[:count]
@@ -118,16 +129,6 @@ def in_process(paths: list[Path], count: int) -> list[tuple[int, float, float]]:
         run_case(cases[0], "tensorflow")  # import and first-call warm-up
         arguments = [d.layer.keras_kwargs(d.config.attention_axes) for d in derivations]
         inputs = [np.ones((2, *case.config.query_shape), "float32") for case in cases]
-
-        def plain_keras(kwargs: dict[str, object], x: np.ndarray) -> float:
-            started = time.perf_counter()
-            keras.layers.MultiHeadAttention(**kwargs)(x, x, return_attention_scores=True)
-            return time.perf_counter() - started
-
-        def check(case: Case) -> float:
-            started = time.perf_counter()
-            run_case(case, "tensorflow")
-            return time.perf_counter() - started
 
         # Interleaved case by case, taking turns at going first: the first pass over
         # new shapes also pays TensorFlow's (oneDNN's) set-up for them, ~4 ms here.
