@@ -28,7 +28,10 @@ from mha_cli.errors import ConfigError, EnvironmentProblem
 from mha_cli.parsing import format_shape
 from mha_cli.quiet import native_output_silenced, sigint_held
 
-_PIP_NAME = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "jax"}
+#: What to install for each backend. Keras's numpy backend imports scipy and jax
+#: (keras/src/backend/numpy/linalg.py, nn.py); jax brings scipy, but a fresh
+#: environment without either reports scipy first.
+_PIP_NAME = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "jax scipy"}
 #: The layer's EinsumDense sublayers, by the einsum step they run.
 _SUBLAYERS = {
     "query": "_query_dense",
