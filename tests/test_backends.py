@@ -34,7 +34,7 @@ def run_cli(*args: str, prelude: str = "") -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("backend", ["jax", "torch", "numpy"])
 def test_each_backend_runs_and_checks_out(backend: str) -> None:
     if not installed(backend):
-        pytest.skip(f"{backend} is not installed here (CI installs it)")
+        pytest.skip(f"the {backend} backend is not installed here (CI installs it)")
     done = run_cli(*CONFIG, "--backend", backend, "--json")
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
