@@ -121,4 +121,6 @@ def _worker(folder: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_worker(Path(sys.argv[1])))
+    from mha_cli.cli import leave
+
+    leave(_worker(Path(sys.argv[1])))

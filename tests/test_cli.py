@@ -198,6 +198,40 @@ def test_real_process_keeps_tensorflow_noise_off_both_streams() -> None:
     assert "\x1b[" not in table.stdout  # piped: no colour codes
 
 
+_LEAVING = """
+import atexit, sys, types
+class Teardown:
+    def __del__(self):
+        sys.stderr.write("torn down")
+kept = Teardown()  # freed only by the interpreter's teardown
+atexit.register(lambda: sys.stderr.write("atexit ran;"))
+if {keras_loaded}:
+    sys.modules["keras"] = types.ModuleType("keras")  # as after a forward pass
+from mha_cli.cli import leave
+sys.stdout.write("answer " * 100_000)  # more than any pipe buffer, and not yet flushed
+leave({code})
+"""
+
+
+def _run_python(probe: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+@pytest.mark.parametrize("code", [0, 1, 3, 130])
+def test_after_a_forward_pass_the_process_exits_without_teardown_but_loses_nothing(code: int) -> None:
+    """TensorFlow's teardown takes about 1 s after the answer; leave() skips it, nothing else."""
+    done = _run_python(_LEAVING.format(keras_loaded=True, code=code))
+    assert done.returncode == code
+    assert done.stdout == "answer " * 100_000
+    assert done.stderr == "atexit ran;"
+
+
+def test_without_a_backend_loaded_the_process_exits_as_python_does() -> None:
+    done = _run_python(_LEAVING.format(keras_loaded=False, code=2))
+    assert (done.returncode, done.stderr) == (2, "atexit ran;torn down")
+    assert done.stdout == "answer " * 100_000
+
+
 @pytest.mark.parametrize(
     "args",
     [
