@@ -1,7 +1,8 @@
 """The mha-explain command line: parse, call the core, render, map errors to exit codes.
 
 Exit codes: 0 answer, 1 a check failed (or a bug), 2 bad input, 3 environment
-problem (e.g. a backend that is not installed), 130 interrupted.
+problem (e.g. a backend that is not installed), 130 interrupted, 141 stdout
+closed before the answer was written.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def fail(code: ExitCode, message: str) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+def _stdout_closed() -> bool:
+    """Whether Click met a closed stdout (EPIPE): it then wraps stdout to silence the final flush."""
+    return type(sys.stdout).__name__ == "PacifyFlushWrapper"
+
+
 def _is_click_error(error: Exception) -> bool:
     # Typer >= 0.26 vendors click as the private typer._click; older Typers use
     # click itself. Both raise a ClickException subclass for usage errors.
@@ -90,6 +96,10 @@ class ExplainByDefault(TyperGroup):
             code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
             if code == ExitCode.INTERRUPTED:  # Typer turns a KeyboardInterrupt into a silent Exit(130)
                 say_interrupted()
+        except SystemExit:
+            if not _stdout_closed():
+                raise  # our own codes, and rich's table output meeting a closed stdout (render)
+            code = ExitCode.BROKEN_PIPE  # Click says 1, which here means a failed check
         except (typer.Abort, KeyboardInterrupt):
             say_interrupted()
             code = ExitCode.INTERRUPTED
@@ -348,7 +358,7 @@ def mha_explain(
         mha-explain explain --shape 32,64,4 --axes 1
 
     Exit codes: 0 answer, 1 a check failed or a case differs, 2 bad input,
-    3 environment problem, 130 interrupted.
+    3 environment problem, 130 interrupted, 141 stdout closed before the answer.
     """
 
 

@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2
     ENVIRONMENT = 3  # e.g. the requested backend is not installed
     INTERRUPTED = 130
+    BROKEN_PIPE = 141  # stdout closed before the answer was out (``| head``), as 128 + SIGPIPE
 
 
 class ConfigError(ValueError):

@@ -27,6 +27,7 @@ from mha_cli.backends import BackendRun
 from mha_cli.cases import show
 from mha_cli.check import CaseStatus, CheckReport, Progress
 from mha_cli.compare import Comparison
+from mha_cli.errors import ExitCode
 from mha_cli.explain import ExplainResult, Status
 from mha_cli.parsing import format_bytes, format_shape
 from mha_cli.picture import Picture
@@ -51,13 +52,22 @@ _STATUS_MARK = {
 }
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Our exit code for a reader that went away (``| head``); rich says 1, a failed check here."""
+        try:
+            super().on_broken_pipe()  # stdout to /dev/null, so no later write fails, then exit 1
+        except SystemExit:
+            raise SystemExit(int(ExitCode.BROKEN_PIPE)) from None
+
+
 def make_console(file: TextIO | None = None, *, record: bool = False) -> Console:
     """The console for tables; ``record`` keeps what was printed for --svg / --html export."""
     stream = file or sys.stdout
     # Piped output gets a fixed, roomy width instead of rich's 80 columns, so
     # einsum rows stay on one line; COLUMNS still wins.
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 120
-    return Console(file=stream, width=width, highlight=False, record=record)
+    return _Console(file=stream, width=width, highlight=False, record=record)
 
 
 def export(console: Console, option: str, path: Path, title: str) -> None:

@@ -213,6 +213,28 @@ leave({code})
 """
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["--shape", "8,16", "--no-run"], id="no-run"),
+        pytest.param(["--shape", "8,16", "--json"], id="forward-pass", marks=pytest.mark.keras),
+    ],
+)
+def test_a_reader_that_goes_away_gets_141_not_the_failed_check_code(args: list[str]) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mha_cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # as `| head` does once it has its lines; here before the first
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 141
+    assert stderr == ""
+
+
 def _run_python(probe: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
 
