@@ -227,7 +227,7 @@ def verification_section(result: ExplainResult) -> Group:
     lines = [Text("Verification", style="bold")]
     for check in result.checks:
         mark, style = _STATUS_MARK[check.status]
-        line = Text(no_wrap=True, overflow="crop")
+        line = Text()  # wrapped: a detail is the explanation (cropped to the width, it was lost)
         line.append(f"{mark} ", style=style)
         line.append(f"{check.name}: ", style="bold")
         line.append(check.detail)

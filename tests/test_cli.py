@@ -167,6 +167,16 @@ def test_tables_show_every_section() -> None:
 
 
 @pytest.mark.keras
+def test_every_check_is_printed_whole() -> None:
+    """A check's detail is its explanation: wrapped, never cropped to the width."""
+    result = invoke("--shape", "32,64,4", "--axes", "1")
+    words = " ".join(result.stdout.split())
+    assert "the execution path)" in words  # the end of the derivation line
+    assert "(tolerance 1e-04 for float32)" in words
+    assert "are built for the wrong shape, so build them from the real one." in words
+
+
+@pytest.mark.keras
 def test_failed_check_exits_1_and_says_so() -> None:
     # key_dim 1 and 2 heads over 2 positions: Keras's TF bias-add bug.
     result = invoke("--shape", "2,8", "--key-dim", "1", "--json")
