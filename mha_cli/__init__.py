@@ -4,4 +4,4 @@ Importing this package is cheap: Keras and TensorFlow are imported only by
 :mod:`mha_cli.keras_adapter`, and only when a forward pass runs.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -156,7 +156,7 @@ def run_case(case: Case, backend: str, *, max_memory: int = DEFAULT_MAX_MEMORY) 
         return CaseResult(case.path, case.name, line, status, seconds=seconds, case=case, **details)
 
     try:
-        result = explain(case.config, backend, max_memory=max_memory)
+        result = explain(case.config, backend, max_memory=max_memory, observe_path=False)
     except ConfigError as error:  # the real layer (or its backend) refuses the configuration
         problem = case.config_problem(error)  # at the line of the key it names
         return finish(CaseStatus.ERROR, line=problem.line, error=problem.problem)

@@ -58,11 +58,11 @@ def equivalence(results: Sequence[ExplainResult]) -> Equivalence:
     first = runs[0]
     tolerance = TOLERANCE[results[0].derivation.layer.dtype]
     assert first is not None
-    fed = [name for name in first.arrays if name not in ("output", "attention_scores")]
+    fed = first.fed()
     same = all(
         run is not None
         and run.arrays.keys() == first.arrays.keys()
-        and all(np.array_equal(run.arrays[name], first.arrays[name]) for name in fed)
+        and all(np.array_equal(array, fed[name]) for name, array in run.fed().items())
         for run in runs[1:]
     )
     if not same:

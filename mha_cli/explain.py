@@ -80,7 +80,7 @@ def explain(
     execute: bool = True,
     max_memory: int = DEFAULT_MAX_MEMORY,
     verify_small: bool = False,
-    observe_path: bool = False,
+    observe_path: bool = True,
     graph: bool = False,
 ) -> ExplainResult:
     """Derive ``config``, run it through the real layer and verify.
@@ -89,7 +89,9 @@ def explain(
     the forward pass would need more than ``max_memory`` bytes, build the layer
     without running it and check what it reports, and with ``verify_small``
     also run it on shrunken inputs. Either way, say why. With ``observe_path``,
-    also see which execution path a call without scores takes. With ``graph``,
+    also call it without scores, as a model does: which execution path that
+    takes, and whether its output is the verified one (plain_call; one more
+    forward pass, which ``check`` leaves out for speed). With ``graph``,
     also record how a functional model serializes the call (symbolic tensors
     only, so it runs whatever the memory guard says).
     """
@@ -144,6 +146,7 @@ def _explain(
         derivation_check,
         numpy_check(derivation, run, shapes_agree=derivation_check.status is Status.PASSED),
         symbolic_check(derivation, run),
+        plain_call_check(derivation, run),
     )
     return ExplainResult(derivation=derivation, backend=backend, run=run, checks=checks)
 
@@ -164,6 +167,7 @@ def _built_not_run(
         compare_with_layer(derivation, run),
         _numpy_skipped(derivation, "not run: memory guard (no forward pass to compare with)"),
         symbolic_check(derivation, run),
+        _plain_call_skipped(derivation, "not run: memory guard"),
     )
     if verify_small:
         checks += (reduced_check(derivation, backend, max_memory),)
@@ -243,6 +247,7 @@ def _algebra_only(derivation: Derivation, backend: str, cause: str, reason: str)
             skipped,
             {"agrees": None, "output": None, "attention_scores": None},
         ),
+        _plain_call_skipped(derivation, skipped),
     )
     return ExplainResult(derivation, backend, None, checks, not_executed_reason=reason)
 
@@ -334,6 +339,45 @@ def numpy_check(derivation: Derivation, run: LayerRun, *, shapes_agree: bool) ->
             "known_keras_bugs": list(known),
         },
     )
+
+
+def plain_call_check(derivation: Derivation, run: LayerRun) -> Check:
+    """The call a model makes, ``layer(query, value)`` without scores, against the checked call.
+
+    Without return_attention_scores Keras may take another path (the fused
+    ``ops.dot_product_attention``; ``execution_path``): its output must be the
+    one numpy_reference verified. A difference is Keras disagreeing with itself,
+    so a warning, not our failure.
+    """
+    if "output_without_scores" not in run.arrays:
+        return _plain_call_skipped(derivation, "not run: the execution path was not observed")
+    import numpy as np
+
+    tolerance = TOLERANCE[derivation.layer.dtype]
+    difference = float(np.max(np.abs(run.arrays["output_without_scores"] - run.arrays["output"])))
+    passed = difference <= tolerance
+    path = run.execution_path
+    data = {"passed": passed, "path": path, "output_max_abs_diff": difference, "tolerance": tolerance}
+    called = f"layer(query, value) as a model calls it ({path} path)"
+    compared = f"max |diff| {difference:.1e} from the checked output"
+    if passed:
+        return Check("plain_call", Status.PASSED, f"{called}: {compared}", data)
+    detail = (
+        f"{called}, without scores, computes another output than the call with them: {compared} "
+        f"(tolerance {tolerance:.0e} for {derivation.layer.dtype}). Keras disagrees with itself here; "
+        "a model gets this output"
+    )
+    return Check("plain_call", Status.WARNING, detail, data)
+
+
+def _plain_call_skipped(derivation: Derivation, detail: str) -> Check:
+    data = {
+        "passed": None,
+        "path": None,
+        "output_max_abs_diff": None,
+        "tolerance": TOLERANCE[derivation.layer.dtype],
+    }
+    return Check("plain_call", Status.SKIPPED, detail, data)
 
 
 def symbolic_check(derivation: Derivation, run: LayerRun) -> Check:

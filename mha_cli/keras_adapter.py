@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -60,11 +60,19 @@ class LayerRun:
     weights: dict[str, tuple[int, ...]]
     #: Shapes from calling the layer on keras.Input (the model.summary() path).
     symbolic: dict[str, tuple[int | None, ...]]
-    #: Inputs as fed, weights, output and scores, all as float64 numpy arrays (empty without a forward pass).
+    #: Inputs as fed, weights, output and scores, all as float64 numpy arrays (empty without a forward pass);
+    #: with the execution path observed, also ``output_without_scores``, that call's output.
     arrays: dict[str, np.ndarray]
     #: The path a call without return_attention_scores took, as observed: "fused" or
     #: "einsum" (None when not observed).
     execution_path: str | None = None
+
+    #: The arrays the layer computed; every other one was fed to it (inputs, mask, weights).
+    COMPUTED: ClassVar[tuple[str, ...]] = ("output", "attention_scores", "output_without_scores")
+
+    def fed(self) -> dict[str, np.ndarray]:
+        """The inputs, mask and weights the layer was given, as float64 arrays."""
+        return {name: array for name, array in self.arrays.items() if name not in self.COMPUTED}
 
 
 def load_keras(backend: str) -> ModuleType:
@@ -376,7 +384,9 @@ def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -
         masks["attention_mask"] = keras.ops.convert_to_tensor(rng.random(mask_shape) < 0.75)
     with _recording_sublayers(layer) as seen, _keras_rejects():
         output, scores = layer(query, value, key=key, return_attention_scores=True, training=False, **masks)
-    path = _observed_path(layer, query, value, key, masks) if observe_path else None
+    path, output_without_scores = (
+        _observed_path(layer, query, value, key, masks) if observe_path else (None, None)
+    )
     shapes = {f"{step}_projected": seen[step][1] for step in ("query", "key", "value")}
     if "gate" in seen:
         shapes["gate"] = seen["gate"][1]
@@ -390,12 +400,14 @@ def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -
     tensors.update(output=output, attention_scores=scores)
     if "attention_mask" in masks:
         tensors["attention_mask"] = masks["attention_mask"]
+    if output_without_scores is not None:
+        tensors["output_without_scores"] = output_without_scores
     run = _read_back(keras, layer, derivation, backend, shapes, tensors, executed=True)
     return replace(run, execution_path=path)
 
 
-def _observed_path(layer: Any, query: Any, value: Any, key: Any, masks: dict[str, Any]) -> str:
-    """Call the layer as users mostly do, without scores, and see whether it softmaxes explicitly.
+def _observed_path(layer: Any, query: Any, value: Any, key: Any, masks: dict[str, Any]) -> tuple[str, Any]:
+    """Call the layer as users mostly do, without scores: the path it took, and its output.
 
     Keras's einsum path goes through ``_masked_softmax``; the fused
     ``ops.dot_product_attention`` path does not (Keras 3.15).
@@ -409,10 +421,10 @@ def _observed_path(layer: Any, query: Any, value: Any, key: Any, masks: dict[str
     layer._masked_softmax = masked_softmax
     try:
         with _keras_rejects():
-            layer(query, value, key=key, training=False, **masks)
+            output = layer(query, value, key=key, training=False, **masks)
     finally:
         del layer._masked_softmax
-    return "einsum" if softmaxed else "fused"
+    return ("einsum" if softmaxed else "fused"), output
 
 
 def _read_back(

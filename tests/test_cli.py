@@ -185,6 +185,39 @@ def test_failed_check_exits_1_and_says_so() -> None:
     assert result.stderr.startswith("mha-explain: error: check failed: numpy_reference")
 
 
+@pytest.mark.keras
+def test_a_plain_call_that_computes_another_output_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keras disagreeing with itself (fused path vs scores path) is reported, not our failure."""
+    import mha_cli.keras_adapter
+
+    observed = mha_cli.keras_adapter._observed_path
+
+    def drifting(*args: object, **kwargs: object) -> tuple[str, object]:
+        path, output = observed(*args, **kwargs)  # type: ignore[arg-type]
+        return path, output + 0.01
+
+    monkeypatch.setattr(mha_cli.keras_adapter, "_observed_path", drifting)
+    result = invoke("--shape", "8,16", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    plain_call = doc["checks"]["plain_call"]
+    assert plain_call["status"] == "warning"
+    assert plain_call["path"] == "fused"
+    assert plain_call["output_max_abs_diff"] == pytest.approx(0.01, rel=1e-3)
+    assert any("computes another output than the call with them" in line for line in doc["warnings"])
+
+
+def test_no_run_skips_the_plain_call() -> None:
+    result = invoke("--shape", "8,16", "--no-run", "--json")
+    assert json.loads(result.stdout)["checks"]["plain_call"] == {
+        "status": "skipped",
+        "passed": None,
+        "path": None,
+        "output_max_abs_diff": None,
+        "tolerance": 1e-4,
+    }
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mha_cli", *args],

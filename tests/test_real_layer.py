@@ -102,9 +102,13 @@ def test_derivation_equals_real_layer(config: MHAConfig) -> None:
             explain(config, BACKEND)
         return
     result = explain(config, BACKEND, observe_path=True)
-    derivation, numpy_reference, symbolic = result.checks
+    derivation, numpy_reference, symbolic, plain_call = result.checks
     assert result.run is not None and result.run.execution_path == result.derivation.execution_path
     assert derivation.status is Status.PASSED, derivation.detail
+    # The call a model makes (no scores; the fused path where Keras takes it)
+    # computes the output checked against NumPy.
+    assert plain_call.status is Status.PASSED, plain_call.detail
+    assert plain_call.data["path"] == result.derivation.execution_path
     # Keras's numbers are right whenever no known Keras bug applies, and a
     # mismatch is always one we can name. (A misplaced bias can still be
     # invisible, e.g. with a single key position every softmax weight is 1.)
@@ -334,6 +338,7 @@ def test_verify_small_runs_the_same_layer_on_shrunken_inputs() -> None:
         "derivation": "passed",
         "numpy_reference": "passed",
         "keras_symbolic": "warning",
+        "plain_call": "passed",
     }
     # Nothing to stand in for when the full pass runs.
     assert "reduced_run" not in {
