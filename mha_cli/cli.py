@@ -198,6 +198,9 @@ MaxMemoryOption = Annotated[
 DebugOption = Annotated[
     bool, typer.Option("--debug", help="Show tracebacks and the backend's captured log output.")
 ]
+ReportJsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the report as one JSON document (schema in the README).")
+]
 CaseFilesArgument = Annotated[
     list[Path],
     typer.Argument(
@@ -631,9 +634,7 @@ def compare_command(
 def check_command(
     files: CaseFilesArgument,
     select: SelectOption = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print the report as one JSON document (schema in the README).")
-    ] = False,
+    json_output: ReportJsonOption = False,
     junit: Annotated[
         Path | None,
         typer.Option("--junit", metavar="PATH", help="Also write the report as JUnit XML to PATH."),
@@ -695,6 +696,7 @@ def record_command(
         bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")
     ] = False,
     select: SelectOption = None,
+    json_output: ReportJsonOption = False,
     backend: BackendOption = "tensorflow",
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
     debug: DebugOption = False,
@@ -723,7 +725,12 @@ def record_command(
             ),
             debug,
         )
-    render_record(report, make_console())
+    if json_output:
+        from mha_cli import document
+
+        typer.echo(document.dumps(document.record_document(report)))
+    else:
+        render_record(report, make_console())
     code = report.exit_code()
     if code is not ExitCode.OK:
         problems = report.problems()

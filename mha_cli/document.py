@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # an explain document needs none of these: --no-run stays ins
     from mha_cli.check import CaseResult, CheckReport
     from mha_cli.compare import Comparison
     from mha_cli.picture import Picture
+    from mha_cli.record import Change, RecordReport
 
 SCHEMA_VERSION = 1
 
@@ -187,6 +188,36 @@ def check_document(report: CheckReport, *, strict: bool = False) -> dict[str, An
             for file in report.files
         ],
         "cases": [_case_result(result) for result in report.results],
+    }
+
+
+def record_document(report: RecordReport) -> dict[str, Any]:
+    """The report of ``mha-explain record --json`` (schema in the README)."""
+
+    def changes(found: tuple[Change, ...]) -> list[dict[str, Any]]:
+        return [{"case": c.case, "field": c.field, "old": c.old, "new": c.new} for c in found]
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "keras_version": report.keras_version,
+        "backend": report.backend,
+        "dry_run": report.dry_run,
+        "exit_code": int(report.exit_code()),
+        "files": [
+            {
+                "path": str(outcome.path),
+                "error": outcome.error,
+                "invalid": outcome.invalid,
+                "written": outcome.written,
+                "added": list(outcome.added),
+                "updated": changes(outcome.updated),
+                "kept": changes(outcome.kept),
+                "unchanged": list(outcome.unchanged),
+                "not_recorded": [{"case": case, "why": why} for case, why in outcome.not_recorded],
+            }
+            for outcome in report.outcomes
+        ],
     }
 
 

@@ -223,6 +223,40 @@ def test_record_never_overwrites_without_update(tmp_path: Path) -> None:
     assert after[len(before) :].startswith("\n[recorded]")
 
 
+def test_record_json_says_what_it_did_to_each_file(tmp_path: Path) -> None:
+    pinned = write(tmp_path, "pinned.mha.toml", PINNED.replace("[5, 2, 6, 6]", "[5, 2, 6, 7]"))
+    unpinned = write(tmp_path, "new.mha.toml", UNPINNED)
+    before = {path: path.read_text() for path in (pinned, unpinned)}
+    change = {
+        "case": "image-height-only",
+        "field": "attention_scores",
+        "old": [5, 2, 6, 7],
+        "new": [5, 2, 6, 6],
+    }
+
+    kept = invoke("record", str(pinned), str(unpinned), "--dry-run", "--json")
+    doc = json.loads(kept.stdout)
+    assert kept.exit_code == doc["exit_code"] == 1  # a differing expectation, kept
+    assert (doc["dry_run"], doc["backend"], doc["schema_version"]) == (True, "tensorflow", 1)
+    files = {Path(file["path"]): file for file in doc["files"]}
+    assert files[pinned]["kept"] == [change]
+    assert (files[pinned]["updated"], files[pinned]["unchanged"]) == ([], ["cross"])
+    assert files[unpinned]["added"] == ["sentence", "image"]
+    assert not any(file["written"] for file in doc["files"])
+    assert {path: path.read_text() for path in before} == before
+
+    done = invoke("record", str(pinned), str(unpinned), "--update", "--json")
+    doc = json.loads(done.stdout)
+    assert done.exit_code == doc["exit_code"] == 0, done.output
+    files = {Path(file["path"]): file for file in doc["files"]}
+    assert (files[pinned]["updated"], files[pinned]["kept"]) == ([change], [])
+    assert all(file["written"] and file["error"] is None for file in doc["files"])
+    assert "attention_scores = [5, 2, 6, 6]" in pinned.read_text()
+    checked = invoke("check", str(pinned), str(unpinned), "--json")
+    assert checked.exit_code == 0, checked.output
+    assert {case["status"] for case in json.loads(checked.stdout)["cases"]} == {"passed"}
+
+
 def test_an_interrupted_record_leaves_the_file_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
