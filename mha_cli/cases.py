@@ -172,11 +172,14 @@ def file_format(path: Path) -> str:
 
 def load(path: Path) -> CaseFile:
     """Read and validate one case file; raises CaseFileError when it cannot be read at all."""
+    missing = CaseFileError(path, 1, None, "no such file or directory")
+    if not path.exists():  # before the suffix: a mistyped path is missing, whatever its name
+        raise missing
     fmt = file_format(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CaseFileError(path, 1, None, "no such file") from None
+        raise missing from None
     except (OSError, UnicodeDecodeError) as error:
         raise CaseFileError(path, 1, None, f"cannot read it: {error}") from None
     return parse(path, text, fmt)

@@ -213,8 +213,12 @@ def test_json_case_files_are_read_alike_with_lines() -> None:
 
 
 def test_load_reports_missing_files_and_unknown_suffixes(tmp_path: Path) -> None:
-    with pytest.raises(CaseFileError, match=r"nope.mha.toml:1: no such file"):
+    with pytest.raises(CaseFileError, match=r"nope.mha.toml:1: no such file or directory"):
         load(tmp_path / "nope.mha.toml")
+    # A mistyped directory or file name is missing, not a file of the wrong kind.
+    with pytest.raises(CaseFileError, match=r"shapes:1: no such file or directory"):
+        load(tmp_path / "shapes")
+    (tmp_path / "cases.yaml").write_text("case: []\n")
     with pytest.raises(CaseFileError, match=r"ends in .toml or .json"):
         load(tmp_path / "cases.yaml")
 
