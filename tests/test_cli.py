@@ -259,8 +259,8 @@ leave({code})
 @pytest.mark.parametrize(
     "args",
     [
-        pytest.param(["--shape", "8,16", "--no-run"], id="no-run"),
-        pytest.param(["--shape", "8,16", "--json"], id="forward-pass", marks=pytest.mark.keras),
+        pytest.param(["--shape", "8,16", "--no-run"], id="rich-table"),
+        pytest.param(["--shape", "8,16", "--json"], id="json-after-a-forward-pass", marks=pytest.mark.keras),
     ],
 )
 def test_a_reader_that_goes_away_gets_141_not_the_failed_check_code(args: list[str]) -> None:
