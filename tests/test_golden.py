@@ -1,0 +1,103 @@
+"""Golden files: the tables people read, rendered in full, reviewed like code.
+
+Each case runs one command (the real layer where it executes) at a fixed width
+and compares its stdout with ``tests/golden/<name>.out``. What legitimately
+varies between runs and Keras releases (the Keras version, max |diff| figures,
+durations) is masked first. After a deliberate change to the output, rewrite
+them with ``pytest tests/test_golden.py --update-golden`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mha_cli.cli import app
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+ROOT = GOLDEN.parent.parent
+
+#: name -> (command, needs the real layer)
+CASES: dict[str, tuple[list[str], bool]] = {
+    "explain-forum-no-run": (["--shape", "32,64,4", "--axes", "1", "--no-run"], False),
+    "explain-forum": (["--shape", "32,64,4", "--axes", "1"], True),
+    "explain-cross-attention-causal-mask": (
+        ["--shape", "8,16", "--value-shape", "4,16", "--causal", "--mask-shape", "None,8,4"],
+        True,
+    ),
+    "explain-image-picture": (["--shape", "6,6,4", "--axes", "1", "--at", "2,3", "--num-heads", "1"], True),
+    "explain-memory-guard-verify-small": (["--shape", "224,224,3", "--verify-small"], True),
+    "explain-gate-output-shape": (
+        ["--shape", "5,6", "--gate", "--output-shape", "3,2", "--no-bias", "--no-run"],
+        False,
+    ),
+    "compare-image-axes": (
+        ["compare", "--shape", "32,64,4", "--axes", "1", "--axes", "2", "--axes", "none"],
+        True,
+    ),
+    "check-examples": (["check", "examples/cross_attention.mha.toml"], True),  # run from the repository
+}
+
+_VOLATILE = [
+    (re.compile(r"Keras \d+\.\d+\.\d+"), "Keras X.Y.Z"),
+    (re.compile(r"\d\.\de[+-]\d\d"), "#.#e-##"),  # max |diff| figures: rounding differs by release
+    (re.compile(r"\d+\.\d s\)"), "#.# s)"),  # check's duration
+    (re.compile(r"^note: expectations recorded with Keras .*\n", re.M), ""),  # depends on the Keras here
+    (re.compile(r"[ \t]+$", re.M), ""),  # rich pads lines to the width
+]
+
+
+def masked(text: str) -> str:
+    for pattern, replacement in _VOLATILE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def render(args: list[str]) -> str:
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "120", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    return masked(result.stdout)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(name, marks=[pytest.mark.keras] if keras else []) for name, (_, keras) in CASES.items()],
+)
+def test_output_matches_its_golden_file(
+    name: str, update_golden: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    args, _ = CASES[name]
+    path = GOLDEN / f"{name}.out"
+    rendered = f"$ mha-explain {' '.join(args)}\n{render(args)}"
+    if update_golden:
+        path.write_text(rendered, encoding="utf-8")
+        return
+    assert path.exists(), f"no {path.name}: run pytest {__file__} --update-golden"
+    golden = path.read_text(encoding="utf-8")
+    if rendered != golden:
+        diff = "".join(
+            difflib.unified_diff(
+                golden.splitlines(keepends=True), rendered.splitlines(keepends=True), "golden", "now"
+            )
+        )
+        pytest.fail(f"{path.name} differs (review, then --update-golden):\n{diff}", pytrace=False)
+
+
+def test_every_golden_file_has_a_case() -> None:
+    assert sorted(path.stem for path in GOLDEN.glob("*.out")) == sorted(CASES)
+
+
+@pytest.mark.keras
+def test_the_readme_transcript_is_real_output() -> None:
+    """The README's first transcript is the golden explain-forum output (piped: width 120, no colour)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"A real transcript \(`mha-explain (.*?)`.*?```text\n(.*?)```", readme, re.S)
+    assert found is not None
+    command, transcript = found.groups()
+    assert command.split() == CASES["explain-forum"][0]
+    assert masked(transcript) == render(command.split())
