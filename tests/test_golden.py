@@ -101,3 +101,46 @@ def test_the_readme_transcript_is_real_output() -> None:
     command, transcript = found.groups()
     assert command.split() == CASES["explain-forum"][0]
     assert masked(transcript) == render(command.split())
+
+
+def _readme_examples() -> list[tuple[int, str, str]]:
+    """(line, command, expected output) of every README console block that runs mha-explain."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = []
+    for block in re.finditer(r"```console\n\$ mha-explain ([^\n]*)\n(.*?)```", readme, re.S):
+        found.append((readme.count("\n", 0, block.start()) + 1, block.group(1), block.group(2)))
+    return found
+
+
+def _words(text: str) -> str:
+    """The words of ``text``, masked; a table's rule is as long as the table is wide, so any length."""
+    return " ".join(re.sub("─+", "─", masked(text)).split())
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize(("line", "command", "shown"), _readme_examples(), ids=lambda value: str(value)[:40])
+def test_each_readme_example_shows_real_output(
+    line: int, command: str, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every README example, run: its lines appear in the real output in order ("..." skips lines).
+
+    Compared word by word, so a block may be wrapped at any width; wide enough
+    here (200) that no table cell wraps.
+    """
+    from mha_cli.backends import installed
+
+    args = command.split()
+    if "all" in args and not all(installed(backend) for backend in ("jax", "torch")):
+        pytest.skip("the --backend all example needs every backend (CI installs them)")
+    missing = [arg for arg in args if arg.endswith(".toml") and not (ROOT / arg).exists()]
+    if missing:
+        pytest.skip(f"README.md:{line} runs {missing[0]}, a file the README only shows")
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200", "NO_COLOR": "1"})
+    real = _words(result.stdout + result.stderr)
+    position = 0
+    for part in re.split(r"^\.\.\.\n", shown, flags=re.M):
+        expected = _words(part)
+        found = real.find(expected, position)
+        assert found >= 0, f"README.md:{line}: `mha-explain {command}` no longer prints:\n{part}"
+        position = found + len(expected)
