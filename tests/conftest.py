@@ -6,6 +6,9 @@ from hypothesis import settings
 # Tests of the pytest plugin run pytest inside pytest.
 pytest_plugins = ["pytester"]
 
+# Case files the README's examples run, some failing on purpose: not collected as tests.
+collect_ignore = ["readme_files"]
+
 # Keras binds its backend at import; the real-layer tests run on TensorFlow.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
