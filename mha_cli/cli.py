@@ -56,6 +56,18 @@ def fail(code: ExitCode, message: str) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+def _unwritable_stdout(error: OSError) -> ExitCode:
+    """Say once that the answer could not be written; stdout then goes to /dev/null.
+
+    Python flushes stdout again at exit, which would fail again (a traceback).
+    """
+    if not isinstance(error, BrokenPipeError):  # a reader that went away is not told
+        say_error(f"cannot write the answer to stdout: {error.strerror or error}")
+    with suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return ExitCode.BROKEN_PIPE if isinstance(error, BrokenPipeError) else ExitCode.ENVIRONMENT
+
+
 def _stdout_closed() -> bool:
     """Whether Click met a closed stdout (EPIPE): it then wraps stdout to silence the final flush."""
     return type(sys.stdout).__name__ == "PacifyFlushWrapper"
@@ -103,6 +115,8 @@ class ExplainByDefault(TyperGroup):
         except (typer.Abort, KeyboardInterrupt):
             say_interrupted()
             code = ExitCode.INTERRUPTED
+        except OSError as error:  # writing the answer: every other OSError is mapped where it happens
+            code = _unwritable_stdout(error)
         except Exception as error:
             if not _is_click_error(error):
                 raise
@@ -831,11 +845,17 @@ def leave(code: int | str | None) -> NoReturn:
     temporary directories, and flushing stdout and stderr), then ends the
     process. Every file mha-explain writes is closed before this point.
     """
+    try:
+        sys.stdout.flush()  # the end of the answer may still be in the buffer
+    except OSError as error:
+        code = _unwritable_stdout(error)
+    except ValueError:  # closed
+        pass
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)  # what Python runs at exit, before teardown
     if isinstance(code, str) or "keras" not in sys.modules or run_exit_handlers is None:
         sys.exit(code)  # nothing heavy to skip, or a message to print: Python's own exit
     run_exit_handlers()
     for stream in (sys.stdout, sys.stderr):
-        with suppress(OSError, ValueError):  # a reader that went away, or a stream already closed
+        with suppress(OSError, ValueError):
             stream.flush()
     os._exit(code or 0)

@@ -278,6 +278,24 @@ def test_a_reader_that_goes_away_gets_141_not_the_failed_check_code(args: list[s
     assert stderr == ""
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["--shape", "8,16", "--no-run"], id="rich-table"),
+        pytest.param(["--shape", "8,16", "--no-run", "--json"], id="json-left-in-the-buffer-until-exit"),
+        pytest.param(["--shape", "8,16", "--json"], id="json-after-a-forward-pass", marks=pytest.mark.keras),
+    ],
+)
+def test_a_full_disk_is_one_line_and_exit_3_not_a_traceback(args: list[str]) -> None:
+    with open("/dev/full", "w") as full:  # every write fails: "No space left on device"
+        done = subprocess.run(
+            [sys.executable, "-m", "mha_cli", *args], stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
+    assert done.returncode == 3
+    assert done.stderr == "mha-explain: error: cannot write the answer to stdout: No space left on device\n"
+
+
 def _run_python(probe: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
 
