@@ -337,7 +337,7 @@ def test_instant_answers_import_no_backend(args: list[str]) -> None:
         "heavy = sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch', 'numpy') if m in sys.modules)\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    done = _run_python(probe)
     # NumPy too: its import alone (~0.15 s here) would be half of the 0.3 s budget.
     assert "HEAVY []" in done.stderr
 
@@ -347,7 +347,7 @@ def test_shape_algebra_imports_only_the_standard_library() -> None:
         "import sys\nimport mha_cli.algebra\n"
         "print(sorted(m for m in ('numpy', 'keras', 'tensorflow', 'rich', 'typer') if m in sys.modules))"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    done = _run_python(probe)
     assert done.stdout.strip() == "[]"
 
 
@@ -411,7 +411,7 @@ def test_weights_too_big_to_build_are_answered_from_the_algebra_without_keras() 
         "heavy = sorted(m for m in ('keras', 'tensorflow') if m in sys.modules)\n"
         "print('HEAVY', heavy, code, file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    done = _run_python(probe)
     assert done.stderr.strip() == "HEAVY [] 0"
     doc = json.loads(done.stdout)
     assert doc["executed"] is False
