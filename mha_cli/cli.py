@@ -110,7 +110,7 @@ class ExplainByDefault(TyperGroup):
                 say_interrupted()
         except SystemExit:
             if not _stdout_closed():
-                raise  # our own codes, and rich's table output meeting a closed stdout (render)
+                raise
             code = ExitCode.BROKEN_PIPE  # Click says 1, which here means a failed check
         except (typer.Abort, KeyboardInterrupt):
             say_interrupted()

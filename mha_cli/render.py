@@ -6,6 +6,7 @@ Without a terminal rich emits no colour codes, and it honours NO_COLOR.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import math
@@ -27,7 +28,6 @@ from mha_cli.backends import BackendRun
 from mha_cli.cases import show
 from mha_cli.check import CaseStatus, CheckReport, Progress
 from mha_cli.compare import Comparison
-from mha_cli.errors import ExitCode
 from mha_cli.explain import ExplainResult, Status
 from mha_cli.parsing import format_bytes, format_shape
 from mha_cli.picture import Picture
@@ -54,11 +54,12 @@ _STATUS_MARK = {
 
 class _Console(Console):
     def on_broken_pipe(self) -> None:
-        """Our exit code for a reader that went away (``| head``); rich says 1, a failed check here."""
-        try:
-            super().on_broken_pipe()  # stdout to /dev/null, so no later write fails, then exit 1
-        except SystemExit:
-            raise SystemExit(int(ExitCode.BROKEN_PIPE)) from None
+        """Raise, as print() does, for a reader that went away (``| head``).
+
+        rich's own handling exits 1, which here means a failed check; raised, the
+        CLI answers it like any write to a closed stdout (exit 141).
+        """
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
 def make_console(file: TextIO | None = None, *, record: bool = False) -> Console:
