@@ -1,17 +1,21 @@
-"""Golden files: the tables people read, rendered in full, reviewed like code.
+"""Golden files: the tables people read and the JSON scripts read, in full, reviewed like code.
 
 Each case runs one command (the real layer where it executes) at a fixed width
-and compares its stdout with ``tests/golden/<name>.out``. What legitimately
-varies between runs and Keras releases (the Keras version, max |diff| figures,
-durations) is masked first. After a deliberate change to the output, rewrite
-them with ``pytest tests/test_golden.py --update-golden`` and review the diff.
+and compares its stdout with ``tests/golden/<name>.out`` (tables) or
+``tests/golden/<name>.json`` (the JSON contract). What legitimately varies
+between runs and Keras releases (the Keras and tool versions, max |diff|
+figures, durations) is masked first. After a deliberate change to the output,
+rewrite them with ``pytest tests/test_golden.py --update-golden`` and review
+the diff.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -75,6 +79,11 @@ def test_output_matches_its_golden_file(
     args, _ = CASES[name]
     path = GOLDEN / f"{name}.out"
     rendered = f"$ mha-explain {' '.join(args)}\n{render(args)}"
+    compare_with_golden(path, rendered, update_golden)
+
+
+def compare_with_golden(path: Path, rendered: str, update_golden: bool) -> None:
+    """Fail with a unified diff where ``rendered`` differs from ``path`` (or rewrite it)."""
     if update_golden:
         path.write_text(rendered, encoding="utf-8")
         return
@@ -89,8 +98,51 @@ def test_output_matches_its_golden_file(
         pytest.fail(f"{path.name} differs (review, then --update-golden):\n{diff}", pytrace=False)
 
 
+#: name -> (command, needs the real layer): JSON documents, the contract with scripts.
+JSON_CASES: dict[str, tuple[list[str], bool]] = {
+    "explain-forum-image-no-run": (["--shape", "32,64,4", "--no-run", "--json"], False),
+    "explain-forum-image-axes-1-no-run": (["--shape", "32,64,4", "--axes", "1", "--no-run", "--json"], False),
+    "explain-forum-sentence-no-run": (["--shape", "10,16", "--axes", "1", "--no-run", "--json"], False),
+    "check-examples": (["check", "examples/cross_attention.mha.toml", "--json"], True),
+}
+
+#: Keys whose values vary between runs, machines or releases (version_note names the Keras
+#: here when it differs from the recorded one): masked wherever they appear.
+_VOLATILE_KEYS = frozenset({"keras_version", "tool_version", "seconds", "version_note"})
+
+
+def masked_document(value: Any, key: str = "") -> Any:
+    """The document with every volatile value replaced by "<masked>" (its keys and layout kept)."""
+    if isinstance(value, dict):
+        return {k: masked_document(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked_document(item, key) for item in value]
+    if value is not None and (key in _VOLATILE_KEYS or "max_abs_diff" in key):
+        return "<masked>"
+    return value
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=[pytest.mark.keras] if keras else [])
+        for name, (_, keras) in JSON_CASES.items()
+    ],
+)
+def test_json_matches_its_golden_file(
+    name: str, update_golden: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    args, _ = JSON_CASES[name]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "120", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    rendered = json.dumps(masked_document(json.loads(result.stdout)), indent=2) + "\n"
+    compare_with_golden(GOLDEN / f"{name}.json", rendered, update_golden)
+
+
 def test_every_golden_file_has_a_case() -> None:
     assert sorted(path.stem for path in GOLDEN.glob("*.out")) == sorted(CASES)
+    assert sorted(path.stem for path in GOLDEN.glob("*.json")) == sorted(JSON_CASES)
 
 
 @pytest.mark.keras
