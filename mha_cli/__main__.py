@@ -9,7 +9,7 @@ import sys
 
 def main() -> None:
     try:
-        from mha_cli.cli import main as run
+        from mha_cli.cli.app import main as run
     except KeyboardInterrupt:
         sys.stderr.write("mha-explain: interrupted\n")
         sys.exit(130)

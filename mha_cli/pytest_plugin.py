@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from mha_cli.cases import CASE_FILE_SUFFIXES, Case, CaseFileError, load
-from mha_cli.check import CaseStatus, run_case
-from mha_cli.errors import ConfigError
-from mha_cli.explain import DEFAULT_MAX_MEMORY
-from mha_cli.parsing import parse_bytes
+from mha_cli.core.cases import CASE_FILE_SUFFIXES, Case, CaseFileError, load
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.grammar import parse_bytes
+from mha_cli.operations.check import CaseStatus, run_case
+from mha_cli.operations.explain import DEFAULT_MAX_MEMORY
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

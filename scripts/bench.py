@@ -112,10 +112,10 @@ def in_process(paths: list[Path], count: int) -> list[tuple[int, float, float]]:
     """
     import numpy as np
 
-    from mha_cli.algebra import derive
-    from mha_cli.cases import Case, load
-    from mha_cli.check import run_case
-    from mha_cli.keras_adapter import build_signature, load_keras
+    from mha_cli.core.cases import Case, load
+    from mha_cli.core.derivation import derive
+    from mha_cli.operations.check import run_case
+    from mha_cli.runtime.keras_adapter import build_signature, load_keras
 
     keras = load_keras("tensorflow")  # imported quietly, as the CLI does
 

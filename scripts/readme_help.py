@@ -23,7 +23,7 @@ def _begin(command: str) -> str:
 def current_help(command: str) -> str:
     from typer.testing import CliRunner
 
-    from mha_cli.cli import app
+    from mha_cli.cli.app import app
 
     args = [*command.split(), "--help"]
     result = CliRunner().invoke(

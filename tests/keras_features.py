@@ -13,8 +13,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from mha_cli.algebra import MHAConfig
-from mha_cli.errors import ConfigError
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.errors import ConfigError
 
 #: The Keras release that added each optional argument.
 ADDED_IN = {"use_gate": "3.14", "sliding_window": "3.15"}

@@ -9,8 +9,9 @@ import math
 import opt_einsum
 import pytest
 
-from mha_cli.algebra import MHAConfig, Role, attention_equations, derive, projection_equation, shrunk
-from mha_cli.errors import ConfigError
+from mha_cli.core.config import MHAConfig, Role
+from mha_cli.core.derivation import attention_equations, derive, projection_equation, shrunk
+from mha_cli.core.errors import ConfigError
 
 IMAGE = (32, 64, 4)
 

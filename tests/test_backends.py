@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mha_cli.backends import installed
+from mha_cli.operations.backends import installed
 
 ROOT = Path(__file__).resolve().parent.parent
 # Cross-attention, causal and a given mask: projections, masks and the fused path differ by backend.
@@ -23,7 +23,7 @@ CONFIG = ["--shape", "8,16", "--value-shape", "4,16", "--causal", "--mask-shape"
 
 
 def run_cli(*args: str, prelude: str = "") -> subprocess.CompletedProcess[str]:
-    code = f"{prelude}import sys\nfrom mha_cli.cli import main\n"
+    code = f"{prelude}import sys\nfrom mha_cli.cli.app import main\n"
     code += f"sys.argv = ['mha-explain', *{list(args)!r}]\nmain()\n"
     env = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
     return subprocess.run(

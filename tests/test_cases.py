@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mha_cli.algebra import MHAConfig, derive
-from mha_cli.cases import CaseFileError, Mismatch, compare, find_case_files, load, observed, parse
+from mha_cli.core.cases import CaseFileError, Mismatch, compare, find_case_files, load, observed, parse
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.derivation import derive
 
 GOOD = """\
 # shared by every case

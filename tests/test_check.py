@@ -14,13 +14,14 @@ import tomlkit
 from hypothesis import HealthCheck, assume, given, settings
 from typer.testing import CliRunner
 
-from mha_cli.algebra import MHAConfig, derive
-from mha_cli.cases import SHAPE_FIELDS, load
-from mha_cli.check import CaseStatus, check_files
-from mha_cli.cli import app
-from mha_cli.explain import explain
-from mha_cli.keras_adapter import known_wrong_results, softmax_rank_limit
-from mha_cli.record import record_files
+from mha_cli.cli.app import app
+from mha_cli.core.cases import SHAPE_FIELDS, load
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.derivation import derive
+from mha_cli.operations.check import CaseStatus, check_files
+from mha_cli.operations.explain import explain
+from mha_cli.operations.record import record_files
+from mha_cli.runtime.keras_adapter import known_wrong_results, softmax_rank_limit
 from tests.test_real_layer import configs
 
 pytestmark = pytest.mark.keras
@@ -260,11 +261,11 @@ def test_record_json_says_what_it_did_to_each_file(tmp_path: Path) -> None:
 def test_an_interrupted_record_leaves_the_file_as_it_was(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mha_cli.check
+    import mha_cli.operations.check
 
     path = write(tmp_path, "new.mha.toml", UNPINNED)
     before = path.read_bytes()
-    real_explain = mha_cli.check.explain
+    real_explain = mha_cli.operations.check.explain
     calls = []
 
     def interrupted_on_second_case(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -273,7 +274,7 @@ def test_an_interrupted_record_leaves_the_file_as_it_was(
             raise KeyboardInterrupt
         return real_explain(*args, **kwargs)
 
-    monkeypatch.setattr(mha_cli.check, "explain", interrupted_on_second_case)
+    monkeypatch.setattr(mha_cli.operations.check, "explain", interrupted_on_second_case)
     result = invoke("record", str(path))
     assert result.exit_code == 130
     assert path.read_bytes() == before
@@ -413,7 +414,7 @@ class _Terminal(io.StringIO):
 
 
 def test_the_progress_bar_shows_on_a_terminal_only() -> None:
-    from mha_cli.render import progress_bar
+    from mha_cli.output.render import progress_bar
 
     with progress_bar(io.StringIO()) as silent:
         assert silent is None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mha_cli.cli import app
+from mha_cli.cli.app import app
 from scripts.readme_help import COMMANDS, current_help, readme_help
 
 runner = CliRunner()
@@ -188,15 +188,15 @@ def test_failed_check_exits_1_and_says_so() -> None:
 @pytest.mark.keras
 def test_a_plain_call_that_computes_another_output_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keras disagreeing with itself (fused path vs scores path) is reported, not our failure."""
-    import mha_cli.keras_adapter
+    import mha_cli.runtime.keras_adapter
 
-    observed = mha_cli.keras_adapter._observed_path
+    observed = mha_cli.runtime.keras_adapter._observed_path
 
     def drifting(*args: object, **kwargs: object) -> tuple[str, object]:
         path, output = observed(*args, **kwargs)  # type: ignore[arg-type]
         return path, output + 0.01
 
-    monkeypatch.setattr(mha_cli.keras_adapter, "_observed_path", drifting)
+    monkeypatch.setattr(mha_cli.runtime.keras_adapter, "_observed_path", drifting)
     result = invoke("--shape", "8,16", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -250,7 +250,7 @@ kept = Teardown()  # freed only by the interpreter's teardown
 atexit.register(lambda: sys.stderr.write("atexit ran;"))
 if {keras_loaded}:
     sys.modules["keras"] = types.ModuleType("keras")  # as after a forward pass
-from mha_cli.cli import leave
+from mha_cli.cli.app import leave
 sys.stdout.write("answer " * 100_000)  # more than any pipe buffer, and not yet flushed
 leave({code})
 """
@@ -331,7 +331,7 @@ def test_without_a_backend_loaded_the_process_exits_as_python_does() -> None:
 def test_instant_answers_import_no_backend(args: list[str]) -> None:
     probe = (
         "import sys\n"
-        "from mha_cli.cli import main\n"
+        "from mha_cli.cli.app import main\n"
         f"sys.argv = ['mha-explain', *{args!r}]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch', 'numpy') if m in sys.modules)\n"
@@ -342,9 +342,11 @@ def test_instant_answers_import_no_backend(args: list[str]) -> None:
     assert "HEAVY []" in done.stderr
 
 
-def test_shape_algebra_imports_only_the_standard_library() -> None:
+def test_the_core_imports_only_the_standard_library() -> None:
     probe = (
-        "import sys\nimport mha_cli.algebra\n"
+        "import sys, pkgutil, importlib, mha_cli.core\n"
+        "for found in pkgutil.iter_modules(mha_cli.core.__path__):\n"
+        "    importlib.import_module('mha_cli.core.' + found.name)\n"
         "print(sorted(m for m in ('numpy', 'keras', 'tensorflow', 'rich', 'typer') if m in sys.modules))"
     )
     done = _run_python(probe)
@@ -404,7 +406,7 @@ def test_weights_too_big_to_build_are_answered_from_the_algebra_without_keras() 
     # 8 heads x 128 x 10^6 features: about 4 x 10^9 weights, far above 2 GiB.
     probe = (
         "import sys, json\n"
-        "from mha_cli.cli import main\n"
+        "from mha_cli.cli.app import main\n"
         "sys.argv = ['mha-explain', '--shape', '4,1000000', '--num-heads', '8', '--key-dim', '128',"
         " '--verify-small', '--json']\n"
         "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mha_cli.algebra import MHAConfig
-from mha_cli.cli import app
-from mha_cli.compare import compare
+from mha_cli.cli.app import app
+from mha_cli.core.config import MHAConfig
+from mha_cli.operations.compare import compare
 from tests.keras_features import keras_supports
 
 pytestmark = pytest.mark.keras

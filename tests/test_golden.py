@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from mha_cli.cli import app
+from mha_cli.cli.app import app
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 README_FILES = GOLDEN.parent / "readme_files"
@@ -180,7 +180,7 @@ def test_each_readme_example_shows_real_output(
     Compared word by word, so a block may be wrapped at any width; wide enough
     here (200) that no table cell wraps.
     """
-    from mha_cli.backends import installed
+    from mha_cli.operations.backends import installed
     from tests.keras_features import ADDED_IN, keras_supports
 
     args = command.split()

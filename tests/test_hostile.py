@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mha_cli.cases import CaseFileError, parse
-from mha_cli.cli import app
-from mha_cli.errors import ConfigError
-from mha_cli.parsing import parse_axes, parse_bytes, parse_mask_shape, parse_position, parse_shape
+from mha_cli.cli.app import app
+from mha_cli.core.cases import CaseFileError, parse
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.grammar import parse_axes, parse_bytes, parse_mask_shape, parse_position, parse_shape
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -159,12 +159,12 @@ def test_no_user_text_is_evaluated() -> None:
 
 @pytest.mark.keras
 def test_ctrl_c_during_a_forward_pass_exits_130_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mha_cli.keras_adapter
+    import mha_cli.runtime.keras_adapter
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mha_cli.keras_adapter, "_run", interrupted)
+    monkeypatch.setattr(mha_cli.runtime.keras_adapter, "_run", interrupted)
     result = runner.invoke(app, ["--shape", "8,16"])
     assert result.exit_code == 130
     assert result.stderr == "mha-explain: interrupted\n"

@@ -1,7 +1,7 @@
 import pytest
 
-from mha_cli.errors import ConfigError
-from mha_cli.parsing import format_shape, parse_axes, parse_bytes, parse_int, parse_names, parse_shape
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.grammar import format_shape, parse_axes, parse_bytes, parse_int, parse_names, parse_shape
 
 
 @pytest.mark.parametrize(

@@ -11,11 +11,14 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from mha_cli import keras_adapter
-from mha_cli.algebra import MHAConfig, attention_equations, derive, mask_layout, projection_equation, shrunk
-from mha_cli.errors import ConfigError
-from mha_cli.explain import Status, explain
-from mha_cli.keras_adapter import (
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.derivation import attention_equations, derive, projection_equation, shrunk
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.masks import mask_layout
+from mha_cli.operations.explain import Status, explain
+from mha_cli.output.code import snippet
+from mha_cli.runtime import keras_adapter
+from mha_cli.runtime.keras_adapter import (
     TF_MAX_MULTI_AXIS_SCORES_RANK,
     inspect_layer,
     known_wrong_results,
@@ -23,7 +26,6 @@ from mha_cli.keras_adapter import (
     run_layer,
     softmax_rank_limit,
 )
-from mha_cli.snippet import snippet
 from tests.keras_features import keras_supports, refused_if_unsupported
 
 pytestmark = pytest.mark.keras
@@ -219,8 +221,8 @@ def test_numpy_check_detects_a_wrong_equation() -> None:
     """The reference check is not vacuous: a swapped combine equation fails it."""
     from dataclasses import replace
 
-    from mha_cli.keras_adapter import run_layer
-    from mha_cli.reference import max_abs_diffs
+    from mha_cli.runtime.keras_adapter import run_layer
+    from mha_cli.runtime.reference import max_abs_diffs
 
     d = derive(MHAConfig((5, 6, 4), attention_axes=(1,), num_heads=2, key_dim=3))
     run = run_layer(d, BACKEND)
@@ -231,7 +233,7 @@ def test_numpy_check_detects_a_wrong_equation() -> None:
 
 
 def test_keras_rejection_becomes_config_error() -> None:
-    from mha_cli.keras_adapter import _rejected
+    from mha_cli.runtime.keras_adapter import _rejected
 
     error = _rejected(ValueError("Exception encountered when calling X.call().\n\n\x1b[1mbad thing\x1b[0m\n"))
     assert str(error) == "keras: the real layer rejects this configuration: bad thing"

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mha_cli import reference
-from mha_cli.algebra import MHAConfig, derive
-from mha_cli.reference import contract
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.derivation import derive
+from mha_cli.runtime import reference
+from mha_cli.runtime.reference import contract
 
 
 @st.composite

@@ -23,16 +23,17 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from mha_cli.algebra import KERAS_DEFAULTS, Derivation, Role
-from mha_cli.backends import BackendRun
-from mha_cli.cases import show
-from mha_cli.check import CaseStatus, CheckReport, Progress
-from mha_cli.compare import Comparison
-from mha_cli.explain import ExplainResult, Status
-from mha_cli.parsing import format_bytes, format_shape
-from mha_cli.picture import Picture
-from mha_cli.record import RecordReport
-from mha_cli.snippet import call, constructor, filled_arguments, input_names
+from mha_cli.core.cases import show
+from mha_cli.core.config import KERAS_DEFAULTS, Role
+from mha_cli.core.derivation import Derivation
+from mha_cli.core.grammar import format_bytes, format_shape
+from mha_cli.operations.backends import BackendRun
+from mha_cli.operations.check import CaseStatus, CheckReport, Progress
+from mha_cli.operations.compare import Comparison
+from mha_cli.operations.explain import ExplainResult, Status
+from mha_cli.operations.picture import Picture
+from mha_cli.operations.record import RecordReport
+from mha_cli.output.code import call, constructor, filled_arguments, input_names
 
 if TYPE_CHECKING:  # no NumPy at run time: --no-run and --help never import it
     import numpy as np

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mha_cli.algebra import Derivation, MHAConfig, derive
-from mha_cli.errors import ConfigError
-from mha_cli.parsing import MAX_SIZE, format_shape
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.derivation import Derivation, derive
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.grammar import MAX_SIZE, format_shape
 
 #: File names that directories are searched for, and that the pytest plugin collects.
 CASE_FILE_SUFFIXES = (".mha.toml", ".mha.json")

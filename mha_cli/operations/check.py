@@ -1,10 +1,10 @@
 """Check case files against the real layer, all in one process.
 
-Each case runs through :func:`mha_cli.explain.explain` (the same forward pass
+Each case runs through :func:`mha_cli.operations.explain.explain` (the same forward pass
 and verifications as the explain command); its expectations are compared with
 the derivation that the real layer has just confirmed. The backend is imported
 once, by the first case that runs. The report is a frozen object that
-:mod:`mha_cli.render`, :mod:`mha_cli.document` and :mod:`mha_cli.junit` present.
+:mod:`mha_cli.output.render`, :mod:`mha_cli.output.document` and :mod:`mha_cli.output.junit` present.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mha_cli.cases import (
+from mha_cli.core.cases import (
     Case,
     CaseFile,
     CaseFileError,
@@ -28,8 +28,8 @@ from mha_cli.cases import (
     load,
     show,
 )
-from mha_cli.errors import ConfigError, ExitCode
-from mha_cli.explain import DEFAULT_MAX_MEMORY, ExplainResult, explain
+from mha_cli.core.errors import ConfigError, ExitCode
+from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, ExplainResult, explain
 
 
 class CaseStatus(StrEnum):

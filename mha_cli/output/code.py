@@ -5,8 +5,9 @@ Pure: built from the derivation, no Keras.
 
 from __future__ import annotations
 
-from mha_cli.algebra import KERAS_DEFAULTS, Derivation
-from mha_cli.parsing import format_shape
+from mha_cli.core.config import KERAS_DEFAULTS
+from mha_cli.core.derivation import Derivation
+from mha_cli.core.grammar import format_shape
 
 
 def constructor(d: Derivation) -> str:

@@ -10,16 +10,17 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from mha_cli import __version__
-from mha_cli.algebra import Derivation, Einsum, Tensor, mask_layout
-from mha_cli.errors import ConfigError
-from mha_cli.explain import ExplainResult
+from mha_cli.core.derivation import Derivation, Einsum, Tensor
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.masks import mask_layout
+from mha_cli.operations.explain import ExplainResult
 
 if TYPE_CHECKING:  # an explain document needs none of these: --no-run stays instant
-    from mha_cli.backends import BackendRun
-    from mha_cli.check import CaseResult, CheckReport
-    from mha_cli.compare import Comparison
-    from mha_cli.picture import Picture
-    from mha_cli.record import Change, RecordReport
+    from mha_cli.operations.backends import BackendRun
+    from mha_cli.operations.check import CaseResult, CheckReport
+    from mha_cli.operations.compare import Comparison
+    from mha_cli.operations.picture import Picture
+    from mha_cli.operations.record import Change, RecordReport
 
 SCHEMA_VERSION = 1
 
@@ -163,7 +164,7 @@ def _case_result(result: CaseResult) -> dict[str, Any]:
 
 def check_document(report: CheckReport, *, strict: bool = False) -> dict[str, Any]:
     """The report of ``mha-explain check --json`` (schema in the README)."""
-    from mha_cli.check import CaseStatus
+    from mha_cli.operations.check import CaseStatus
 
     return {
         "schema_version": SCHEMA_VERSION,

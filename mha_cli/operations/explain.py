@@ -1,7 +1,7 @@
 """Explain one configuration: derive, run the real layer, and check the two agree.
 
-The result is a frozen object; :mod:`mha_cli.document` turns it into JSON and
-:mod:`mha_cli.render` into rich tables.
+The result is a frozen object; :mod:`mha_cli.output.document` turns it into JSON and
+:mod:`mha_cli.output.render` into rich tables.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from mha_cli.algebra import Derivation, MHAConfig, derive, shrunk
-from mha_cli.parsing import format_bytes, format_shape
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.derivation import Derivation, derive, shrunk
+from mha_cli.core.grammar import format_bytes, format_shape
 
 if TYPE_CHECKING:
-    from mha_cli.keras_adapter import LayerRun
+    from mha_cli.runtime.keras_adapter import LayerRun
 
 #: Max abs difference allowed between Keras's output/scores and ours, by the
 #: layer's dtype. Inputs are N(0, 1) and biases N(0, 0.5), so outputs are O(1).
@@ -105,7 +106,7 @@ def explain(
     )
     if not graph:
         return result
-    from mha_cli.keras_adapter import call_convention
+    from mha_cli.runtime.keras_adapter import call_convention
 
     return replace(result, call_convention=call_convention(result.derivation, backend))
 
@@ -138,7 +139,7 @@ def _explain(
         return result
     if estimate > max_memory:
         return _built_not_run(derivation, backend, estimate, max_memory, verify_small)
-    from mha_cli.keras_adapter import run_layer  # lazy: Keras only when running
+    from mha_cli.runtime.keras_adapter import run_layer  # lazy: Keras only when running
 
     run = run_layer(derivation, backend, observe_path=observe_path)
     derivation_check = compare_with_layer(derivation, run)
@@ -155,7 +156,7 @@ def _built_not_run(
     derivation: Derivation, backend: str, estimate: int, max_memory: int, verify_small: bool
 ) -> ExplainResult:
     """The memory guard: check what the built layer reports, skip the forward pass."""
-    from mha_cli.keras_adapter import inspect_layer
+    from mha_cli.runtime.keras_adapter import inspect_layer
 
     reason = (
         f"the forward pass and its checks would need about {format_bytes(estimate)}, above "
@@ -180,7 +181,7 @@ def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> Chec
     Honest because what is claimed for the full configuration (equations, axis
     roles, weight shapes, parameters) is compared with the shrunken one first.
     """
-    from mha_cli.keras_adapter import known_wrong_results
+    from mha_cli.runtime.keras_adapter import known_wrong_results
 
     # Keras's bias-add bug depends on the size of axis 1 (known_wrong_results):
     # shrink to a size where it applies exactly when it applies to the full inputs.
@@ -308,8 +309,8 @@ def numpy_check(derivation: Derivation, run: LayerRun, *, shapes_agree: bool) ->
             "not run: the derived shapes disagree with the real layer",
             {"passed": False, "max_abs_diff": None, "tolerance": tolerance},
         )
-    from mha_cli.keras_adapter import known_wrong_results
-    from mha_cli.reference import max_abs_diffs
+    from mha_cli.runtime.keras_adapter import known_wrong_results
+    from mha_cli.runtime.reference import max_abs_diffs
 
     diffs = max_abs_diffs(derivation, run.arrays)
     worst = max(diffs.values())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from mha_cli.errors import ConfigError
+from mha_cli.core.errors import ConfigError
 
 # ASCII digits only: Python's int() also accepts "٣" and "³"-like digits, which
 # nobody means in a shape.

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mha_cli.algebra import MHAConfig
-from mha_cli.explain import DEFAULT_MAX_MEMORY, TOLERANCE, ExplainResult, explain
+from mha_cli.core.config import MHAConfig
+from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, TOLERANCE, ExplainResult, explain
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import PurePath
 
-from mha_cli.check import CaseStatus, CheckReport
+from mha_cli.operations.check import CaseStatus, CheckReport
 
 
 def _classname(path: PurePath) -> str:

@@ -22,9 +22,9 @@ import typer
 from typer.core import TyperGroup
 
 from mha_cli import __version__
-from mha_cli.algebra import BACKENDS, DTYPES
-from mha_cli.errors import ConfigError, EnvironmentProblem, ExitCode, InternalError
-from mha_cli.parsing import (
+from mha_cli.core.config import BACKENDS, DTYPES
+from mha_cli.core.errors import ConfigError, EnvironmentProblem, ExitCode, InternalError
+from mha_cli.core.grammar import (
     parse_axes,
     parse_bytes,
     parse_int,
@@ -133,7 +133,7 @@ class ExplainByDefault(TyperGroup):
 
 
 def _parser(parse: Callable[[str, str], T], option: str) -> Callable[[str], T]:
-    """Adapt one of mha_cli.parsing's parsers to typer, keeping its message."""
+    """Adapt one of mha_cli.core.grammar's parsers to typer, keeping its message."""
 
     def convert(text: str) -> T:
         if not isinstance(text, str):  # typer passes defaults through as-is
@@ -467,7 +467,7 @@ def explain_command(
     Exit codes: 0 answer, 1 a check failed, 2 bad input, 3 environment problem.
     This is the default command: mha-explain --shape ... runs it.
     """
-    from mha_cli.algebra import MHAConfig
+    from mha_cli.core.config import MHAConfig
 
     outputs = [name for name, given in (("--json", json_output), ("--get", get), ("--code", code)) if given]
     if len(outputs) > 1:
@@ -506,7 +506,7 @@ def explain_command(
     if backend == "all":
         _all_backends(config, max_memory, json_output, debug)
         return
-    from mha_cli.explain import explain
+    from mha_cli.operations.explain import explain
 
     result = _guarded(
         lambda: explain(
@@ -521,24 +521,24 @@ def explain_command(
         debug,
     )
 
-    from mha_cli import document
+    from mha_cli.output import document
 
     drawn = None
     if picture or at is not None:
-        from mha_cli.picture import attention_picture
+        from mha_cli.operations.picture import attention_picture
 
         drawn = _guarded(lambda: attention_picture(result, at), debug)
     if get is not None:
         value = _guarded(lambda: document.get_path(document.to_document(result, drawn), get), debug)
         typer.echo(document.shell_form(value))
     elif code:
-        from mha_cli.snippet import snippet
+        from mha_cli.output.code import snippet
 
         typer.echo(snippet(result.derivation), nl=False)
     elif json_output:
         typer.echo(document.dumps(document.to_document(result, drawn)))
     else:
-        from mha_cli.render import export, make_console, render
+        from mha_cli.output.render import export, make_console, render
 
         console = make_console(record=bool(exports))
         render(result, console, drawn)
@@ -603,8 +603,8 @@ def compare_command(
     """
     from dataclasses import replace
 
-    from mha_cli.algebra import MHAConfig
-    from mha_cli.compare import compare
+    from mha_cli.core.config import MHAConfig
+    from mha_cli.operations.compare import compare
 
     if len(axes) < 2:
         fail(ExitCode.BAD_INPUT, "--axes: give two or more to compare, e.g. --axes 1 --axes none")
@@ -630,11 +630,11 @@ def compare_command(
     configs = [replace(base, attention_axes=given) for given in axes]
     comparison = _guarded(lambda: compare(configs, backend, execute=not no_run, max_memory=max_memory), debug)
     if json_output:
-        from mha_cli import document
+        from mha_cli.output import document
 
         typer.echo(document.dumps(document.compare_document(comparison)))
     else:
-        from mha_cli.render import make_console, render_compare
+        from mha_cli.output.render import make_console, render_compare
 
         render_compare(comparison, make_console())
     failed = [check.name for result in comparison.results for check in result.failed]
@@ -667,8 +667,8 @@ def check_command(
     1 a case differs or a verification failed, 2 an invalid file or case
     (file:line; every other file is still checked), 3 environment problem.
     """
-    from mha_cli.check import check_files
-    from mha_cli.render import progress_bar
+    from mha_cli.operations.check import check_files
+    from mha_cli.output.render import progress_bar
 
     if junit is not None and not junit.parent.is_dir():
         fail(ExitCode.BAD_INPUT, f"--junit {junit}: no directory {junit.parent} to write it in")
@@ -678,16 +678,16 @@ def check_command(
             debug,
         )
     if json_output:
-        from mha_cli import document
+        from mha_cli.output import document
 
         typer.echo(document.dumps(document.check_document(report, strict=strict)))
     else:
-        from mha_cli.render import make_console, render_check
+        from mha_cli.output.render import make_console, render_check
 
         render_check(report, make_console(), strict=strict)
     if junit is not None:
-        from mha_cli.files import write_atomically
-        from mha_cli.junit import junit_xml
+        from mha_cli.core.files import write_atomically
+        from mha_cli.output.junit import junit_xml
 
         xml = junit_xml(report, strict=strict)
         _guarded(partial(_saved, "--junit", junit, partial(write_atomically, junit, xml)), debug)
@@ -723,8 +723,8 @@ def record_command(
     expectation differs (kept) or a case could not be recorded, 2 an invalid
     file or case, 3 environment problem.
     """
-    from mha_cli.record import record_files
-    from mha_cli.render import make_console, progress_bar, render_record
+    from mha_cli.operations.record import record_files
+    from mha_cli.output.render import make_console, progress_bar, render_record
 
     with progress_bar(sys.stderr) as progress:
         report = _guarded(
@@ -740,7 +740,7 @@ def record_command(
             debug,
         )
     if json_output:
-        from mha_cli import document
+        from mha_cli.output import document
 
         typer.echo(document.dumps(document.record_document(report)))
     else:
@@ -753,14 +753,14 @@ def record_command(
 
 def _all_backends(config: Any, max_memory: int, json_output: bool, debug: bool) -> None:
     """--backend all: the same configuration on every installed backend, side by side."""
-    from mha_cli import document
-    from mha_cli.backends import run_on_backends
+    from mha_cli.operations.backends import run_on_backends
+    from mha_cli.output import document
 
     runs = _guarded(lambda: run_on_backends(config, max_memory=max_memory), debug)
     if json_output:
         typer.echo(document.dumps(document.backends_document(runs)))
     else:
-        from mha_cli.render import make_console, render_backends
+        from mha_cli.output.render import make_console, render_backends
 
         render_backends(runs, make_console())
     documents = {run.backend: run.document for run in runs if run.document is not None}
@@ -798,7 +798,7 @@ def _guarded(action: Callable[[], T], debug: bool) -> T:
         fail(ExitCode.ENVIRONMENT, str(error))
     except Exception as error:
         if debug:
-            from mha_cli.quiet import captured
+            from mha_cli.runtime.quiet import captured
 
             typer.echo("".join(captured), err=True)
             traceback.print_exc()

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mha_cli.algebra import Role
-from mha_cli.errors import ConfigError
-from mha_cli.explain import ExplainResult
-from mha_cli.parsing import format_shape
+from mha_cli.core.config import Role
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.grammar import format_shape
+from mha_cli.operations.explain import ExplainResult
 
 if TYPE_CHECKING:  # imported where a picture is read: --no-run and --help never need NumPy
     import numpy as np

@@ -1,7 +1,7 @@
 """The same configuration on every installed Keras backend (``--backend all``).
 
 Keras binds its backend at import, so each backend runs in its own process:
-``python -m mha_cli.backends`` reads a configuration on stdin, explains it
+``python -m mha_cli.operations.backends`` reads a configuration on stdin, explains it
 and writes the JSON document and the output and scores arrays. Inputs and
 weights come from the seed's NumPy generator, not from a backend's random
 ops, so every backend computes with identical numbers and their outputs can
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mha_cli.algebra import BACKENDS, MHAConfig
-from mha_cli.explain import DEFAULT_MAX_MEMORY
+from mha_cli.core.config import BACKENDS, MHAConfig
+from mha_cli.operations.explain import DEFAULT_MAX_MEMORY
 
 if TYPE_CHECKING:  # numpy is imported where arrays are handled: --no-run and --help never need it
     import numpy as np
@@ -59,7 +59,7 @@ def run_on_backends(config: MHAConfig, *, max_memory: int = DEFAULT_MAX_MEMORY) 
         with tempfile.TemporaryDirectory() as folder:
             request = {"config": dataclasses.asdict(config), "backend": backend, "max_memory": max_memory}
             done = subprocess.run(
-                [sys.executable, "-m", "mha_cli.backends", folder],
+                [sys.executable, "-m", "mha_cli.operations.backends", folder],
                 input=json.dumps(request),
                 capture_output=True,
                 text=True,
@@ -95,10 +95,10 @@ def _config_from(fields: dict[str, Any]) -> MHAConfig:
 
 def _worker(folder: Path) -> int:
     """One backend's run: the request on stdin, the document on stdout, the arrays in ``folder``."""
-    from mha_cli import document
-    from mha_cli.cli import say_error
-    from mha_cli.errors import ConfigError, EnvironmentProblem, ExitCode
-    from mha_cli.explain import explain
+    from mha_cli.cli.app import say_error
+    from mha_cli.core.errors import ConfigError, EnvironmentProblem, ExitCode
+    from mha_cli.operations.explain import explain
+    from mha_cli.output import document
 
     request = json.loads(sys.stdin.read())
     try:
@@ -121,6 +121,6 @@ def _worker(folder: Path) -> int:
 
 
 if __name__ == "__main__":
-    from mha_cli.cli import leave
+    from mha_cli.cli.app import leave
 
     leave(_worker(Path(sys.argv[1])))

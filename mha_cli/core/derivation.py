@@ -6,7 +6,7 @@ strings, built the same way as ``keras/src/layers/attention/
 multi_head_attention.py`` in Keras 3.12+), every intermediate shape, the
 weights and the costs. It imports nothing beyond the standard library, so
 answers that need no forward pass are instant, and the derivation can be
-checked against the real layer (see :mod:`mha_cli.explain`).
+checked against the real layer (see :mod:`mha_cli.operations.explain`).
 """
 
 from __future__ import annotations
@@ -14,29 +14,16 @@ from __future__ import annotations
 import math
 import string
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 
-from mha_cli.errors import ConfigError, InternalError
-from mha_cli.parsing import format_shape
-
-Shape = tuple[int, ...]
-#: A shape as Keras reports it: ``None`` for the batch axis.
-BatchShape = tuple[int | None, ...]
+from mha_cli.core.config import DEFAULT_NUM_HEADS, DTYPE_BYTES, BatchShape, LayerArgs, MHAConfig, Role, Shape
+from mha_cli.core.errors import ConfigError, InternalError
+from mha_cli.core.grammar import format_shape
+from mha_cli.core.masks import MaskPlan, plan_mask
+from mha_cli.core.summary import summarize
 
 # Keras names einsum axes with ascii_lowercase (`_index_to_einsum_variable`).
 _LETTERS = string.ascii_lowercase
 
-#: Tool defaults for the two arguments Keras requires. Two heads, as in the
-#: forum answer this tool grew from; key_dim follows the Transformer convention
-#: num_heads * key_dim == query features, so projections keep the width.
-DEFAULT_NUM_HEADS = 2
-
-DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
-DTYPES = tuple(DTYPE_BYTES)
-#: Keras's defaults for the layer arguments MHAConfig always fills in.
-KERAS_DEFAULTS: dict[str, object] = {"dropout": 0.0, "use_bias": True, "use_gate": False, "dtype": "float32"}
-#: Keras backends, here so the CLI can list them without importing the adapter.
-BACKENDS = ("tensorflow", "jax", "torch", "numpy")
 _RESERVED_NAMES = frozenset({"batch", "heads", "feature", "key_dim", "value_dim", "out"})
 _DEFAULT_AXIS_NAMES: dict[int, tuple[str, ...]] = {
     1: ("seq",),
@@ -44,88 +31,6 @@ _DEFAULT_AXIS_NAMES: dict[int, tuple[str, ...]] = {
     3: ("depth", "height", "width"),
     4: ("time", "depth", "height", "width"),
 }
-
-
-class Role(StrEnum):
-    """What the layer does with an input axis."""
-
-    BATCH = "batch"
-    ATTENDED = "attended"  # attention runs along it
-    FREE = "free"  # each slice along it attends independently
-    FEATURE = "feature"  # projected away
-
-
-@dataclass(frozen=True)
-class MHAConfig:
-    """One MultiHeadAttention configuration, as a user states it.
-
-    Shapes exclude the batch axis, like ``keras.Input(shape=...)``. ``None``
-    means "not given": self-attention for the shapes, the tool's or Keras's
-    default for the rest.
-    """
-
-    query_shape: Shape
-    value_shape: Shape | None = None
-    key_shape: Shape | None = None
-    num_heads: int | None = None
-    key_dim: int | None = None
-    value_dim: int | None = None
-    output_shape: Shape | None = None
-    attention_axes: tuple[int, ...] | None = None
-    use_bias: bool = True
-    use_gate: bool = False
-    dropout: float = 0.0
-    dtype: str = "float32"
-    batch: int = 2
-    seed: int = 0
-    axis_names: tuple[str, ...] | None = None
-    #: The call's attention_mask shape, batch included (None there means --batch); None: no mask.
-    mask_shape: tuple[int | None, ...] | None = None
-    #: use_causal_mask=True in the call.
-    causal: bool = False
-    #: The layer's sliding_window argument (Keras >= 3.15).
-    sliding_window: int | None = None
-
-
-@dataclass(frozen=True)
-class LayerArgs:
-    """The layer's shape-relevant constructor arguments, resolved."""
-
-    num_heads: int
-    key_dim: int
-    value_dim: int
-    dropout: float
-    use_bias: bool
-    output_shape: Shape | None
-    attention_axes: tuple[int, ...]  # resolved: positive input axes, in the given order
-    use_gate: bool
-    dtype: str
-    sliding_window: int | None = None
-    #: Arguments the user did not give, so a default was used.
-    defaulted: frozenset[str] = frozenset()
-
-    def keras_kwargs(self, given_axes: tuple[int, ...] | None) -> dict[str, object]:
-        """Constructor kwargs for ``keras.layers.MultiHeadAttention``.
-
-        ``given_axes`` is what the user wrote (``None``, negatives...), so the
-        real layer resolves it itself and the check compares its resolution
-        with ours.
-        """
-        kwargs: dict[str, object] = {
-            "num_heads": self.num_heads,
-            "key_dim": self.key_dim,
-            "value_dim": self.value_dim,
-            "dropout": self.dropout,
-            "use_bias": self.use_bias,
-            "output_shape": self.output_shape,
-            "attention_axes": given_axes,
-            "dtype": self.dtype,
-        }
-        if self.use_gate:  # only Keras >= 3.14 knows the argument
-            kwargs["use_gate"] = True
-        if self.sliding_window is not None:  # only Keras >= 3.15 knows the argument
-            kwargs["sliding_window"] = self.sliding_window
-        return kwargs
 
 
 @dataclass(frozen=True)
@@ -684,206 +589,3 @@ def shrunk(config: MHAConfig, most: int = 4) -> MHAConfig:
         value_shape=small(config.value_shape),
         key_shape=small(config.key_shape),
     )
-
-
-# --- Masks -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MaskPlan:
-    """How the call's masks reach the attention scores, as Keras 3.15 does it.
-
-    ``_compute_attention_mask`` ANDs a ``(1, T, S)`` causal and sliding-window
-    mask, built from axis 1 of the query and the value, with the given
-    ``attention_mask`` (NumPy broadcasting). ``_masked_softmax`` then inserts
-    size-1 axes at ``heads_axis`` (-2 x attended axes - 1, just before the
-    query's attended axes, where the heads sit) until the rank is the scores',
-    and Softmax needs every axis to be 1 or the scores' size.
-    """
-
-    #: The attention_mask shape that needs no insertion: the scores' without heads.
-    expected: tuple[int | None, ...]
-    #: Where Keras inserts the missing axes (negative index into the mask).
-    heads_axis: int
-    #: (source, shape) for each mask: attention_mask, causal, sliding_window.
-    sources: tuple[tuple[str, tuple[int, ...]], ...]
-    #: The sources ANDed together (NumPy broadcasting).
-    combined: tuple[int, ...]
-    #: The combined mask after Keras's insertions: broadcasts to the scores.
-    broadcast_to: tuple[int, ...]
-
-
-def mask_layout(d: Derivation) -> tuple[tuple[int | None, ...], int]:
-    """The full attention_mask shape (the scores' without heads) and where Keras inserts missing axes."""
-    scores = d.shapes["attention_scores"]
-    heads = scores.labels.index("heads")
-    return scores.shape[:heads] + scores.shape[heads + 1 :], -2 * len(d.layer.attention_axes) - 1
-
-
-def plan_mask(d: Derivation) -> MaskPlan | None:
-    """The mask plan for ``d``'s call, or None without masks; ConfigError where Keras fails."""
-    config = d.config
-    scores = d.shapes["attention_scores"]
-    expected, heads_axis = mask_layout(d)
-    sources: list[tuple[str, tuple[int, ...]]] = []
-    if config.mask_shape is not None:
-        sources.append(("attention_mask", tuple(config.batch if s is None else s for s in config.mask_shape)))
-    # Keras builds these from axis 1 of the query and of the value, whatever the attended axes.
-    band = (1, d.inputs["query"].shape[1] or 0, d.inputs["value"].shape[1] or 0)
-    if config.causal:
-        sources.append(("causal", band))
-    if config.sliding_window is not None:
-        sources.append(("sliding_window", band))
-    if not sources:
-        return None
-    option = {"attention_mask": "--mask-shape", "causal": "--causal", "sliding_window": "--sliding-window"}
-    first = option[sources[0][0]] if len(sources) == 1 else "--mask-shape"
-    shown = " & ".join(f"{name} {format_shape(shape)}" for name, shape in sources)
-    combined = sources[0][1]
-    for _, shape in sources[1:]:
-        combined = _broadcast(combined, shape, first, shown)
-    target = scores.with_batch(config.batch)
-    mask = list(combined)
-    while len(mask) < len(target):
-        position = len(mask) + 1 + heads_axis
-        if position < 0:
-            raise ConfigError(
-                first,
-                format_shape(combined),
-                f"Keras inserts missing mask axes at {heads_axis} (just before the query's attended axes); "
-                f"a rank-{len(mask)} mask has no axis there, so it cannot reach the rank-{len(target)} "
-                f"scores {format_shape(scores.shape)}"
-                + (f"; give the full shape {format_shape(expected)}" if first == "--mask-shape" else ""),
-            )
-        mask.insert(position, 1)
-    if len(mask) > len(target):
-        raise ConfigError(
-            first,
-            format_shape(combined),
-            f"rank {len(mask)} is more than the scores' rank {len(target)} {format_shape(scores.shape)}",
-        )
-    for index, (size, wanted) in enumerate(zip(mask, target, strict=True)):
-        if size not in (1, wanted):
-            why = (
-                " (Keras builds causal and sliding-window masks from axis 1 of the query and the value)"
-                if any(name != "attention_mask" for name, _ in sources)
-                else ""
-            )
-            raise ConfigError(
-                first,
-                shown if len(sources) > 1 else format_shape(combined),
-                f"after Keras inserts the missing axes the mask is {format_shape(tuple(mask))}; its axis "
-                f"{index} has size {size} where the scores {format_shape(scores.shape)} have "
-                f"{wanted} ({scores.labels[index]}): each mask axis must be 1 or the scores' size{why}",
-            )
-    return MaskPlan(expected, heads_axis, tuple(sources), combined, tuple(mask))
-
-
-def _broadcast(a: tuple[int, ...], b: tuple[int, ...], option: str, shown: str) -> tuple[int, ...]:
-    """NumPy broadcasting of two shapes, as ``mask_a & mask_b`` does."""
-    width = max(len(a), len(b))
-    a_full, b_full = (1,) * (width - len(a)) + a, (1,) * (width - len(b)) + b
-    out = []
-    for x, y in zip(a_full, b_full, strict=True):
-        if x != y and 1 not in (x, y):
-            raise ConfigError(
-                option, shown, f"Keras ANDs these masks, and sizes {x} and {y} do not broadcast together"
-            )
-        out.append(max(x, y))
-    return tuple(out)
-
-
-# --- Plain sentences -----------------------------------------------------------
-
-
-def _join(words: list[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def summarize(derivation: Derivation) -> tuple[str, ...]:
-    """What the configuration means, in sentences a forum answer would use."""
-    layer = derivation.layer
-    attended = derivation.attended_axes
-    free = derivation.free_axes
-    feature = derivation.axes[-1]
-    rank = derivation.rank
-    attended_names = _join([axis.name for axis in attended])
-    key_positions = derivation.weights_per_query
-    lines = []
-    if free:
-        same = _join([axis.name for axis in free])
-        lines.append(
-            f"Each query position attends to the {key_positions:,} key positions along {attended_names} "
-            f"that share its {same}, in the same batch item, separately in each of {layer.num_heads} heads."
-        )
-        slices = math.prod(axis.query_size or 1 for axis in free)
-        lines.append(
-            f"Free axes ({same}) are handled independently, like extra batch axes: "
-            f"{slices:,} separate attention problems per batch item and head."
-        )
-    else:
-        lines.append(
-            f"Each query position attends to all {key_positions:,} key positions "
-            f"({attended_names}) of the same batch item, separately in each of {layer.num_heads} heads."
-        )
-    scores = derivation.shapes["attention_scores"]
-    per_item = scores.per_item_size()
-    lines.append(
-        f"Attention weights: {key_positions:,} per query position and head; "
-        f"{per_item:,} per batch item ({' x '.join(str(s) for s in scores.shape[1:])}), "
-        f"{derivation.scores_bytes_per_item():,} bytes in {layer.dtype}."
-    )
-    out = derivation.shapes["output"]
-    lines.append(
-        f"The feature axis is axis {feature.index} ({feature.negative_index}), size {feature.query_size}: "
-        f"projected to {layer.num_heads} heads x {layer.key_dim} (key_dim) for query and key, "
-        f"{layer.num_heads} x {layer.value_dim} (value_dim) for value, and back to "
-        f"{format_shape(out.shape[rank - 1 :])} by the output projection."
-    )
-    scores_text = (
-        f"{format_shape(scores.shape)} scores ({derivation.scores_bytes_per_item():,} bytes per item)"
-    )
-    if derivation.execution_path == "fused":
-        lines.append(
-            "Called without return_attention_scores, Keras takes the fused ops.dot_product_attention path "
-            f"(rank-3 input, dropout 0), which never materialises the {scores_text}; asking for the "
-            "scores switches to the einsum + softmax path."
-        )
-    else:
-        why = f"dropout {layer.dropout}" if rank == 3 else f"a rank-{rank} input"
-        lines.append(
-            f"Keras computes this with the explicit einsum + softmax path ({why}; the fused "
-            f"ops.dot_product_attention path needs a rank-3 input and dropout 0), which materialises "
-            f"the {scores_text} on every call."
-        )
-    expected, heads_axis = mask_layout(derivation)
-    attended_k = len(layer.attention_axes)
-    shorter = expected[-2 * attended_k :]
-    lines.append(
-        f"An attention_mask for this call has the shape {format_shape(expected)}, the scores' without "
-        f"the heads (True/1 attends); a shorter one gains size-1 axes at {heads_axis}, just before the "
-        f"query's attended axes, so {format_shape(shorter)} broadcasts over "
-        + (
-            "the batch and the heads."
-            if len(expected) == 2 * attended_k + 1
-            else "the batch, free axes and heads."
-        )
-    )
-    mask = derivation.mask
-    if mask is not None:
-        given = " & ".join(f"{name} {format_shape(shape)}" for name, shape in mask.sources)
-        lines.append(
-            f"This call's mask, {given}, reaches the scores as {format_shape(mask.broadcast_to)} "
-            "(the NumPy check applies it exactly so)."
-        )
-    if rank == 3:  # the only legal axis is 1, so every choice resolves to it
-        lines.append(
-            "For a rank-3 input, attention_axes=None and attention_axes=(1,) (also written (1), 1 or -2) "
-            "resolve to the same axes (1,): the layer, its weights and its output are identical."
-        )
-    if list(layer.attention_axes) != sorted(layer.attention_axes):
-        lines.append(
-            f"The axes are given out of order {format_shape(layer.attention_axes)}: Keras keeps that order "
-            "in the scores tensor, so it differs in layout (not in values) from the sorted order."
-        )
-    return tuple(lines)

@@ -23,10 +23,11 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from mha_cli.algebra import BACKENDS, Derivation
-from mha_cli.errors import ConfigError, EnvironmentProblem
-from mha_cli.parsing import format_shape
-from mha_cli.quiet import native_output_silenced, sigint_held
+from mha_cli.core.config import BACKENDS
+from mha_cli.core.derivation import Derivation
+from mha_cli.core.errors import ConfigError, EnvironmentProblem
+from mha_cli.core.grammar import format_shape
+from mha_cli.runtime.quiet import native_output_silenced, sigint_held
 
 #: What to install for each backend. Keras's numpy backend imports scipy and jax
 #: (keras/src/backend/numpy/linalg.py, nn.py); jax brings scipy, but a fresh

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli import __version__
-from mha_cli.cases import SHAPE_FIELDS, CaseFileError, observed, show
-from mha_cli.check import CaseResult, CaseStatus, Progress, keras_version_of, run_case, select
-from mha_cli.errors import ExitCode
-from mha_cli.explain import DEFAULT_MAX_MEMORY
-from mha_cli.files import write_atomically
+from mha_cli.core.cases import SHAPE_FIELDS, CaseFileError, observed, show
+from mha_cli.core.errors import ExitCode
+from mha_cli.core.files import write_atomically
+from mha_cli.operations.check import CaseResult, CaseStatus, Progress, keras_version_of, run_case, select
+from mha_cli.operations.explain import DEFAULT_MAX_MEMORY
 
 #: What record writes into a new expect block (those the configuration has).
 RECORDED_FIELDS = (*SHAPE_FIELDS, "params")

@@ -1,0 +1,116 @@
+"""How the call's masks (attention_mask, use_causal_mask, sliding_window) reach the scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.grammar import format_shape
+
+if TYPE_CHECKING:  # a mask is planned for a derivation, which plan_mask completes
+    from mha_cli.core.derivation import Derivation
+
+
+@dataclass(frozen=True)
+class MaskPlan:
+    """How the call's masks reach the attention scores, as Keras 3.15 does it.
+
+    ``_compute_attention_mask`` ANDs a ``(1, T, S)`` causal and sliding-window
+    mask, built from axis 1 of the query and the value, with the given
+    ``attention_mask`` (NumPy broadcasting). ``_masked_softmax`` then inserts
+    size-1 axes at ``heads_axis`` (-2 x attended axes - 1, just before the
+    query's attended axes, where the heads sit) until the rank is the scores',
+    and Softmax needs every axis to be 1 or the scores' size.
+    """
+
+    #: The attention_mask shape that needs no insertion: the scores' without heads.
+    expected: tuple[int | None, ...]
+    #: Where Keras inserts the missing axes (negative index into the mask).
+    heads_axis: int
+    #: (source, shape) for each mask: attention_mask, causal, sliding_window.
+    sources: tuple[tuple[str, tuple[int, ...]], ...]
+    #: The sources ANDed together (NumPy broadcasting).
+    combined: tuple[int, ...]
+    #: The combined mask after Keras's insertions: broadcasts to the scores.
+    broadcast_to: tuple[int, ...]
+
+
+def mask_layout(d: Derivation) -> tuple[tuple[int | None, ...], int]:
+    """The full attention_mask shape (the scores' without heads) and where Keras inserts missing axes."""
+    scores = d.shapes["attention_scores"]
+    heads = scores.labels.index("heads")
+    return scores.shape[:heads] + scores.shape[heads + 1 :], -2 * len(d.layer.attention_axes) - 1
+
+
+def plan_mask(d: Derivation) -> MaskPlan | None:
+    """The mask plan for ``d``'s call, or None without masks; ConfigError where Keras fails."""
+    config = d.config
+    scores = d.shapes["attention_scores"]
+    expected, heads_axis = mask_layout(d)
+    sources: list[tuple[str, tuple[int, ...]]] = []
+    if config.mask_shape is not None:
+        sources.append(("attention_mask", tuple(config.batch if s is None else s for s in config.mask_shape)))
+    # Keras builds these from axis 1 of the query and of the value, whatever the attended axes.
+    band = (1, d.inputs["query"].shape[1] or 0, d.inputs["value"].shape[1] or 0)
+    if config.causal:
+        sources.append(("causal", band))
+    if config.sliding_window is not None:
+        sources.append(("sliding_window", band))
+    if not sources:
+        return None
+    option = {"attention_mask": "--mask-shape", "causal": "--causal", "sliding_window": "--sliding-window"}
+    first = option[sources[0][0]] if len(sources) == 1 else "--mask-shape"
+    shown = " & ".join(f"{name} {format_shape(shape)}" for name, shape in sources)
+    combined = sources[0][1]
+    for _, shape in sources[1:]:
+        combined = _broadcast(combined, shape, first, shown)
+    target = scores.with_batch(config.batch)
+    mask = list(combined)
+    while len(mask) < len(target):
+        position = len(mask) + 1 + heads_axis
+        if position < 0:
+            raise ConfigError(
+                first,
+                format_shape(combined),
+                f"Keras inserts missing mask axes at {heads_axis} (just before the query's attended axes); "
+                f"a rank-{len(mask)} mask has no axis there, so it cannot reach the rank-{len(target)} "
+                f"scores {format_shape(scores.shape)}"
+                + (f"; give the full shape {format_shape(expected)}" if first == "--mask-shape" else ""),
+            )
+        mask.insert(position, 1)
+    if len(mask) > len(target):
+        raise ConfigError(
+            first,
+            format_shape(combined),
+            f"rank {len(mask)} is more than the scores' rank {len(target)} {format_shape(scores.shape)}",
+        )
+    for index, (size, wanted) in enumerate(zip(mask, target, strict=True)):
+        if size not in (1, wanted):
+            why = (
+                " (Keras builds causal and sliding-window masks from axis 1 of the query and the value)"
+                if any(name != "attention_mask" for name, _ in sources)
+                else ""
+            )
+            raise ConfigError(
+                first,
+                shown if len(sources) > 1 else format_shape(combined),
+                f"after Keras inserts the missing axes the mask is {format_shape(tuple(mask))}; its axis "
+                f"{index} has size {size} where the scores {format_shape(scores.shape)} have "
+                f"{wanted} ({scores.labels[index]}): each mask axis must be 1 or the scores' size{why}",
+            )
+    return MaskPlan(expected, heads_axis, tuple(sources), combined, tuple(mask))
+
+
+def _broadcast(a: tuple[int, ...], b: tuple[int, ...], option: str, shown: str) -> tuple[int, ...]:
+    """NumPy broadcasting of two shapes, as ``mask_a & mask_b`` does."""
+    width = max(len(a), len(b))
+    a_full, b_full = (1,) * (width - len(a)) + a, (1,) * (width - len(b)) + b
+    out = []
+    for x, y in zip(a_full, b_full, strict=True):
+        if x != y and 1 not in (x, y):
+            raise ConfigError(
+                option, shown, f"Keras ANDs these masks, and sizes {x} and {y} do not broadcast together"
+            )
+        out.append(max(x, y))
+    return tuple(out)

@@ -1,0 +1,105 @@
+"""What a configuration means, in the plain sentences a forum answer would use."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from mha_cli.core.grammar import format_shape
+from mha_cli.core.masks import mask_layout
+
+if TYPE_CHECKING:  # sentences are written about a derivation, which summarize completes
+    from mha_cli.core.derivation import Derivation
+
+
+def _join(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def summarize(derivation: Derivation) -> tuple[str, ...]:
+    """What the configuration means, in sentences a forum answer would use."""
+    layer = derivation.layer
+    attended = derivation.attended_axes
+    free = derivation.free_axes
+    feature = derivation.axes[-1]
+    rank = derivation.rank
+    attended_names = _join([axis.name for axis in attended])
+    key_positions = derivation.weights_per_query
+    lines = []
+    if free:
+        same = _join([axis.name for axis in free])
+        lines.append(
+            f"Each query position attends to the {key_positions:,} key positions along {attended_names} "
+            f"that share its {same}, in the same batch item, separately in each of {layer.num_heads} heads."
+        )
+        slices = math.prod(axis.query_size or 1 for axis in free)
+        lines.append(
+            f"Free axes ({same}) are handled independently, like extra batch axes: "
+            f"{slices:,} separate attention problems per batch item and head."
+        )
+    else:
+        lines.append(
+            f"Each query position attends to all {key_positions:,} key positions "
+            f"({attended_names}) of the same batch item, separately in each of {layer.num_heads} heads."
+        )
+    scores = derivation.shapes["attention_scores"]
+    per_item = scores.per_item_size()
+    lines.append(
+        f"Attention weights: {key_positions:,} per query position and head; "
+        f"{per_item:,} per batch item ({' x '.join(str(s) for s in scores.shape[1:])}), "
+        f"{derivation.scores_bytes_per_item():,} bytes in {layer.dtype}."
+    )
+    out = derivation.shapes["output"]
+    lines.append(
+        f"The feature axis is axis {feature.index} ({feature.negative_index}), size {feature.query_size}: "
+        f"projected to {layer.num_heads} heads x {layer.key_dim} (key_dim) for query and key, "
+        f"{layer.num_heads} x {layer.value_dim} (value_dim) for value, and back to "
+        f"{format_shape(out.shape[rank - 1 :])} by the output projection."
+    )
+    scores_text = (
+        f"{format_shape(scores.shape)} scores ({derivation.scores_bytes_per_item():,} bytes per item)"
+    )
+    if derivation.execution_path == "fused":
+        lines.append(
+            "Called without return_attention_scores, Keras takes the fused ops.dot_product_attention path "
+            f"(rank-3 input, dropout 0), which never materialises the {scores_text}; asking for the "
+            "scores switches to the einsum + softmax path."
+        )
+    else:
+        why = f"dropout {layer.dropout}" if rank == 3 else f"a rank-{rank} input"
+        lines.append(
+            f"Keras computes this with the explicit einsum + softmax path ({why}; the fused "
+            f"ops.dot_product_attention path needs a rank-3 input and dropout 0), which materialises "
+            f"the {scores_text} on every call."
+        )
+    expected, heads_axis = mask_layout(derivation)
+    attended_k = len(layer.attention_axes)
+    shorter = expected[-2 * attended_k :]
+    lines.append(
+        f"An attention_mask for this call has the shape {format_shape(expected)}, the scores' without "
+        f"the heads (True/1 attends); a shorter one gains size-1 axes at {heads_axis}, just before the "
+        f"query's attended axes, so {format_shape(shorter)} broadcasts over "
+        + (
+            "the batch and the heads."
+            if len(expected) == 2 * attended_k + 1
+            else "the batch, free axes and heads."
+        )
+    )
+    mask = derivation.mask
+    if mask is not None:
+        given = " & ".join(f"{name} {format_shape(shape)}" for name, shape in mask.sources)
+        lines.append(
+            f"This call's mask, {given}, reaches the scores as {format_shape(mask.broadcast_to)} "
+            "(the NumPy check applies it exactly so)."
+        )
+    if rank == 3:  # the only legal axis is 1, so every choice resolves to it
+        lines.append(
+            "For a rank-3 input, attention_axes=None and attention_axes=(1,) (also written (1), 1 or -2) "
+            "resolve to the same axes (1,): the layer, its weights and its output are identical."
+        )
+    if list(layer.attention_axes) != sorted(layer.attention_axes):
+        lines.append(
+            f"The axes are given out of order {format_shape(layer.attention_axes)}: Keras keeps that order "
+            "in the scores tensor, so it differs in layout (not in values) from the sorted order."
+        )
+    return tuple(lines)
