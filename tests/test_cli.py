@@ -24,34 +24,30 @@ def invoke(*args: str):  # type: ignore[no-untyped-def]
 
 
 BAD_INPUT = [
-    (
-        ["--shape", "32,x"],
-        "Invalid value for '--shape': '32,x': 'x' is not a size; sizes are positive integers",
-    ),
-    (["--shape", ""], "Invalid value for '--shape': '': empty shape"),
+    (["--shape", "32,x"], "--shape 32,x: 'x' is not a size; sizes are positive integers"),
+    (["--shape", ""], "--shape '': empty shape"),
     (["--shape", "32,0,4"], "size 0 is not positive"),
     (["--shape", "None,32,64,4"], "leave out the batch axis (None); write 32,64,4"),
-    (["--shape", "16"], "--shape (16,): rank 2 with the batch axis; MultiHeadAttention needs rank >= 3"),
+    (["--shape", "16"], "--shape 16: rank 2 with the batch axis; MultiHeadAttention needs rank >= 3"),
     (
         ["--shape", "32,64,4", "--axes", "3"],
-        "--axes (3,): axis 3 is the feature axis of a rank-4 input; "
-        "attention axes must be in 1..2 (or -3..-2)",
+        "--axes 3: axis 3 is the feature axis of a rank-4 input; attention axes must be in 1..2 (or -3..-2)",
     ),
-    (["--shape", "32,64,4", "--axes", "0"], "--axes (0,): axis 0 is the batch axis"),
+    (["--shape", "32,64,4", "--axes", "0"], "--axes 0: axis 0 is the batch axis"),
     (["--shape", "32,64,4", "--axes", "7"], "axis 7 is out of range for a rank-4 input"),
-    (["--shape", "32,64,4", "--axes", "(1, -3)"], "axis -3 is given twice (as axis 1)"),
+    (["--shape", "32,64,4", "--axes", "(1, -3)"], "--axes '(1, -3)': axis -3 is given twice (as axis 1)"),
     (["--shape", "32,64,4", "--axes", "x"], "'x' is not an axis"),
     (["--shape", "8,16", "--value-shape", "4,4,16"], "rank 4 differs from the query's rank 3"),
     (
         ["--shape", "8,16", "--value-shape", "4,16", "--key-shape", "5,16"],
         "key and value must agree on every axis but the last",
     ),
-    (["--shape", "8,16", "--num-heads", "0"], "Invalid value for '--num-heads': '0': must be >= 1"),
-    (["--shape", "8,16", "--key-dim", "-3"], "Invalid value for '--key-dim': '-3': must be >= 1"),
+    (["--shape", "8,16", "--num-heads", "0"], "--num-heads 0: must be >= 1"),
+    (["--shape", "8,16", "--key-dim", "-3"], "--key-dim -3: must be >= 1"),
     (["--shape", "8,16", "--key-dim", "٣"], "not an integer"),
-    (["--shape", "8,16", "--dtype", "int8"], "'int8' is not one of float32, float64, float16, bfloat16"),
-    (["--shape", "8,16", "--backend", "mxnet"], "'mxnet' is not one of tensorflow, jax, torch, numpy"),
-    (["--shape", "8,16", "--dropout", "1.5"], "a dropout rate must be in [0, 1)"),
+    (["--shape", "8,16", "--dtype", "int8"], "--dtype int8: not one of float32, float64, float16, bfloat16"),
+    (["--shape", "8,16", "--backend", "mxnet"], "--backend mxnet: not one of tensorflow, jax, torch, numpy"),
+    (["--shape", "8,16", "--dropout", "1.5"], "--dropout 1.5: a dropout rate must be in [0, 1)"),
     (["--shape", "8,16", "--json", "--get", "params"], "--json and --get: each prints the whole answer"),
     (
         ["--shape", "8,16", "--code", "--json"],
@@ -60,14 +56,14 @@ BAD_INPUT = [
     (["--shape", "8,16", "--frobnicate"], "No such option: --frobnicate"),
     (
         ["--shape", "10,16", "--mask-shape", "10,9"],
-        "--mask-shape (10, 9): after Keras inserts the missing axes the mask is (1, 1, 10, 9); "
+        "--mask-shape 10,9: after Keras inserts the missing axes the mask is (1, 1, 10, 9); "
         "its axis 3 has size 9 where the scores (None, 2, 10, 10) have 10 (seq_k)",
     ),
     (["--shape", "32,64,4", "--causal"], "--causal (1, 32, 32): Keras inserts missing mask axes at -5"),
     (["--shape", "10,16", "--mask-shape", "10,x"], "'x' is not a size"),
     (
         ["--shape", "10,16", "--sliding-window", "0"],
-        "Invalid value for '--sliding-window': '0': must be >= 1",
+        "--sliding-window 0: must be >= 1",
     ),
     ([], "Missing option '--shape'"),
 ]
@@ -82,6 +78,29 @@ def test_bad_input_is_one_line_on_stderr_with_exit_2(args: list[str], message: s
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("mha-explain: error: ")
     assert message in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        # Refused by the option's converter, and by the core's derivation: one form, the value as typed.
+        (["--shape", "32,64,4", "--axes", "x"], "--axes x: 'x' is not an axis"),
+        (["--shape", "32,64,4", "--axes", "3"], "--axes 3: axis 3 is the feature axis of a rank-4 input"),
+        (["--shape", "32,64,4", "--axes", "(3,)"], "--axes '(3,)': axis 3 is the feature axis of a rank-4"),
+        (["--shape", "32,0,4"], "--shape 32,0,4: size 0 is not positive"),
+        (["--shape", "16"], "--shape 16: rank 2 with the batch axis"),
+        # compare's --axes is given several times: the line names the one it is about, as resolved.
+        (
+            ["compare", "--shape", "32,64,4", "--axes", "1", "--axes", "3"],
+            "--axes (3,): axis 3 is the feature axis",
+        ),
+    ],
+)
+def test_a_refused_value_is_one_form_of_line_whoever_refuses_it(args: list[str], line: str) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"mha-explain: error: {line}")
+    assert "(see mha-explain" not in result.stderr  # the line says what is right; no pointer to --help
 
 
 def test_help_and_version_are_instant_answers() -> None:
@@ -250,7 +269,7 @@ kept = Teardown()  # freed only by the interpreter's teardown
 atexit.register(lambda: sys.stderr.write("atexit ran;"))
 if {keras_loaded}:
     sys.modules["keras"] = types.ModuleType("keras")  # as after a forward pass
-from mha_cli.cli.app import leave
+from mha_cli.cli.process import leave
 sys.stdout.write("answer " * 100_000)  # more than any pipe buffer, and not yet flushed
 leave({code})
 """

@@ -145,8 +145,8 @@ def test_the_picture_of_cross_attention_is_drawn_on_the_key_grid() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--shape", "10,16", "--at", "10"], "--at (10,): seq has positions 0..9"),
-        (["--shape", "6,5,4", "--at", "1"], "--at (1,): give one index per axis between batch and features"),
+        (["--shape", "10,16", "--at", "10"], "--at 10: seq has positions 0..9"),
+        (["--shape", "6,5,4", "--at", "1"], "--at 1: give one index per axis between batch and features"),
         (["--shape", "10,16", "--at", "1", "--no-run"], "the picture is read from a real forward pass"),
         (
             ["--shape", "10,16", "--svg", "x.svg", "--json"],

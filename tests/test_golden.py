@@ -201,3 +201,21 @@ def test_each_readme_example_shows_real_output(
         found = real.find(expected, position)
         assert found >= 0, f"README.md:{line}: `mha-explain {command}` no longer prints:\n{part}"
         position = found + len(expected)
+
+
+@pytest.mark.keras
+def test_the_readme_library_example_runs() -> None:
+    """The README's Python block: its imports are the public paths, and its comments are what it gives."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```python\n(.*?)```", readme, re.S)
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    d = namespace["d"]
+    assert d.shapes["attention_scores"].shape == (None, 64, 2, 32, 32)
+    assert d.equations["dot_product"] == "afcde,abcde->acdbf"
+    assert [check.status.value for check in namespace["result"].checks] == [
+        "passed",
+        "passed",
+        "warning",
+        "passed",
+    ]

@@ -8,6 +8,7 @@ comma-separated list of ASCII integers, a trailing comma allowed
 from __future__ import annotations
 
 import re
+import shlex
 
 from mha_cli.core.errors import ConfigError
 
@@ -20,11 +21,20 @@ _BRACKETS = {"(": ")", "[": "]"}
 MAX_SIZE = 2**40
 
 
+def quoted(text: str) -> str:
+    """``text`` as a shell would need it typed: ``32,x`` bare, ``'(1, 2)'`` and ``''`` quoted.
+
+    Error lines quote values this way, so the value in the line is the one the
+    user typed and can be pasted back.
+    """
+    return shlex.quote(text)
+
+
 def _items(option: str, text: str) -> list[str]:
     body = text.strip()
     if body[:1] in _BRACKETS:
         if not body.endswith(_BRACKETS[body[0]]):
-            raise ConfigError(option, repr(text), f"unbalanced '{body[0]}'; write e.g. 1,2 or (1, 2)")
+            raise ConfigError(option, quoted(text), f"unbalanced '{body[0]}'; write e.g. 1,2 or (1, 2)")
         body = body[1:-1].strip()
     if not body:
         return []
@@ -39,12 +49,12 @@ def parse_int(option: str, text: str, *, minimum: int | None = None) -> int:
     item = text.strip()
     if not _INTEGER.fullmatch(item):
         need = "an integer" if minimum is None else f"an integer >= {minimum}"
-        raise ConfigError(option, repr(text), f"not an integer; expected {need} in ASCII digits")
+        raise ConfigError(option, quoted(text), f"not an integer; expected {need} in ASCII digits")
     value = int(item)
     if minimum is not None and value < minimum:
-        raise ConfigError(option, repr(text), f"must be >= {minimum}")
+        raise ConfigError(option, quoted(text), f"must be >= {minimum}")
     if abs(value) > MAX_SIZE:
-        raise ConfigError(option, repr(text), f"too large; sizes are at most {MAX_SIZE}")
+        raise ConfigError(option, quoted(text), f"too large; sizes are at most {MAX_SIZE}")
     return value
 
 
@@ -53,22 +63,22 @@ def parse_shape(option: str, text: str) -> tuple[int, ...]:
     items = _items(option, text)
     if not items:
         raise ConfigError(
-            option, repr(text), "empty shape; give the sizes without the batch axis, e.g. 32,64,4"
+            option, quoted(text), "empty shape; give the sizes without the batch axis, e.g. 32,64,4"
         )
     if items[0].lower() in _NONE_WORDS:
         rest = ",".join(items[1:]) or "32,64,4"
-        raise ConfigError(option, repr(text), f"leave out the batch axis (None); write {rest}")
+        raise ConfigError(option, quoted(text), f"leave out the batch axis (None); write {rest}")
     sizes = []
     for item in items:
         if not _INTEGER.fullmatch(item):
             raise ConfigError(
-                option, repr(text), f"{item!r} is not a size; sizes are positive integers, e.g. 32,64,4"
+                option, quoted(text), f"{item!r} is not a size; sizes are positive integers, e.g. 32,64,4"
             )
         size = int(item)
         if size < 1:
-            raise ConfigError(option, repr(text), f"size {size} is not positive; every size must be >= 1")
+            raise ConfigError(option, quoted(text), f"size {size} is not positive; every size must be >= 1")
         if size > MAX_SIZE:
-            raise ConfigError(option, repr(text), f"size {size} is too large; sizes are at most {MAX_SIZE}")
+            raise ConfigError(option, quoted(text), f"size {size} is too large; sizes are at most {MAX_SIZE}")
         sizes.append(size)
     return tuple(sizes)
 
@@ -90,7 +100,7 @@ def parse_position(option: str, text: str) -> tuple[int, ...]:
     """A position, one index from 0 per axis between batch and features, e.g. ``5,10``."""
     items = _items(option, text)
     if not items:
-        raise ConfigError(option, repr(text), "no position given; write e.g. 5,10")
+        raise ConfigError(option, quoted(text), "no position given; write e.g. 5,10")
     return tuple(parse_int(option, item, minimum=0) for item in items)
 
 
@@ -104,12 +114,12 @@ def parse_axes(option: str, text: str) -> tuple[int, ...] | None:
         return None
     items = _items(option, text)
     if not items:
-        raise ConfigError(option, repr(text), "no axes given; write e.g. 1 or 1,2, or none for all axes")
+        raise ConfigError(option, quoted(text), "no axes given; write e.g. 1 or 1,2, or none for all axes")
     axes = []
     for item in items:
         if item.lower() in _NONE_WORDS or not _INTEGER.fullmatch(item):
             raise ConfigError(
-                option, repr(text), f"{item!r} is not an axis; write integers like 1 or 1,2 or -2, or none"
+                option, quoted(text), f"{item!r} is not an axis; write integers like 1 or 1,2 or -2, or none"
             )
         axes.append(int(item))
     return tuple(axes)
@@ -119,10 +129,10 @@ def parse_names(option: str, text: str) -> tuple[str, ...]:
     """Comma-separated axis names, e.g. ``height,width``."""
     items = _items(option, text)
     if not items:
-        raise ConfigError(option, repr(text), "no names given; write e.g. height,width")
+        raise ConfigError(option, quoted(text), "no names given; write e.g. height,width")
     for item in items:
         if not item.isidentifier() or not item.isascii():
-            raise ConfigError(option, repr(text), f"{item!r} is not a name; use letters, digits and _")
+            raise ConfigError(option, quoted(text), f"{item!r} is not a name; use letters, digits and _")
     return tuple(items)
 
 
@@ -134,7 +144,7 @@ def parse_bytes(option: str, text: str) -> int:
     """A memory size: ``2GiB``, ``512MiB``, ``1.5GB``, or plain bytes."""
     match = _BYTES.fullmatch(text.strip().lower())
     if not match or match.group(2) not in _BYTE_UNITS:
-        raise ConfigError(option, repr(text), "not a size; write e.g. 2GiB, 512MiB or 1000000")
+        raise ConfigError(option, quoted(text), "not a size; write e.g. 2GiB, 512MiB or 1000000")
     return int(float(match.group(1)) * _BYTE_UNITS[match.group(2)])
 
 

@@ -1,11 +1,12 @@
 """The same configuration on every installed Keras backend (``--backend all``).
 
 Keras binds its backend at import, so each backend runs in its own process:
-``python -m mha_cli.operations.backends`` reads a configuration on stdin, explains it
-and writes the JSON document and the output and scores arrays. Inputs and
+the CLI's worker (:mod:`mha_cli.cli.worker`, whose command line the caller
+passes in) reads a configuration on stdin, explains it, and leaves the
+:class:`ExplainResult` in a folder this process made for it. Inputs and
 weights come from the seed's NumPy generator, not from a backend's random
-ops, so every backend computes with identical numbers and their outputs can
-be compared directly.
+ops, so every backend computes with identical numbers and their outputs can be
+compared directly.
 """
 
 from __future__ import annotations
@@ -13,28 +14,28 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import pickle
 import subprocess
-import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mha_cli.core.config import BACKENDS, MHAConfig
-from mha_cli.operations.explain import DEFAULT_MAX_MEMORY
-
-if TYPE_CHECKING:  # numpy is imported where arrays are handled: --no-run and --help never need it
-    import numpy as np
+from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, ExplainResult
 
 #: What each backend needs importable (Keras's numpy backend imports jax).
 _NEEDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch", "numpy": "jax"}
+#: The file a worker leaves its result in, inside the folder it is given.
+RESULT_FILE = "result.pickle"
 
 
 @dataclass(frozen=True)
 class BackendRun:
     backend: str
-    #: The explain document (None when the backend did not run).
-    document: dict[str, Any] | None
+    #: What explain found on this backend (None when the backend did not run).
+    result: ExplainResult | None
     #: Why it did not run: not installed, or its one error line.
     problem: str | None = None
     #: Max |difference| of output and scores from the first backend that ran.
@@ -42,85 +43,93 @@ class BackendRun:
     scores_diff: float | None = None
 
 
+@dataclass(frozen=True)
+class BackendsRun:
+    """``--backend all``: one run per backend, in BACKENDS order."""
+
+    runs: tuple[BackendRun, ...]
+
+    @property
+    def ran(self) -> tuple[BackendRun, ...]:
+        return tuple(run for run in self.runs if run.result is not None)
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """The backends on which a check failed."""
+        return tuple(run.backend for run in self.ran if run.result is not None and run.result.failed)
+
+
 def installed(backend: str) -> bool:
     return importlib.util.find_spec(_NEEDS[backend]) is not None
 
 
-def run_on_backends(config: MHAConfig, *, max_memory: int = DEFAULT_MAX_MEMORY) -> list[BackendRun]:
-    """Explain ``config`` on every installed backend, each in its own process, and compare them."""
-    import numpy as np
+def request(config: MHAConfig, backend: str, max_memory: int) -> str:
+    """What a worker reads on stdin."""
+    return json.dumps({"config": dataclasses.asdict(config), "backend": backend, "max_memory": max_memory})
 
+
+def read_request(text: str) -> tuple[MHAConfig, str, int]:
+    """The worker's side of :func:`request`. JSON turned the config's tuples into lists."""
+    fields: dict[str, Any] = json.loads(text)
+    restored: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in fields["config"].items()
+    }
+    return MHAConfig(**restored), fields["backend"], fields["max_memory"]
+
+
+def for_transfer(result: ExplainResult) -> ExplainResult:
+    """``result`` with only the arrays the comparison reads (inputs and weights stay behind)."""
+    if result.run is None:
+        return result
+    arrays = result.run.arrays
+    kept: dict[str, Any] = {name: arrays[name] for name in ("output", "attention_scores") if name in arrays}
+    return dataclasses.replace(result, run=dataclasses.replace(result.run, arrays=kept))
+
+
+def run_on_backends(
+    config: MHAConfig, worker: Sequence[str], *, max_memory: int = DEFAULT_MAX_MEMORY
+) -> BackendsRun:
+    """Explain ``config`` on every installed backend, each in a ``worker`` process, and compare them.
+
+    ``worker`` is the command line of a process that takes a folder as its last
+    argument: ``python -m mha_cli.cli.worker``.
+    """
     runs = []
-    reference: dict[str, np.ndarray] | None = None
+    reference: ExplainResult | None = None
     for backend in BACKENDS:
         if not installed(backend):
             runs.append(BackendRun(backend, None, f"not installed (pip install {_NEEDS[backend]})"))
             continue
         with tempfile.TemporaryDirectory() as folder:
-            request = {"config": dataclasses.asdict(config), "backend": backend, "max_memory": max_memory}
             done = subprocess.run(
-                [sys.executable, "-m", "mha_cli.operations.backends", folder],
-                input=json.dumps(request),
+                [*worker, folder],
+                input=request(config, backend, max_memory),
                 capture_output=True,
                 text=True,
                 check=False,
             )
-            if done.returncode not in (0, 1):  # 1: it ran, and a check failed (the document says which)
+            if done.returncode not in (0, 1):  # 1: it ran, and a check failed (the result says which)
                 lines = done.stderr.strip().splitlines()
                 problem = lines[-1] if lines else f"exit {done.returncode}"
                 runs.append(BackendRun(backend, None, problem.removeprefix("mha-explain: error: ")))
                 continue
-            document = json.loads(done.stdout)
-            arrays = dict(np.load(Path(folder) / "arrays.npz")) if document["executed"] else None
-        if arrays is None or reference is None:
-            reference = reference or arrays
-            runs.append(BackendRun(backend, document))
+            # Written by our own worker into a folder only this process knows: trusted.
+            with open(Path(folder) / RESULT_FILE, "rb") as stream:
+                result: ExplainResult = pickle.load(stream)
+        if not result.executed or reference is None:
+            reference = reference or (result if result.executed else None)
+            runs.append(BackendRun(backend, result))
             continue
+        from mha_cli.runtime.arrays import max_abs_diff
+
+        assert result.run is not None and reference.run is not None
+        ours, theirs = result.run.arrays, reference.run.arrays
         runs.append(
             BackendRun(
                 backend,
-                document,
-                output_diff=float(np.max(np.abs(arrays["output"] - reference["output"]))),
-                scores_diff=float(np.max(np.abs(arrays["attention_scores"] - reference["attention_scores"]))),
+                result,
+                output_diff=max_abs_diff(ours["output"], theirs["output"]),
+                scores_diff=max_abs_diff(ours["attention_scores"], theirs["attention_scores"]),
             )
         )
-    return runs
-
-
-def _config_from(fields: dict[str, Any]) -> MHAConfig:
-    """The MHAConfig that dataclasses.asdict() wrote as JSON (JSON turned its tuples into lists)."""
-    restored: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    return MHAConfig(**restored)
-
-
-def _worker(folder: Path) -> int:
-    """One backend's run: the request on stdin, the document on stdout, the arrays in ``folder``."""
-    from mha_cli.cli.app import say_error
-    from mha_cli.core.errors import ConfigError, EnvironmentProblem, ExitCode
-    from mha_cli.operations.explain import explain
-    from mha_cli.output import document
-
-    request = json.loads(sys.stdin.read())
-    try:
-        result = explain(
-            _config_from(request["config"]), request["backend"], max_memory=request["max_memory"]
-        )
-    except ConfigError as error:
-        say_error(str(error))
-        return int(ExitCode.BAD_INPUT)
-    except EnvironmentProblem as error:
-        say_error(str(error))
-        return int(ExitCode.ENVIRONMENT)
-    if result.executed and result.run is not None:
-        import numpy as np
-
-        arrays = result.run.arrays
-        np.savez(folder / "arrays.npz", output=arrays["output"], attention_scores=arrays["attention_scores"])
-    print(document.dumps(document.to_document(result)))
-    return int(ExitCode.CHECK_FAILED) if result.failed else 0
-
-
-if __name__ == "__main__":
-    from mha_cli.cli.app import leave
-
-    leave(_worker(Path(sys.argv[1])))
+    return BackendsRun(tuple(runs))

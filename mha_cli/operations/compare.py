@@ -51,7 +51,7 @@ def compare(
 
 def equivalence(results: Sequence[ExplainResult]) -> Equivalence:
     """Compare what the layers were fed, then what they returned."""
-    import numpy as np
+    from mha_cli.runtime.arrays import max_abs_diff, same_arrays
 
     runs = [result.run for result in results]
     assert all(run is not None for run in runs)  # callers pass executed results
@@ -59,15 +59,8 @@ def equivalence(results: Sequence[ExplainResult]) -> Equivalence:
     tolerance = TOLERANCE[results[0].derivation.layer.dtype]
     assert first is not None
     fed = first.fed()
-    same = all(
-        run is not None
-        and run.arrays.keys() == first.arrays.keys()
-        and all(np.array_equal(array, fed[name]) for name, array in run.fed().items())
-        for run in runs[1:]
-    )
+    same = all(run is not None and same_arrays(run.fed(), fed) for run in runs[1:])
     if not same:
         return Equivalence(same_weights=False, outputs_equal=None, max_abs_diff=None, tolerance=tolerance)
-    diff = max(
-        float(np.max(np.abs(run.arrays["output"] - first.arrays["output"]))) for run in runs[1:] if run
-    )
+    diff = max(max_abs_diff(run.arrays["output"], first.arrays["output"]) for run in runs[1:] if run)
     return Equivalence(True, diff <= tolerance, diff, tolerance)

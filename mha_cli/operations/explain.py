@@ -352,10 +352,10 @@ def plain_call_check(derivation: Derivation, run: LayerRun) -> Check:
     """
     if "output_without_scores" not in run.arrays:
         return _plain_call_skipped(derivation, "not run: the execution path was not observed")
-    import numpy as np
+    from mha_cli.runtime.arrays import max_abs_diff
 
     tolerance = TOLERANCE[derivation.layer.dtype]
-    difference = float(np.max(np.abs(run.arrays["output_without_scores"] - run.arrays["output"])))
+    difference = max_abs_diff(run.arrays["output_without_scores"], run.arrays["output"])
     passed = difference <= tolerance
     path = run.execution_path
     data = {"passed": passed, "path": path, "output_max_abs_diff": difference, "tolerance": tolerance}

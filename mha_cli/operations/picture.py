@@ -4,7 +4,8 @@ The attention scores the layer returned (batch item 0, head 0) say which key
 positions got a non-zero weight: along the attended axes, whatever the causal,
 sliding-window or given mask let through; along the free axes, only the
 query's own slice, since free axes are independent like extra batch axes.
-Nothing here is reasoned from the configuration. Pure NumPy; rich draws it.
+Nothing here is reasoned from the configuration: the runtime reads the array
+(:func:`mha_cli.runtime.arrays.attended_grid`), and rich draws it.
 """
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ def default_position(result: ExplainResult) -> tuple[int, ...]:
 
 def attention_picture(result: ExplainResult, at: tuple[int, ...] | None) -> Picture:
     """Which key positions the query position ``at`` attends to, from the forward pass's scores."""
-    import numpy as np
-
     d = result.derivation
     run = result.run
     if run is None or not run.executed:
@@ -69,18 +68,12 @@ def attention_picture(result: ExplainResult, at: tuple[int, ...] | None) -> Pict
     for axis, index, size in zip(middle, position, sizes, strict=True):
         if not 0 <= index < size:
             raise ConfigError("--at", format_shape(position), f"{axis.name} has positions 0..{size - 1}")
-    scores = run.arrays["attention_scores"][0]  # batch item 0: (*free, heads, *query attended, *key attended)
+    from mha_cli.runtime.arrays import attended_grid
+
     free = [i for i, axis in enumerate(middle) if axis.role is Role.FREE]
     attended_axes = [axis.index - 1 for axis in (d.axes[i] for i in d.layer.attention_axes)]
-    row = scores[tuple(position[i] for i in free)][0][tuple(position[i] for i in attended_axes)]
     key_grid = tuple(axis.key_size or 0 for axis in middle)
-    attended = np.zeros(key_grid, dtype=bool)
-    # Scatter the key-attended weights into the key grid, within the query's own free slice.
-    own_slice: list[slice | int] = [slice(None)] * len(middle)
-    for i in free:
-        own_slice[i] = position[i]
-    order = sorted(range(len(attended_axes)), key=lambda n: attended_axes[n])
-    attended[tuple(own_slice)] = np.transpose(row > 0.0, order)
+    attended = attended_grid(run.arrays["attention_scores"], position, free, attended_axes, key_grid)
     return Picture(
         at=position,
         axis_names=tuple(axis.name for axis in middle),

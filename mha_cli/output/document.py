@@ -16,7 +16,7 @@ from mha_cli.core.masks import mask_layout
 from mha_cli.operations.explain import ExplainResult
 
 if TYPE_CHECKING:  # an explain document needs none of these: --no-run stays instant
-    from mha_cli.operations.backends import BackendRun
+    from mha_cli.operations.backends import BackendsRun
     from mha_cli.operations.check import CaseResult, CheckReport
     from mha_cli.operations.compare import Comparison
     from mha_cli.operations.picture import Picture
@@ -239,19 +239,19 @@ def compare_document(comparison: Comparison) -> dict[str, Any]:
     }
 
 
-def backends_document(runs: list[BackendRun]) -> dict[str, Any]:
+def backends_document(found: BackendsRun) -> dict[str, Any]:
     """The document of ``--backend all --json`` (schema in the README)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "tool_version": __version__,
         "backends": {
             run.backend: {
-                "document": run.document,
+                "document": None if run.result is None else to_document(run.result),
                 "problem": run.problem,
                 "output_max_abs_diff": run.output_diff,
                 "attention_scores_max_abs_diff": run.scores_diff,
             }
-            for run in runs
+            for run in found.runs
         },
     }
 

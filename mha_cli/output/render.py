@@ -27,7 +27,7 @@ from mha_cli.core.cases import show
 from mha_cli.core.config import KERAS_DEFAULTS, Role
 from mha_cli.core.derivation import Derivation
 from mha_cli.core.grammar import format_bytes, format_shape
-from mha_cli.operations.backends import BackendRun
+from mha_cli.operations.backends import BackendsRun
 from mha_cli.operations.check import CaseStatus, CheckReport, Progress
 from mha_cli.operations.compare import Comparison
 from mha_cli.operations.explain import ExplainResult, Status
@@ -281,7 +281,7 @@ def render(result: ExplainResult, console: Console, picture: Picture | None = No
 # --- backends --------------------------------------------------------------------
 
 
-def render_backends(runs: list[BackendRun], console: Console) -> None:
+def render_backends(found: BackendsRun, console: Console) -> None:
     """One row per backend: shapes, checks, and how far its numbers are from the first backend's."""
     table = _table(
         "Backends (identical weights and inputs; differences from the first backend that ran)",
@@ -293,18 +293,18 @@ def render_backends(runs: list[BackendRun], console: Console) -> None:
         "max |diff| output",
         "scores",
     )
-    for run in runs:
-        if run.document is None:
+    for run in found.runs:
+        result = run.result
+        if result is None:
             table.add_row(run.backend, Text(run.problem or "", style="dim"), "", "", "", "", "")
             continue
-        doc = run.document
-        checks = " ".join(_STATUS_MARK[Status(check["status"])][0] for check in doc["checks"].values())
+        shapes = result.derivation.shapes
         table.add_row(
             run.backend,
-            doc["keras_version"] or "",
-            format_shape(tuple(doc["shapes"]["output"])),
-            format_shape(tuple(doc["shapes"]["attention_scores"])),
-            checks,
+            "" if result.run is None else result.run.keras_version,
+            format_shape(shapes["output"].shape),
+            format_shape(shapes["attention_scores"].shape),
+            " ".join(_STATUS_MARK[check.status][0] for check in result.checks),
             "" if run.output_diff is None else f"{run.output_diff:.1e}",
             "" if run.scores_diff is None else f"{run.scores_diff:.1e}",
         )

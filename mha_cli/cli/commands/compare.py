@@ -1,0 +1,48 @@
+"""``mha-explain compare``: attention_axes choices side by side, and whether they compute the same thing."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mha_cli.cli.options import BackendOption, DebugOption, JsonOption, MaxMemoryOption, layer_options
+from mha_cli.cli.process import fail, guarded
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.errors import ExitCode
+
+
+@layer_options(several_axes=True)
+def compare_command(
+    configs: list[MHAConfig],
+    backend: BackendOption = "tensorflow",
+    no_run: Annotated[
+        bool, typer.Option("--no-run", help="Compare from the shape algebra alone: no Keras, no outputs.")
+    ] = False,
+    max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Compare attention_axes choices side by side, from real forward passes.
+
+    One column per --axes; every shape, equation and count, with the rows that
+    differ marked. The configurations get identical weights and inputs, so the
+    answer to "do they compute the same thing?" is their outputs' max |difference|.
+    Exit codes: 0 answer (equal or not), 1 a check failed, 2 bad input, 3 environment.
+    """
+    from mha_cli.operations.compare import compare
+
+    if len(configs) < 2:
+        fail(ExitCode.BAD_INPUT, "--axes: give two or more to compare, e.g. --axes 1 --axes none")
+    comparison = guarded(lambda: compare(configs, backend, execute=not no_run, max_memory=max_memory), debug)
+    if json_output:
+        from mha_cli.output import document
+
+        typer.echo(document.dumps(document.compare_document(comparison)))
+    else:
+        from mha_cli.output.render import make_console, render_compare
+
+        render_compare(comparison, make_console())
+    failed = sorted({check.name for result in comparison.results for check in result.failed})
+    if failed:
+        fail(ExitCode.CHECK_FAILED, f"check failed: {', '.join(failed)} (see the explain output)")

@@ -1,0 +1,72 @@
+"""``mha-explain record``: expectations written into case files from real forward passes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from mha_cli.cli.options import (
+    BackendOption,
+    CaseFilesArgument,
+    DebugOption,
+    MaxMemoryOption,
+    ReportJsonOption,
+    SelectOption,
+)
+from mha_cli.cli.process import fail, guarded
+from mha_cli.core.errors import ExitCode
+
+
+def record_command(
+    files: CaseFilesArgument,
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update", help="Replace expectations that differ from the real layer (and print them)."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")
+    ] = False,
+    select: SelectOption = None,
+    json_output: ReportJsonOption = False,
+    backend: BackendOption = "tensorflow",
+    max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
+    debug: DebugOption = False,
+) -> None:
+    """Fill in missing expect blocks from real forward passes.
+
+    Keeps the file's comments, order and formatting, writes it atomically, and
+    records the Keras version and backend in its [recorded] table. An existing
+    expectation is never changed without --update. Exit codes: 0 done, 1 an
+    expectation differs (kept) or a case could not be recorded, 2 an invalid
+    file or case, 3 environment problem.
+    """
+    from mha_cli.operations.record import record_files
+    from mha_cli.output.render import make_console, progress_bar, render_record
+
+    with progress_bar(sys.stderr) as progress:
+        report = guarded(
+            lambda: record_files(
+                files,
+                backend,
+                update=update,
+                dry_run=dry_run,
+                pattern=select,
+                max_memory=max_memory,
+                progress=progress,
+            ),
+            debug,
+        )
+    if json_output:
+        from mha_cli.output import document
+
+        typer.echo(document.dumps(document.record_document(report)))
+    else:
+        render_record(report, make_console())
+    code = report.exit_code()
+    if code is not ExitCode.OK:
+        problems = report.problems()
+        fail(code, f"{len(problems)} problem(s) recording; first: {problems[0]}")

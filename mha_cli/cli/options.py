@@ -1,0 +1,356 @@
+"""The options, declared once: the layer's arguments that explain and compare share, and the rest.
+
+:func:`layer_options` puts the layer's options into a command's signature and
+hands the command one :class:`MHAConfig` (or one per ``--axes``, for compare),
+as sqlite-utils' ``output_options`` does for its flags. Every converter turns a
+bad value into :class:`BadValue`, whose line is the core's own
+``--option value: problem``, with the value quoted as the user typed it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mha_cli.core.config import BACKENDS, DTYPES, MHAConfig
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.grammar import (
+    parse_axes,
+    parse_bytes,
+    parse_int,
+    parse_mask_shape,
+    parse_names,
+    parse_shape,
+    quoted,
+)
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: What the user typed for each option in this invocation, as text: an error the
+#: core raises later about ``--axes`` quotes ``3``, not the parsed ``(3,)``.
+#: None for an option given several values (compare's ``--axes``): the error
+#: then shows the value it is about, as the core resolved it. Cleared when an
+#: invocation starts (mha_cli.cli.app).
+typed: dict[str, str | None] = {}
+
+
+class BadValue(typer.BadParameter):
+    """A value a converter refused; it prints as the ConfigError it carries."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(error.problem)
+        self.error = error
+
+
+def as_typed(error: ConfigError) -> str:
+    """``error``'s line with the value the user typed for its option, when they typed one."""
+    text = typed.get(error.option)
+    return str(error) if text is None else f"{error.option} {quoted(text)}: {error.problem}"
+
+
+def converter(parse: Callable[[str, str], T], option: str) -> Callable[[str], T]:
+    """Adapt one of mha_cli.core.grammar's parsers to typer, keeping its message."""
+
+    def convert(text: str) -> T:
+        if not isinstance(text, str):  # typer passes defaults through as-is
+            return text
+        typed[option] = text if typed.get(option, text) == text else None
+        try:
+            return parse(option, text)
+        except ConfigError as error:
+            raise BadValue(error) from None
+
+    return convert
+
+
+def _positive(option: str) -> Callable[[str], int]:
+    return converter(lambda opt, text: parse_int(opt, text, minimum=1), option)
+
+
+def _choose(option: str, choices: tuple[str, ...]) -> Callable[[str], str]:
+    def choose(option: str, text: str) -> str:
+        if text not in choices:
+            raise ConfigError(option, quoted(text), f"not one of {', '.join(choices)}")
+        return text
+
+    return converter(choose, option)
+
+
+def _rate(option: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(option, quoted(text), "not a number; expected a rate in [0, 1)") from None
+    if not 0.0 <= value < 1.0:
+        raise ConfigError(option, quoted(text), "a dropout rate must be in [0, 1)")
+    return value
+
+
+# --- Options of several commands -----------------------------------------------------
+
+
+def _backend_option(choices: tuple[str, ...], help_text: str) -> Any:
+    return typer.Option(
+        "--backend",
+        metavar="|".join(choices),
+        parser=_choose("--backend", choices),
+        envvar="KERAS_BACKEND",
+        show_envvar=True,
+        help=help_text,
+    )
+
+
+BackendOption = Annotated[str, _backend_option(BACKENDS, "Keras backend.")]
+AnyBackendOption = Annotated[
+    str,
+    _backend_option(
+        (*BACKENDS, "all"), "Keras backend; all: every installed one, each in its own process, compared."
+    ),
+]
+MaxMemoryOption = Annotated[
+    int,
+    typer.Option(
+        "--max-memory",
+        metavar="SIZE",
+        parser=converter(parse_bytes, "--max-memory"),
+        help="Skip the forward pass when it would need more (e.g. 512MiB).",
+    ),
+]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", help="Show tracebacks and the backend's captured log output.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document (schema in the README).")]
+ReportJsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the report as one JSON document (schema in the README).")
+]
+CaseFilesArgument = Annotated[
+    list[Path],
+    typer.Argument(
+        metavar="FILE",
+        help="Case files (.toml or .json), or directories holding *.mha.toml / *.mha.json.",
+        show_default=False,
+    ),
+]
+SelectOption = Annotated[
+    str | None,
+    typer.Option(
+        "-k",
+        metavar="PATTERN",
+        help="Only the cases whose file::name contains PATTERN, in any case (a glob if it has * ? or [).",
+    ),
+]
+
+
+# --- The layer's arguments ------------------------------------------------------------
+
+_AXES_HELP = "attention_axes: 1, 1,2, -2, (1,), [1, 2] or none (all axes but batch, heads, features)."
+_SINGLE_AXES = inspect.Parameter(
+    "axes",
+    inspect.Parameter.KEYWORD_ONLY,
+    default="none",
+    annotation=Annotated[
+        Any, typer.Option("--axes", metavar="AXES", parser=converter(parse_axes, "--axes"), help=_AXES_HELP)
+    ],
+)
+_SEVERAL_AXES = inspect.Parameter(
+    "axes",
+    inspect.Parameter.KEYWORD_ONLY,
+    annotation=Annotated[
+        list[Any],
+        typer.Option(
+            "--axes",
+            metavar="AXES",
+            parser=converter(parse_axes, "--axes"),
+            help="Give it twice or more, one per configuration: " + _AXES_HELP,
+            show_default=False,
+        ),
+    ],
+)
+
+
+def _shape_option(option: str, help_text: str) -> Any:
+    return typer.Option(option, metavar="SHAPE", parser=converter(parse_shape, option), help=help_text)
+
+
+def _int_option(option: str, help_text: str) -> Any:
+    return typer.Option(option, metavar="INT", parser=_positive(option), help=help_text)
+
+
+#: (MHAConfig field, annotation, default), in the order --help lists them; ``axes`` goes after the first.
+_LAYER: tuple[tuple[str, Any, Any], ...] = (
+    (
+        "query_shape",
+        Annotated[
+            Any,
+            _shape_option(
+                "--shape",
+                "Query shape without the batch axis, e.g. 32,64,4. Self-attention unless --value-shape.",
+            ),
+        ],
+        inspect.Parameter.empty,
+    ),
+    ("num_heads", Annotated[int | None, _int_option("--num-heads", "num_heads [default: 2].")], None),
+    (
+        "key_dim",
+        Annotated[
+            int | None,
+            _int_option("--key-dim", "key_dim [default: query features // num_heads, at least 1]."),
+        ],
+        None,
+    ),
+    ("value_dim", Annotated[int | None, _int_option("--value-dim", "value_dim [default: key_dim].")], None),
+    (
+        "value_shape",
+        Annotated[
+            Any,
+            _shape_option("--value-shape", "Value shape without batch (cross-attention) [default: --shape]."),
+        ],
+        None,
+    ),
+    (
+        "key_shape",
+        Annotated[Any, _shape_option("--key-shape", "Key shape without batch [default: --value-shape].")],
+        None,
+    ),
+    (
+        "output_shape",
+        Annotated[
+            Any,
+            _shape_option(
+                "--output-shape",
+                "output_shape: an int or a tuple such as 3,2 [default: the query's feature size].",
+            ),
+        ],
+        None,
+    ),
+    ("use_bias", Annotated[bool, typer.Option("--bias/--no-bias", help="use_bias.")], True),
+    ("use_gate", Annotated[bool, typer.Option("--gate", help="use_gate (Keras >= 3.14).")], False),
+    (
+        "dropout",
+        Annotated[
+            float,
+            typer.Option(
+                "--dropout",
+                metavar="RATE",
+                parser=converter(_rate, "--dropout"),
+                help="dropout (inference pass: no effect on shapes).",
+            ),
+        ],
+        0.0,
+    ),
+    (
+        "dtype",
+        Annotated[
+            str,
+            typer.Option(
+                "--dtype", metavar="|".join(DTYPES), parser=_choose("--dtype", DTYPES), help="Layer dtype."
+            ),
+        ],
+        "float32",
+    ),
+    ("batch", Annotated[int, _int_option("--batch", "Concrete batch size of the forward pass.")], 2),
+    (
+        "seed",
+        Annotated[
+            int,
+            typer.Option(
+                "--seed",
+                metavar="INT",
+                parser=converter(lambda o, t: parse_int(o, t, minimum=0), "--seed"),
+                help="Seed for weights and inputs.",
+            ),
+        ],
+        0,
+    ),
+    (
+        "axis_names",
+        Annotated[
+            Any,
+            typer.Option(
+                "--axis-names",
+                metavar="NAMES",
+                parser=converter(parse_names, "--axis-names"),
+                help="Names for the axes between batch and features, e.g. height,width.",
+            ),
+        ],
+        None,
+    ),
+    (
+        "mask_shape",
+        Annotated[
+            Any,
+            typer.Option(
+                "--mask-shape",
+                metavar="SHAPE",
+                parser=converter(parse_mask_shape, "--mask-shape"),
+                help="Call with an attention_mask of this shape, batch included (None,10,10 or 10,10); "
+                "checked by running the layer with a random mask.",
+            ),
+        ],
+        None,
+    ),
+    ("causal", Annotated[bool, typer.Option("--causal", help="Call with use_causal_mask=True.")], False),
+    (
+        "sliding_window",
+        Annotated[
+            int | None,
+            _int_option(
+                "--sliding-window",
+                "sliding_window (Keras >= 3.15): attend within INT-1 positions either side.",
+            ),
+        ],
+        None,
+    ),
+)
+_LAYER_FIELDS = tuple(name for name, _, _ in _LAYER)
+
+
+def layer_options(*, several_axes: bool = False) -> Callable[[F], F]:
+    """Give the decorated command the layer's options, and call it with the configuration they state.
+
+    The command declares a parameter ``config`` (one ``--axes``) or, with
+    ``several_axes``, ``configs`` (``--axes`` given once per configuration);
+    --help lists ``--shape``, ``--axes`` and the rest of the layer's options in
+    its place. The configurations are built here, from one place, but not
+    validated: the operation's derivation does that.
+    """
+    target = "configs" if several_axes else "config"
+
+    def decorate(command: F) -> F:
+        signature = inspect.signature(command, eval_str=True)
+        own = list(signature.parameters.values())
+        at = next(i for i, parameter in enumerate(own) if parameter.name == target)
+        layer = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for name, annotation, default in _LAYER
+        ]
+        axes = _SEVERAL_AXES if several_axes else _SINGLE_AXES
+        parameters = [*own[:at], layer[0], axes, *layer[1:], *own[at + 1 :]]
+
+        @functools.wraps(command)
+        def with_config(**given: Any) -> Any:
+            axes = given.pop("axes")
+            base = MHAConfig(**{name: given.pop(name) for name in _LAYER_FIELDS})
+            if several_axes:
+                given[target] = [replace(base, attention_axes=choice) for choice in axes]
+            else:
+                given[target] = replace(base, attention_axes=axes)
+            return command(**given)
+
+        # Keyword-only, so the options may follow the command's own ones with or without defaults.
+        parameters = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in parameters]
+        with_config.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        with_config.__annotations__ = {
+            **{parameter.name: parameter.annotation for parameter in parameters},
+            "return": signature.return_annotation,
+        }
+        return with_config  # type: ignore[return-value]
+
+    return decorate
