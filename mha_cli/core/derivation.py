@@ -15,7 +15,16 @@ import math
 import string
 from dataclasses import dataclass, field, replace
 
-from mha_cli.core.config import DEFAULT_NUM_HEADS, DTYPE_BYTES, BatchShape, LayerArgs, MHAConfig, Role, Shape
+from mha_cli.core.config import (
+    DEFAULT_NUM_HEADS,
+    DTYPE_BYTES,
+    BatchShape,
+    ExecutionPath,
+    LayerArgs,
+    MHAConfig,
+    Role,
+    Shape,
+)
 from mha_cli.core.errors import ConfigError, InternalError
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.masks import MaskPlan, plan_mask
@@ -139,7 +148,7 @@ class Derivation:
         return sum(einsum.flops_per_item() for einsum in self.einsums.values())
 
     @property
-    def execution_path(self) -> str:
+    def execution_path(self) -> ExecutionPath:
         """The path Keras takes when called *without* return_attention_scores.
 
         ``fused``: ``ops.dot_product_attention``, which never materialises the
@@ -148,7 +157,8 @@ class Derivation:
         (Keras 3.15 ``MultiHeadAttention._compute_attention``). Requesting the
         scores always takes the einsum path.
         """
-        return "fused" if self.rank == 3 and self.layer.dropout == 0.0 else "einsum"
+        fused = self.rank == 3 and self.layer.dropout == 0.0
+        return ExecutionPath.FUSED if fused else ExecutionPath.EINSUM
 
     def bytes_per_item(self, tensor: Tensor) -> int:
         """Bytes of ``tensor`` for one batch item, in the layer's dtype."""
@@ -464,66 +474,39 @@ def _derive_valid(
         "value_projected": v_proj,
     }
 
-    def kernel(name: str, shape: Shape, labels: tuple[str, ...]) -> Tensor:
-        return Tensor(f"{name}/kernel", shape, labels)
+    einsums: dict[str, Einsum] = {}
+    weights: list[Weight] = []
 
-    proj_eq = projection_equation(rank - 1, 1, 2)
-    einsums = {
-        "query": _einsum(
-            "query",
-            proj_eq,
-            (inputs["query"], kernel("query", (query[-1], heads, key_dim), ("feature", "heads", "key_dim"))),
-            q_proj,
-        ),
-        "key": _einsum(
-            "key",
-            proj_eq,
-            (inputs["key"], kernel("key", (key[-1], heads, key_dim), ("feature", "heads", "key_dim"))),
-            k_proj,
-        ),
-        "value": _einsum(
-            "value",
-            proj_eq,
-            (
-                inputs["value"],
-                kernel("value", (value[-1], heads, value_dim), ("feature", "heads", "value_dim")),
-            ),
-            v_proj,
-        ),
-    }
-    weights = [
-        Weight("query", (query[-1], heads, key_dim), (heads, key_dim) if layer.use_bias else None),
-        Weight("key", (key[-1], heads, key_dim), (heads, key_dim) if layer.use_bias else None),
-        Weight("value", (value[-1], heads, value_dim), (heads, value_dim) if layer.use_bias else None),
-    ]
+    def project(
+        step: str, source: Tensor, kernel_shape: Shape, kernel_labels: tuple[str, ...], result: Tensor
+    ) -> None:
+        """One projection, its einsum and its weight from one statement of the kernel.
+
+        EinsumDense's bias has the kernel's output axes: all but the contracted ones.
+        """
+        weight = "attention_output" if step == "output" else step
+        contracted = len(kernel_shape) - len(result.shape[rank - 1 :])
+        equation = projection_equation(rank - 1, contracted, len(kernel_shape) - contracted)
+        operands = (source, Tensor(f"{weight}/kernel", kernel_shape, kernel_labels))
+        einsums[step] = _einsum(step, equation, operands, result)
+        bias = kernel_shape[contracted:] if layer.use_bias else None
+        weights.append(Weight(weight, kernel_shape, bias))
+
+    per_head = ("feature", "heads")
+    project("query", inputs["query"], (query[-1], heads, key_dim), (*per_head, "key_dim"), q_proj)
+    project("key", inputs["key"], (key[-1], heads, key_dim), (*per_head, "key_dim"), k_proj)
+    project("value", inputs["value"], (value[-1], heads, value_dim), (*per_head, "value_dim"), v_proj)
     if layer.use_gate:
         # Keras >= 3.14: a sigmoid projection of the query, multiplied into the
         # attention output before the output projection.
         gate = projected("gate", query, "q", "value_dim", value_dim)
         shapes["gate"] = gate
-        einsums["gate"] = _einsum(
-            "gate",
-            proj_eq,
-            (
-                inputs["query"],
-                kernel("gate", (query[-1], heads, value_dim), ("feature", "heads", "value_dim")),
-            ),
-            gate,
-        )
-        weights.append(
-            Weight("gate", (query[-1], heads, value_dim), (heads, value_dim) if layer.use_bias else None)
-        )
+        project("gate", inputs["query"], (query[-1], heads, value_dim), (*per_head, "value_dim"), gate)
     dot_eq, combine_eq = attention_equations(rank + 1, attended)
     einsums["dot_product"] = _einsum("dot_product", dot_eq, (k_proj, q_proj), scores)
     einsums["combine"] = _einsum("combine", combine_eq, (scores, v_proj), attention_output)
-    out_kernel = kernel(
-        "attention_output", (heads, value_dim, *out_dims), ("heads", "value_dim", *out_labels)
-    )
-    einsums["output"] = _einsum(
-        "output", projection_equation(rank - 1, 2, len(out_dims)), (attention_output, out_kernel), output
-    )
-    weights.append(
-        Weight("attention_output", (heads, value_dim, *out_dims), out_dims if layer.use_bias else None)
+    project(
+        "output", attention_output, (heads, value_dim, *out_dims), ("heads", "value_dim", *out_labels), output
     )
     shapes.update(attention_scores=scores, attention_output=attention_output, output=output)
 
