@@ -110,7 +110,7 @@ def test_derivation_equals_real_layer(config: MHAConfig) -> None:
     # The call a model makes (no scores; the fused path where Keras takes it)
     # computes the output checked against NumPy.
     assert plain_call.status is Status.PASSED, plain_call.detail
-    assert plain_call.data["path"] == result.derivation.execution_path
+    assert plain_call.path == result.derivation.execution_path
     # Keras's numbers are right whenever no known Keras bug applies, and a
     # mismatch is always one we can name. (A misplaced bias can still be
     # invisible, e.g. with a single key position every softmax weight is 1.)
@@ -124,9 +124,9 @@ def test_derivation_equals_real_layer(config: MHAConfig) -> None:
     # exactly when that differs from the real scores.
     d = result.derivation
     t = config.query_shape[0]
-    assert symbolic.data["attention_scores"] == [None, d.layer.num_heads, t, t]
+    assert symbolic.attention_scores == (None, d.layer.num_heads, t, t)
     real_scores = d.shapes["attention_scores"].shape
-    assert (symbolic.status is Status.WARNING) == (tuple(symbolic.data["attention_scores"]) != real_scores)
+    assert (symbolic.status is Status.WARNING) == (symbolic.attention_scores != real_scores)
 
 
 def _with_other_sizes(config: MHAConfig) -> MHAConfig:
@@ -200,7 +200,7 @@ def test_symbolic_scores_bug_is_reported_for_cross_attention() -> None:
     result = explain(MHAConfig((8, 16), (4, 16), num_heads=2, key_dim=2), BACKEND)
     check = result.check("keras_symbolic")
     assert check.status is Status.WARNING
-    assert check.data["attention_scores"] == [None, 2, 8, 8]
+    assert check.attention_scores == (None, 2, 8, 8)
     assert "(None, 2, 8, 4)" in check.detail
 
 
@@ -335,8 +335,8 @@ def test_verify_small_runs_the_same_layer_on_shrunken_inputs() -> None:
     assert not result.executed  # the memory guard held the full forward pass back
     reduced = result.check("reduced_run")
     assert reduced.status is Status.PASSED, reduced.detail
-    assert reduced.data["inputs"] == {"query": [4, 4, 3], "key": [4, 4, 3], "value": [4, 4, 3]}
-    assert reduced.data["checks"] == {
+    assert reduced.inputs == {"query": (4, 4, 3), "key": (4, 4, 3), "value": (4, 4, 3)}
+    assert reduced.checks == {
         "derivation": "passed",
         "numpy_reference": "passed",
         "keras_symbolic": "warning",
@@ -356,7 +356,7 @@ def test_verify_small_keeps_keras_bias_bug_exactly_as_it_applies_to_the_full_inp
     assert known_wrong_results(derive(shrunk(big, 4)), BACKEND)
     reduced = explain(big, BACKEND, verify_small=True).check("reduced_run")
     assert reduced.status is Status.PASSED, reduced.detail
-    assert reduced.data["inputs"]["query"] == [5, 5, 4]
+    assert reduced.inputs["query"] == (5, 5, 4)
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,25 @@ DTYPE_BYTES = {"float32": 4, "float64": 8, "float16": 2, "bfloat16": 2}
 DTYPES = tuple(DTYPE_BYTES)
 #: Keras's defaults for the layer arguments MHAConfig always fills in.
 KERAS_DEFAULTS: dict[str, object] = {"dropout": 0.0, "use_bias": True, "use_gate": False, "dtype": "float32"}
-#: Keras backends, here so the CLI can list them without importing the adapter.
-BACKENDS = ("tensorflow", "jax", "torch", "numpy")
+
+
+class Backend(StrEnum):
+    """The Keras backends, here so the CLI can list them without importing the adapter."""
+
+    TENSORFLOW = "tensorflow"
+    JAX = "jax"
+    TORCH = "torch"
+    NUMPY = "numpy"
+
+
+BACKENDS = tuple(backend.value for backend in Backend)
+
+
+class ExecutionPath(StrEnum):
+    """How Keras computes the attention (``_compute_attention``, Keras 3.15)."""
+
+    FUSED = "fused"  # ops.dot_product_attention
+    EINSUM = "einsum"  # the explicit einsums and softmax: the only path that can return the scores
 
 
 class Role(StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from mha_cli.core.config import ExecutionPath
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.masks import mask_layout
 
@@ -59,7 +60,7 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
     scores_text = (
         f"{format_shape(scores.shape)} scores ({derivation.scores_bytes_per_item():,} bytes per item)"
     )
-    if derivation.execution_path == "fused":
+    if derivation.execution_path is ExecutionPath.FUSED:
         lines.append(
             "Called without return_attention_scores, Keras takes the fused ops.dot_product_attention path "
             f"(rank-3 input, dropout 0), which never materialises the {scores_text}; asking for the "

@@ -6,11 +6,11 @@ The result is a frozen object; :mod:`mha_cli.output.document` turns it into JSON
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from mha_cli.core.config import MHAConfig
+from mha_cli.core.config import ExecutionPath, MHAConfig
 from mha_cli.core.derivation import Derivation, derive, shrunk
 from mha_cli.core.grammar import format_bytes, format_shape
 
@@ -37,12 +37,81 @@ class Status(StrEnum):
 
 @dataclass(frozen=True)
 class Check:
-    """One verification: its verdict, one line for people, and data for JSON."""
+    """One verification: its verdict and one line for people; each kind adds what it measured."""
 
-    name: str
+    name: ClassVar[str]
     status: Status
     detail: str
-    data: dict[str, Any]
+
+    @property
+    def passed(self) -> bool | None:
+        """None when it did not run; a warning did not pass."""
+        return None if self.status is Status.SKIPPED else self.status is Status.PASSED
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One thing the derivation and the real layer disagree on."""
+
+    kind: str  # attention_axes, execution_path, shape, equation, weight
+    name: str
+    derived: object
+    keras: object
+
+
+@dataclass(frozen=True)
+class DerivationCheck(Check):
+    """Our shapes, equations, weights, axes and path against the real layer's."""
+
+    name: ClassVar[str] = "derivation"
+    mismatches: tuple[Mismatch, ...] = ()
+
+
+@dataclass(frozen=True)
+class NumpyCheck(Check):
+    """Our einsums re-executed in NumPy float64 against Keras's output and scores."""
+
+    name: ClassVar[str] = "numpy_reference"
+    tolerance: float = 0.0
+    #: None when it did not run; the three diffs and the bugs are there when it did.
+    max_abs_diff: float | None = None
+    output_max_abs_diff: float | None = None
+    attention_scores_max_abs_diff: float | None = None
+    known_keras_bugs: tuple[str, ...] = ()
+
+    @property
+    def ran(self) -> bool:
+        return self.max_abs_diff is not None
+
+
+@dataclass(frozen=True)
+class SymbolicCheck(Check):
+    """Keras's symbolic shapes (keras.Input, model.summary()) against the real ones."""
+
+    name: ClassVar[str] = "keras_symbolic"
+    output: tuple[int | None, ...] | None = None
+    attention_scores: tuple[int | None, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PlainCallCheck(Check):
+    """The call a model makes, without scores, against the checked call."""
+
+    name: ClassVar[str] = "plain_call"
+    tolerance: float = 0.0
+    path: ExecutionPath | None = None
+    output_max_abs_diff: float | None = None
+
+
+@dataclass(frozen=True)
+class ReducedRunCheck(Check):
+    """--verify-small: the same layer run on shrunken inputs."""
+
+    name: ClassVar[str] = "reduced_run"
+    #: The shrunken inputs' shapes without batch.
+    inputs: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
+    #: Each check of the reduced run and its verdict; None when it did not run.
+    checks: dict[str, Status] | None = None
 
 
 @dataclass(frozen=True)
@@ -175,7 +244,7 @@ def _built_not_run(
     return ExplainResult(derivation, backend, run, checks, not_executed_reason=reason)
 
 
-def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> Check:
+def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> ReducedRunCheck:
     """--verify-small: the same layer, run and fully checked on shrunken inputs.
 
     Honest because what is claimed for the full configuration (equations, axis
@@ -193,17 +262,14 @@ def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> Chec
     )
     small = small_derivation.config
     shapes = {name: format_shape(tensor.shape[1:]) for name, tensor in small_derivation.inputs.items()}
-    data: dict[str, Any] = {
-        "passed": None,
-        "inputs": {n: list(t.shape[1:]) for n, t in small_derivation.inputs.items()},
-    }
+    inputs = {name: tensor.shape[1:] for name, tensor in small_derivation.inputs.items()}
     shown = f"query {shapes['query']}, key {shapes['key']}, value {shapes['value']}"
     if small_derivation.forward_pass_bytes() > max_memory:
         need = format_bytes(small_derivation.forward_pass_bytes())
         why = f"even on {shown} it would need {need}"
         if derivation.weights_bytes() > max_memory:
             why = f"the weights alone need {format_bytes(derivation.weights_bytes())}, whatever the inputs"
-        return Check("reduced_run", Status.SKIPPED, f"not run: {why}", data)
+        return ReducedRunCheck(Status.SKIPPED, f"not run: {why}", inputs)
     same = (
         small_derivation.equations == derivation.equations
         and small_derivation.weights == derivation.weights
@@ -211,56 +277,46 @@ def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> Chec
     )
     if not same:  # shrinking must not change what the reduced run stands in for
         detail = "INTERNAL ERROR: the shrunken configuration has other equations, weights or axis roles"
-        return Check("reduced_run", Status.FAILED, detail, {**data, "passed": False})
+        return ReducedRunCheck(Status.FAILED, detail, inputs)
     result = explain(small, backend, max_memory=max_memory)
-    data.update(checks={check.name: check.status.value for check in result.checks})
+    verdicts = {check.name: check.status for check in result.checks}
     if result.failed:
         names = ", ".join(check.name for check in result.failed)
         detail = f"the same layer on {shown} failed {names}: {result.failed[0].detail}"
-        return Check("reduced_run", Status.FAILED, detail, {**data, "passed": False})
-    return Check(
-        "reduced_run",
+        return ReducedRunCheck(Status.FAILED, detail, inputs, verdicts)
+    return ReducedRunCheck(
         Status.PASSED,
         f"the same layer run on {shown} passed every check; its equations, axis roles and weights "
         "are this configuration's, which do not depend on the number of positions",
-        {**data, "passed": True},
+        inputs,
+        verdicts,
     )
 
 
-def _numpy_skipped(derivation: Derivation, detail: str) -> Check:
-    return Check(
-        "numpy_reference",
-        Status.SKIPPED,
-        detail,
-        {"passed": None, "max_abs_diff": None, "tolerance": TOLERANCE[derivation.layer.dtype]},
-    )
+def _numpy_skipped(derivation: Derivation, detail: str) -> NumpyCheck:
+    return NumpyCheck(Status.SKIPPED, detail, TOLERANCE[derivation.layer.dtype])
 
 
 def _algebra_only(derivation: Derivation, backend: str, cause: str, reason: str) -> ExplainResult:
     """The shape algebra alone, no Keras: --no-run, or weights too big to build."""
     skipped = f"not run: {cause}"
     checks = (
-        Check("derivation", Status.SKIPPED, skipped, {"passed": None, "mismatches": []}),
+        DerivationCheck(Status.SKIPPED, skipped),
         _numpy_skipped(derivation, skipped),
-        Check(
-            "keras_symbolic",
-            Status.SKIPPED,
-            skipped,
-            {"agrees": None, "output": None, "attention_scores": None},
-        ),
+        SymbolicCheck(Status.SKIPPED, skipped),
         _plain_call_skipped(derivation, skipped),
     )
     return ExplainResult(derivation, backend, None, checks, not_executed_reason=reason)
 
 
-def compare_with_layer(derivation: Derivation, run: LayerRun) -> Check:
+def compare_with_layer(derivation: Derivation, run: LayerRun) -> DerivationCheck:
     """Our shapes, equations, weights and axes against the real layer's."""
     batch = derivation.config.batch
-    mismatches: list[dict[str, Any]] = []
+    mismatches: list[Mismatch] = []
 
     def compare(kind: str, name: str, ours: object, keras: object) -> None:
         if ours != keras:
-            mismatches.append({"kind": kind, "name": name, "derived": ours, "keras": keras})
+            mismatches.append(Mismatch(kind, name, ours, keras))
 
     compare("attention_axes", "attention_axes", derivation.layer.attention_axes, run.resolved_axes)
     if run.execution_path is not None:
@@ -288,26 +344,18 @@ def compare_with_layer(derivation: Derivation, run: LayerRun) -> Check:
         first = mismatches[0]
         detail = (
             f"INTERNAL ERROR: derivation disagrees with the real layer on {len(mismatches)} item(s); "
-            f"first: {first['kind']} {first['name']}: derived {first['derived']}, Keras {first['keras']}"
+            f"first: {first.kind} {first.name}: derived {first.derived}, Keras {first.keras}"
         )
-        return Check("derivation", Status.FAILED, detail, {"passed": False, "mismatches": mismatches})
-    return Check(
-        "derivation",
-        Status.PASSED,
-        f"shape algebra agrees with {against} ({counts})",
-        {"passed": True, "mismatches": []},
-    )
+        return DerivationCheck(Status.FAILED, detail, tuple(mismatches))
+    return DerivationCheck(Status.PASSED, f"shape algebra agrees with {against} ({counts})")
 
 
-def numpy_check(derivation: Derivation, run: LayerRun, *, shapes_agree: bool) -> Check:
+def numpy_check(derivation: Derivation, run: LayerRun, *, shapes_agree: bool) -> NumpyCheck:
     """Re-execute our equations in float64 and compare with Keras's numbers."""
     tolerance = TOLERANCE[derivation.layer.dtype]
     if not shapes_agree:
-        return Check(
-            "numpy_reference",
-            Status.FAILED,
-            "not run: the derived shapes disagree with the real layer",
-            {"passed": False, "max_abs_diff": None, "tolerance": tolerance},
+        return NumpyCheck(
+            Status.FAILED, "not run: the derived shapes disagree with the real layer", tolerance
         )
     from mha_cli.runtime.keras_adapter import known_wrong_results
     from mha_cli.runtime.reference import max_abs_diffs
@@ -327,22 +375,18 @@ def numpy_check(derivation: Derivation, run: LayerRun, *, shapes_agree: bool) ->
             "(a Keras bug: ops.add takes tf.nn.bias_add's NCHW path; change key_dim/value_dim from 1, "
             "or use --no-bias, or another backend)"
         )
-    return Check(
-        "numpy_reference",
+    return NumpyCheck(
         Status.PASSED if passed else Status.FAILED,
         detail,
-        {
-            "passed": passed,
-            "max_abs_diff": worst,
-            "output_max_abs_diff": diffs["output"],
-            "attention_scores_max_abs_diff": diffs["attention_scores"],
-            "tolerance": tolerance,
-            "known_keras_bugs": list(known),
-        },
+        tolerance,
+        max_abs_diff=worst,
+        output_max_abs_diff=diffs["output"],
+        attention_scores_max_abs_diff=diffs["attention_scores"],
+        known_keras_bugs=known,
     )
 
 
-def plain_call_check(derivation: Derivation, run: LayerRun) -> Check:
+def plain_call_check(derivation: Derivation, run: LayerRun) -> PlainCallCheck:
     """The call a model makes, ``layer(query, value)`` without scores, against the checked call.
 
     Without return_attention_scores Keras may take another path (the fused
@@ -356,46 +400,32 @@ def plain_call_check(derivation: Derivation, run: LayerRun) -> Check:
 
     tolerance = TOLERANCE[derivation.layer.dtype]
     difference = max_abs_diff(run.arrays["output_without_scores"], run.arrays["output"])
-    passed = difference <= tolerance
     path = run.execution_path
-    data = {"passed": passed, "path": path, "output_max_abs_diff": difference, "tolerance": tolerance}
     called = f"layer(query, value) as a model calls it ({path} path)"
     compared = f"max |diff| {difference:.1e} from the checked output"
-    if passed:
-        return Check("plain_call", Status.PASSED, f"{called}: {compared}", data)
+    if difference <= tolerance:
+        return PlainCallCheck(Status.PASSED, f"{called}: {compared}", tolerance, path, difference)
     detail = (
         f"{called}, without scores, computes another output than the call with them: {compared} "
         f"(tolerance {tolerance:.0e} for {derivation.layer.dtype}). Keras disagrees with itself here; "
         "a model gets this output"
     )
-    return Check("plain_call", Status.WARNING, detail, data)
+    return PlainCallCheck(Status.WARNING, detail, tolerance, path, difference)
 
 
-def _plain_call_skipped(derivation: Derivation, detail: str) -> Check:
-    data = {
-        "passed": None,
-        "path": None,
-        "output_max_abs_diff": None,
-        "tolerance": TOLERANCE[derivation.layer.dtype],
-    }
-    return Check("plain_call", Status.SKIPPED, detail, data)
+def _plain_call_skipped(derivation: Derivation, detail: str) -> PlainCallCheck:
+    return PlainCallCheck(Status.SKIPPED, detail, TOLERANCE[derivation.layer.dtype])
 
 
-def symbolic_check(derivation: Derivation, run: LayerRun) -> Check:
+def symbolic_check(derivation: Derivation, run: LayerRun) -> SymbolicCheck:
     """Keras's symbolic shapes (keras.Input, model.summary()) against the real ones."""
     real = {name: derivation.shapes[name].shape for name in ("output", "attention_scores")}
-    agrees = all(run.symbolic[name] == real[name] for name in real)
-    data = {
-        "agrees": agrees,
-        "output": list(run.symbolic["output"]),
-        "attention_scores": list(run.symbolic["attention_scores"]),
-    }
-    if agrees:
-        return Check(
-            "keras_symbolic",
+    reported = {"output": run.symbolic["output"], "attention_scores": run.symbolic["attention_scores"]}
+    if all(run.symbolic[name] == real[name] for name in real):
+        return SymbolicCheck(
             Status.PASSED,
             "Keras's symbolic shapes (keras.Input, model.summary()) match the forward pass",
-            data,
+            **reported,
         )
     wrong = [name for name in real if run.symbolic[name] != real[name]]
     source = "the real forward pass gives" if run.executed else "the shape algebra derives"
@@ -410,4 +440,4 @@ def symbolic_check(derivation: Derivation, run: LayerRun) -> Check:
         "keras-team/keras#19303). Layers a functional model stacks on the scores are built for the wrong "
         "shape, so build them from the real one."
     )
-    return Check("keras_symbolic", Status.WARNING, detail, data)
+    return SymbolicCheck(Status.WARNING, detail, **reported)

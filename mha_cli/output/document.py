@@ -10,10 +10,19 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from mha_cli import __version__
+from mha_cli.core.config import ExecutionPath
 from mha_cli.core.derivation import Derivation, Einsum, Tensor
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.masks import mask_layout
-from mha_cli.operations.explain import ExplainResult
+from mha_cli.operations.explain import (
+    Check,
+    DerivationCheck,
+    ExplainResult,
+    NumpyCheck,
+    PlainCallCheck,
+    ReducedRunCheck,
+    SymbolicCheck,
+)
 
 if TYPE_CHECKING:  # an explain document needs none of these: --no-run stays instant
     from mha_cli.operations.backends import BackendsRun
@@ -70,6 +79,57 @@ def config_document(derivation: Derivation) -> dict[str, Any]:
         "use_gate": layer.use_gate,
         "dtype": layer.dtype,
     }
+
+
+def _optional_shape(shape: tuple[int | None, ...] | None) -> list[int | None] | None:
+    return None if shape is None else list(shape)
+
+
+def check_fields(check: Check) -> dict[str, Any]:
+    """What one check measured, under the keys schema version 1 gives it."""
+    match check:
+        case DerivationCheck():
+            return {
+                "passed": check.passed,
+                "mismatches": [
+                    {"kind": m.kind, "name": m.name, "derived": m.derived, "keras": m.keras}
+                    for m in check.mismatches
+                ],
+            }
+        case NumpyCheck():
+            fields: dict[str, Any] = {"passed": check.passed, "max_abs_diff": check.max_abs_diff}
+            if check.ran:
+                fields.update(
+                    output_max_abs_diff=check.output_max_abs_diff,
+                    attention_scores_max_abs_diff=check.attention_scores_max_abs_diff,
+                )
+            fields["tolerance"] = check.tolerance
+            if check.ran:
+                fields["known_keras_bugs"] = list(check.known_keras_bugs)
+            return fields
+        case SymbolicCheck():
+            return {
+                "agrees": check.passed,
+                "output": _optional_shape(check.output),
+                "attention_scores": _optional_shape(check.attention_scores),
+            }
+        case PlainCallCheck():
+            return {
+                "passed": check.passed,
+                "path": check.path,
+                "output_max_abs_diff": check.output_max_abs_diff,
+                "tolerance": check.tolerance,
+            }
+        case ReducedRunCheck():
+            fields = {"passed": check.passed, "inputs": {n: list(s) for n, s in check.inputs.items()}}
+            if check.checks is not None:
+                fields["checks"] = {name: status.value for name, status in check.checks.items()}
+            return fields
+    raise TypeError(f"no JSON for {type(check).__name__}")
+
+
+def verification_document(check: Check) -> dict[str, Any]:
+    return {"status": check.status.value, **check_fields(check)}
 
 
 def picture_document(picture: Picture) -> dict[str, Any]:
@@ -133,13 +193,13 @@ def to_document(result: ExplainResult, picture: Picture | None = None) -> dict[s
         "execution_path": {
             "path": d.execution_path,
             "observed": None if run is None else run.execution_path,
-            "scores_materialised": d.execution_path == "einsum",
+            "scores_materialised": d.execution_path is ExecutionPath.EINSUM,
         },
         "mask": _mask(d),
         "summary": list(d.summary),
         "call_convention": result.call_convention,
         "picture": None if picture is None else picture_document(picture),
-        "checks": {check.name: {"status": check.status.value, **check.data} for check in result.checks},
+        "checks": {check.name: verification_document(check) for check in result.checks},
         "warnings": list(result.warnings),
     }
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from mha_cli.core.config import BACKENDS
+from mha_cli.core.config import BACKENDS, ExecutionPath
 from mha_cli.core.derivation import Derivation
 from mha_cli.core.errors import ConfigError, EnvironmentProblem
 from mha_cli.core.grammar import format_shape
@@ -64,9 +64,8 @@ class LayerRun:
     #: Inputs as fed, weights, output and scores, all as float64 numpy arrays (empty without a forward pass);
     #: with the execution path observed, also ``output_without_scores``, that call's output.
     arrays: dict[str, np.ndarray]
-    #: The path a call without return_attention_scores took, as observed: "fused" or
-    #: "einsum" (None when not observed).
-    execution_path: str | None = None
+    #: The path a call without return_attention_scores took, as observed (None when not observed).
+    execution_path: ExecutionPath | None = None
 
     #: The arrays the layer computed; every other one was fed to it (inputs, mask, weights).
     COMPUTED: ClassVar[tuple[str, ...]] = ("output", "attention_scores", "output_without_scores")
@@ -407,7 +406,9 @@ def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -
     return replace(run, execution_path=path)
 
 
-def _observed_path(layer: Any, query: Any, value: Any, key: Any, masks: dict[str, Any]) -> tuple[str, Any]:
+def _observed_path(
+    layer: Any, query: Any, value: Any, key: Any, masks: dict[str, Any]
+) -> tuple[ExecutionPath, Any]:
     """Call the layer as users mostly do, without scores: the path it took, and its output.
 
     Keras's einsum path goes through ``_masked_softmax``; the fused
@@ -425,7 +426,7 @@ def _observed_path(layer: Any, query: Any, value: Any, key: Any, masks: dict[str
             output = layer(query, value, key=key, training=False, **masks)
     finally:
         del layer._masked_softmax
-    return ("einsum" if softmaxed else "fused"), output
+    return (ExecutionPath.EINSUM if softmaxed else ExecutionPath.FUSED), output
 
 
 def _read_back(
