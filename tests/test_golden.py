@@ -106,9 +106,11 @@ JSON_CASES: dict[str, tuple[list[str], bool]] = {
     "check-examples": (["check", "examples/cross_attention.mha.toml", "--json"], True),
 }
 
-#: Keys whose values vary between runs, machines or releases (version_note names the Keras
-#: here when it differs from the recorded one): masked wherever they appear.
-_VOLATILE_KEYS = frozenset({"keras_version", "tool_version", "seconds", "version_note"})
+#: Keys whose values vary between runs, machines or releases: masked wherever they appear
+#: (null stays null: no Keras ran).
+_VOLATILE_KEYS = frozenset({"keras_version", "tool_version", "seconds"})
+#: Masked even when null: version_note is null only when the Keras here is the one that recorded.
+_ALWAYS_MASKED = frozenset({"version_note"})
 
 
 def masked_document(value: Any, key: str = "") -> Any:
@@ -117,7 +119,7 @@ def masked_document(value: Any, key: str = "") -> Any:
         return {k: masked_document(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [masked_document(item, key) for item in value]
-    if value is not None and (key in _VOLATILE_KEYS or "max_abs_diff" in key):
+    if key in _ALWAYS_MASKED or (value is not None and (key in _VOLATILE_KEYS or "max_abs_diff" in key)):
         return "<masked>"
     return value
 
