@@ -11,7 +11,7 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 #: The commands whose help the README carries, as typed after ``mha-explain``.
-COMMANDS = ("", "explain", "compare", "check", "record")
+COMMANDS = ("", "explain", "compare", "check", "record", "scan")
 END = "```\n<!-- help:end -->"
 
 

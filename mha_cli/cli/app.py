@@ -21,6 +21,7 @@ from mha_cli.cli.commands.check import check_command
 from mha_cli.cli.commands.compare import compare_command
 from mha_cli.cli.commands.explain import explain_command
 from mha_cli.cli.commands.record import record_command
+from mha_cli.cli.commands.scan import scan_command
 from mha_cli.cli.process import PROGRAM, leave, say_error, say_interrupted, stdout_closed, unwritable_stdout
 from mha_cli.core.errors import ExitCode
 
@@ -136,6 +137,7 @@ app.command("explain")(explain_command)
 app.command("compare")(compare_command)
 app.command("check")(check_command)
 app.command("record")(record_command)
+app.command("scan")(scan_command)
 
 
 def main() -> None:

@@ -192,7 +192,7 @@ def _explain(
     """:func:`explain` without the call convention."""
     derivation = derive(config)
     if not execute:
-        return _algebra_only(
+        return algebra_only(
             derivation, backend, "--no-run", "--no-run: answered from the shape algebra alone"
         )
     estimate = derivation.forward_pass_bytes()
@@ -202,7 +202,7 @@ def _explain(
             f"the layer's {derivation.params:,} weights alone would need about {weights}, above --max-memory "
             f"{format_bytes(max_memory)}; answered from the shape algebra alone, without building the layer"
         )
-        result = _algebra_only(derivation, backend, "memory guard", reason)
+        result = algebra_only(derivation, backend, "memory guard", reason)
         if verify_small:  # says why shrinking the inputs cannot help
             result = replace(result, checks=(*result.checks, reduced_check(derivation, backend, max_memory)))
         return result
@@ -297,7 +297,7 @@ def _numpy_skipped(derivation: Derivation, detail: str) -> NumpyCheck:
     return NumpyCheck(Status.SKIPPED, detail, TOLERANCE[derivation.layer.dtype])
 
 
-def _algebra_only(derivation: Derivation, backend: str, cause: str, reason: str) -> ExplainResult:
+def algebra_only(derivation: Derivation, backend: str, cause: str, reason: str) -> ExplainResult:
     """The shape algebra alone, no Keras: --no-run, or weights too big to build."""
     skipped = f"not run: {cause}"
     checks = (

@@ -14,6 +14,7 @@ from mha_cli.core.config import ExecutionPath
 from mha_cli.core.derivation import Derivation, Einsum, Tensor
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.masks import mask_layout
+from mha_cli.core.models import InputSpec
 from mha_cli.operations.explain import (
     Check,
     DerivationCheck,
@@ -23,6 +24,7 @@ from mha_cli.operations.explain import (
     ReducedRunCheck,
     SymbolicCheck,
 )
+from mha_cli.operations.scan import ModelCallCheck
 
 if TYPE_CHECKING:  # an explain document needs none of these: --no-run stays instant
     from mha_cli.operations.backends import BackendsRun
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # an explain document needs none of these: --no-run stays ins
     from mha_cli.operations.compare import Comparison
     from mha_cli.operations.picture import Picture
     from mha_cli.operations.record import Change, RecordReport
+    from mha_cli.operations.scan import ScanResult
 
 SCHEMA_VERSION = 1
 
@@ -117,6 +120,12 @@ def check_fields(check: Check) -> dict[str, Any]:
             return {
                 "passed": check.passed,
                 "path": check.path,
+                "output_max_abs_diff": check.output_max_abs_diff,
+                "tolerance": check.tolerance,
+            }
+        case ModelCallCheck():
+            return {
+                "passed": check.passed,
                 "output_max_abs_diff": check.output_max_abs_diff,
                 "tolerance": check.tolerance,
             }
@@ -313,6 +322,47 @@ def backends_document(found: BackendsRun) -> dict[str, Any]:
             }
             for run in found.runs
         },
+    }
+
+
+def _input(spec: InputSpec) -> dict[str, Any]:
+    return {"name": spec.name, "shape": [None, *spec.shape], "dtype": spec.dtype}
+
+
+def scan_document(scan: ScanResult) -> dict[str, Any]:
+    """The document of ``mha-explain scan --json`` (schema in the README)."""
+    calls = []
+    for found in scan.calls:
+        call = found.call
+        entry: dict[str, Any] = {
+            "layer": call.path,
+            "class": call.class_name,
+            "call_index": call.call_index,
+            "mask_sources": list(call.mask_sources),
+            "scores_requested": call.scores_requested,
+            "summary_scores_wrong": found.summary_scores_wrong,
+            "overrides": list(call.overrides),
+            "error": found.error,
+        }
+        if found.result is not None:
+            entry.update(to_document(found.result))
+        calls.append(entry)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "keras_version": scan.keras_version,
+        "backend": scan.backend,
+        "model": {
+            "source": scan.spec.shown,
+            "kind": scan.spec.kind,
+            "name": scan.model_name,
+            "weights_from": scan.weights_from,
+            "inputs": [_input(spec) for spec in scan.inputs],
+        },
+        "executed": scan.executed,
+        "not_executed_reason": scan.not_executed_reason,
+        "attention_layers": scan.layer_count,
+        "calls": calls,
     }
 
 

@@ -33,6 +33,7 @@ from mha_cli.operations.compare import Comparison
 from mha_cli.operations.explain import ExplainResult, Status
 from mha_cli.operations.picture import Picture
 from mha_cli.operations.record import RecordReport
+from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
 from mha_cli.output.code import call, constructor, filled_arguments, input_names
 
 if TYPE_CHECKING:  # no NumPy at run time: --no-run and --help never import it
@@ -276,6 +277,115 @@ def render(result: ExplainResult, console: Console, picture: Picture | None = No
     console.print(verification_section(result))
     if result.failed:
         console.print(Panel(Text("A check failed: see Verification above.", style="bold red"), expand=False))
+
+
+# --- scan ------------------------------------------------------------------------
+
+
+def _call_status(found: CallResult) -> Text:
+    if found.error is not None:
+        return Text("ERROR", style="bold red")
+    assert found.result is not None
+    statuses = [check.status for check in found.result.checks]
+    for status in (Status.FAILED, Status.WARNING, Status.PASSED, Status.SKIPPED):
+        if status in statuses:
+            mark, style = _STATUS_MARK[status]
+            return Text(mark, style=style)
+    return Text("")
+
+
+def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ...] = ()) -> None:
+    """The overview of every attention call (like model.summary(), about attention), then any details."""
+    inputs = ", ".join(f"{spec.name} {format_shape((None, *spec.shape))}" for spec in scan.inputs)
+    head = Text()
+    head.append(f"Model {scan.model_name!r}", style="bold")
+    head.append(f"  from {scan.spec.shown}; weights: {scan.weights_from}", style="dim")
+    console.print(head)
+    if not scan.calls:
+        console.print(
+            f"No MultiHeadAttention layer in this model (Keras {scan.keras_version}): nothing to explain."
+        )
+        return
+    console.print(Text(f"inputs: {inputs}; batch {scan.spec.batch}, seed {scan.spec.seed}", style="dim"))
+    table = _table(
+        f"{len(scan.calls)} attention call(s) in {scan.layer_count} layer(s), Keras {scan.keras_version} "
+        f"on {scan.backend}"
+    )
+    # Nothing is cut: long paths and shapes fold inside their cells, never end in an ellipsis.
+    table.add_column("layer", overflow="fold")
+    table.add_column("heads x key_dim, axes", overflow="fold")
+    table.add_column("query -> scores -> output", overflow="fold")
+    table.add_column("path", overflow="fold")
+    table.add_column("params", justify="right", overflow="fold")
+    table.add_column("scores/item", justify="right", overflow="fold")
+    table.add_column("status", overflow="fold")
+    for found in scan.calls:
+        call = found.call
+        arguments = call.arguments
+        label = call.key + (" (scores)" if call.scores_requested else "")
+        if call.class_name != "MultiHeadAttention":
+            label += f" [{call.class_name}]"
+        if found.result is None:
+            table.add_row(label, "", shapes_line(found), "", "", "", _call_status(found))
+            continue
+        d = found.result.derivation
+        table.add_row(
+            label,
+            f"{arguments['num_heads']} x {arguments['key_dim']}, {format_shape(d.layer.attention_axes)}",
+            shapes_line(found),
+            str(d.execution_path),
+            f"{d.params:,}",
+            format_bytes(d.scores_bytes_per_item()),
+            _call_status(found),
+        )
+    console.print(table)
+    notes = []
+    if scan.not_executed_reason is not None:
+        notes.append(Text(f"NOT EXECUTED: {scan.not_executed_reason}", style="yellow"))
+    for found in scan.calls:
+        call = found.call
+        if found.error is not None:
+            notes.append(Text(f"ERROR {call.key}: {found.error}", style="bold red"))
+            continue
+        assert found.result is not None
+        if found.summary_scores_wrong:
+            symbolic = found.result.check("keras_symbolic")
+            real = found.result.derivation.shapes["attention_scores"].shape
+            notes.append(
+                Text(
+                    f"WARN {call.key}: model.summary() shows its scores as "
+                    f"{format_shape(getattr(symbolic, 'attention_scores', None) or ())}; the real shape is "
+                    f"{format_shape(real)} (keras-team/keras#19303)",
+                    style="yellow",
+                )
+            )
+        if call.overrides:
+            notes.append(
+                Text(
+                    f"note {call.key}: {call.class_name} overrides {' and '.join(call.overrides)}; "
+                    + found.result.check("model_call").detail,
+                    style="dim",
+                )
+            )
+        for check in found.result.failed:
+            notes.append(Text(f"FAIL {call.key}: {check.name}: {check.detail}", style="bold red"))
+        if call.mask_sources:
+            notes.append(
+                Text(
+                    f"mask {call.key}: {', '.join(call.mask_sources)} -> "
+                    f"{format_shape(call.mask_shape or ())} (combined as Keras does)",
+                    style="dim",
+                )
+            )
+    for note in notes:
+        console.print(note)
+    if not layers:
+        console.print(Text("Details of one layer: --layer PATH (as in the first column).", style="dim"))
+    for found in layers:
+        console.print()
+        console.print(Text(f"== {found.call.key} ({found.call.class_name})", style="bold"))
+        if found.result is not None:
+            render(found.result, console)
 
 
 # --- backends --------------------------------------------------------------------

@@ -382,10 +382,25 @@ def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -
     if config.mask_shape is not None:
         mask_shape = tuple(config.batch if size is None else size for size in config.mask_shape)
         masks["attention_mask"] = keras.ops.convert_to_tensor(rng.random(mask_shape) < 0.75)
+    return _forward(keras, layer, layer, derivation, backend, (query, value, key), masks, observe_path)
+
+
+def _forward(
+    keras: Any,
+    layer: Any,
+    invoke: Callable[..., Any],
+    derivation: Derivation,
+    backend: str,
+    inputs: tuple[Any, Any, Any],
+    masks: dict[str, Any],
+    observe_path: bool,
+) -> LayerRun:
+    """Call ``layer`` through ``invoke`` with scores (and, observing the path, without), and read it back."""
+    query, value, key = inputs
     with _recording_sublayers(layer) as seen, _keras_rejects():
-        output, scores = layer(query, value, key=key, return_attention_scores=True, training=False, **masks)
+        output, scores = invoke(query, value, key=key, return_attention_scores=True, training=False, **masks)
     path, output_without_scores = (
-        _observed_path(layer, query, value, key, masks) if observe_path else (None, None)
+        _observed_path(layer, invoke, query, value, key, masks) if observe_path else (None, None)
     )
     shapes = {f"{step}_projected": seen[step][1] for step in ("query", "key", "value")}
     if "gate" in seen:
@@ -406,8 +421,40 @@ def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -
     return replace(run, execution_path=path)
 
 
+@_whole
+def run_captured(
+    layer: Any,
+    derivation: Derivation,
+    backend: str,
+    arrays: dict[str, np.ndarray | None],
+    *,
+    causal: bool,
+    base_call: bool,
+) -> LayerRun:
+    """A model's own layer, on the inputs one of its calls received (``arrays``), read back as run_layer does.
+
+    ``arrays`` holds ``query``, ``value``, ``key`` (None: the call gave none)
+    and the ``attention_mask`` Keras combined for that call (explicit, implicit
+    and causal masks ANDed), when there was one. With ``base_call``, the call
+    is MultiHeadAttention's own, for a subclass that overrides it.
+    """
+    keras = load_keras(backend)
+    dtype = derivation.layer.dtype
+    tensors = [
+        None if arrays.get(name) is None else keras.ops.convert_to_tensor(arrays[name], dtype=dtype)
+        for name in _INPUTS
+    ]
+    masks: dict[str, Any] = {"use_causal_mask": True} if causal else {}
+    if arrays.get("attention_mask") is not None:
+        masks["attention_mask"] = keras.ops.convert_to_tensor(arrays["attention_mask"])
+    invoke = functools.partial(keras.layers.MultiHeadAttention.call, layer) if base_call else layer
+    query, value, key = tensors
+    with native_output_silenced():
+        return _forward(keras, layer, invoke, derivation, backend, (query, value, key), masks, True)
+
+
 def _observed_path(
-    layer: Any, query: Any, value: Any, key: Any, masks: dict[str, Any]
+    layer: Any, invoke: Callable[..., Any], query: Any, value: Any, key: Any, masks: dict[str, Any]
 ) -> tuple[ExecutionPath, Any]:
     """Call the layer as users mostly do, without scores: the path it took, and its output.
 
@@ -423,7 +470,7 @@ def _observed_path(
     layer._masked_softmax = masked_softmax
     try:
         with _keras_rejects():
-            output = layer(query, value, key=key, training=False, **masks)
+            output = invoke(query, value, key=key, training=False, **masks)
     finally:
         del layer._masked_softmax
     return (ExecutionPath.EINSUM if softmaxed else ExecutionPath.FUSED), output
@@ -462,7 +509,8 @@ def _read_back(
     arrays = {name: numpy64(tensor) for name, tensor in tensors.items()}
     weights = {}
     for variable in layer.weights:
-        name = variable.path.split("/", 1)[-1]
+        # "query/kernel": the sublayer and the variable, whatever the layer is nested in.
+        name = "/".join(variable.path.split("/")[-2:])
         weights[name] = tuple(variable.shape)
         if executed:
             arrays[name] = numpy64(variable.value)

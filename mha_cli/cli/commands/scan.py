@@ -1,0 +1,136 @@
+"""``mha-explain scan``: every MultiHeadAttention call in a model, explained on the model's own weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mha_cli.cli.options import BackendOption, DebugOption, JsonOption, MaxMemoryOption, converter
+from mha_cli.cli.process import fail, guarded
+from mha_cli.core.errors import ConfigError, ExitCode
+from mha_cli.core.grammar import parse_int
+from mha_cli.core.models import model_spec, parse_input
+
+
+def scan_command(
+    model: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="MODEL",
+            help="A .keras or .h5 file from model.save(), or a .json file from model.to_json().",
+            show_default=False,
+        ),
+    ] = None,
+    build: Annotated[
+        str | None,
+        typer.Option(
+            "--build",
+            metavar="MODULE:FUNCTION",
+            help="Instead of a file: import MODULE and call FUNCTION() for the model (your code runs).",
+        ),
+    ] = None,
+    custom_objects: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--custom-objects",
+            metavar="MODULE",
+            help="Import MODULE first, to register the model's custom classes (repeatable; your code runs).",
+        ),
+    ] = None,
+    inputs: Annotated[
+        list[Any] | None,
+        typer.Option(
+            "--input",
+            metavar="NAME=SHAPE[:DTYPE]",
+            parser=converter(parse_input, "--input"),
+            help="Sizes the model leaves unknown (None), and dtypes, e.g. tokens=128:int32 (repeatable).",
+        ),
+    ] = None,
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch",
+            metavar="INT",
+            parser=converter(lambda o, t: parse_int(o, t, minimum=1), "--batch"),
+            help="Batch size of the forward pass.",
+        ),
+    ] = 2,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            metavar="INT",
+            parser=converter(lambda o, t: parse_int(o, t, minimum=0), "--seed"),
+            help="Seed for the inputs (and the weights of a .json model, which holds none).",
+        ),
+    ] = 0,
+    layer: Annotated[
+        str | None,
+        typer.Option(
+            "--layer", metavar="PATH", help="Also show everything explain shows for this layer's calls."
+        ),
+    ] = None,
+    trust_model: Annotated[
+        bool,
+        typer.Option(
+            "--trust-model",
+            help="Let the model file run the Python code it carries (a Lambda layer); off by default.",
+        ),
+    ] = False,
+    backend: BackendOption = "tensorflow",
+    max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
+    json_output: JsonOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Explain every MultiHeadAttention call in a model, on its own weights.
+
+    Finds every call of MultiHeadAttention and its subclasses, also inside
+    custom layers and nested models, and gives each what explain gives: shapes,
+    equations, the NumPy re-execution and Keras's symbolic shapes, from the
+    inputs that call really received. A model file never runs code it carries
+    unless --trust-model. Exit codes: 0 answer (also: no attention layer),
+    1 a check failed, 2 bad input or an unusable model file, 3 environment problem.
+    """
+    from mha_cli.operations.scan import CallResult, scan
+
+    spec = guarded(
+        lambda: model_spec(
+            model,
+            build,
+            custom_objects=tuple(custom_objects or ()),
+            inputs=tuple(inputs or ()),
+            batch=batch,
+            seed=seed,
+            trust=trust_model,
+        ),
+        debug,
+    )
+    result = guarded(lambda: scan(spec, backend, max_memory=max_memory), debug)
+    selected: tuple[CallResult, ...] = ()
+    if layer is not None:
+        selected = result.select(layer)
+        if not selected:
+            paths = ", ".join(dict.fromkeys(call.call.path for call in result.calls)) or "none"
+            guarded(
+                lambda: _raise(
+                    ConfigError("--layer", layer, f"no attention layer there; the paths are {paths}")
+                ),
+                debug,
+            )
+    if json_output:
+        from mha_cli.output import document
+
+        typer.echo(document.dumps(document.scan_document(result)))
+    else:
+        from mha_cli.output.render import make_console, render_scan
+
+        render_scan(result, make_console(), selected)
+    if result.failed:
+        first = result.failed[0]
+        fail(ExitCode.CHECK_FAILED, f"{len(result.failed)} call(s) failed a check; first: {first.call.key}")
+
+
+def _raise(error: Exception) -> None:
+    raise error

@@ -1,0 +1,248 @@
+"""Scan a model: every call of its MultiHeadAttention layers, explained and proved on its own weights.
+
+Each call gets what ``explain`` gives one configuration (derivation, the
+real layer's shapes, equations and weights, the NumPy re-execution, Keras's
+symbolic shapes, the execution path), computed from the model's own layer on
+the inputs that call received, plus one check of its own: that re-running the
+layer reproduces the output the model's call produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar
+
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.derivation import Derivation, derive
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.grammar import format_bytes, format_shape
+from mha_cli.core.models import InputSpec, ModelSpec, resolve_inputs
+from mha_cli.operations.explain import (
+    DEFAULT_MAX_MEMORY,
+    TOLERANCE,
+    Check,
+    ExplainResult,
+    Status,
+    algebra_only,
+    compare_with_layer,
+    numpy_check,
+    plain_call_check,
+    symbolic_check,
+)
+
+if TYPE_CHECKING:
+    from mha_cli.runtime.models import CapturedCall
+
+
+@dataclass(frozen=True)
+class ModelCallCheck(Check):
+    """The layer, re-run on the call's inputs, against the output the model's call produced."""
+
+    name: ClassVar[str] = "model_call"
+    tolerance: float = 0.0
+    output_max_abs_diff: float | None = None
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """One call of one attention layer."""
+
+    call: CapturedCall
+    #: What explain gives for it; None when the call could not be explained (``error`` says why).
+    result: ExplainResult | None
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or (self.result is not None and bool(self.result.failed))
+
+    @property
+    def summary_scores_wrong(self) -> bool:
+        """The call returns its scores and Keras's symbolic shape for them (model.summary()) is wrong."""
+        if not self.call.scores_requested or self.result is None:
+            return False
+        symbolic = self.result.check("keras_symbolic")
+        return symbolic.status is Status.WARNING
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    spec: ModelSpec
+    model_name: str
+    weights_from: str
+    keras_version: str
+    backend: str
+    inputs: tuple[InputSpec, ...]
+    calls: tuple[CallResult, ...]
+    #: Why the real forward pass did not run (the memory guard), else None.
+    not_executed_reason: str | None = None
+    #: How many MultiHeadAttention layers the model holds (a layer may be called several times).
+    layer_count: int = 0
+
+    @property
+    def executed(self) -> bool:
+        return self.not_executed_reason is None and bool(self.calls)
+
+    @property
+    def failed(self) -> tuple[CallResult, ...]:
+        return tuple(call for call in self.calls if call.failed)
+
+    def select(self, layer: str) -> tuple[CallResult, ...]:
+        """The calls of the layer at path ``layer`` (or the one call ``path#index``)."""
+        return tuple(c for c in self.calls if layer in (c.call.path, c.call.key))
+
+
+def config_of(call: CapturedCall, batch: int, seed: int) -> MHAConfig:
+    """The configuration one call states: the layer's arguments and the shapes and mask it received."""
+    arguments = call.arguments
+    return MHAConfig(
+        query_shape=call.query_shape,
+        value_shape=None if call.value_is_query else call.value_shape,
+        key_shape=call.key_shape if call.key_given else None,
+        num_heads=arguments["num_heads"],
+        key_dim=arguments["key_dim"],
+        value_dim=arguments["value_dim"],
+        output_shape=arguments["output_shape"],
+        attention_axes=arguments["attention_axes"],
+        use_bias=arguments["use_bias"],
+        use_gate=arguments["use_gate"],
+        dropout=arguments["dropout"],
+        dtype=arguments["dtype"],
+        batch=batch,
+        seed=seed,
+        mask_shape=call.mask_shape,
+        # The combined mask already holds the causal and sliding-window masks; ANDing them again
+        # (as the derivation and the re-run do) changes nothing.
+        causal=call.causal,
+        sliding_window=arguments["sliding_window"],
+    )
+
+
+def scan(
+    spec: ModelSpec,
+    backend: str,
+    *,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+) -> ScanResult:
+    """Load ``spec``'s model, find every attention call, and explain each one.
+
+    Shapes come from a symbolic pass first; the memory guard then decides
+    whether the real forward pass (and with it every check) runs.
+    """
+    from mha_cli.runtime.models import load, real_calls, symbolic_calls
+
+    loaded = load(spec, backend)
+    base = ScanResult(
+        spec,
+        loaded.name,
+        loaded.weights_from,
+        loaded.keras_version,
+        backend,
+        loaded.inputs,
+        (),
+        layer_count=len(loaded.attention_layers),
+    )
+    if not loaded.attention_layers:
+        return base
+    inputs = resolve_inputs(loaded.inputs, spec.inputs, spec.shown)
+    base = replace(base, inputs=inputs)
+    symbolic = symbolic_calls(loaded, inputs)
+    configs: list[Derivation | None] = []
+    for call in symbolic:
+        try:
+            configs.append(derive(config_of(call, spec.batch, spec.seed)))
+        except ConfigError:
+            configs.append(None)
+    estimate = sum(d.forward_pass_bytes() for d in configs if d is not None)
+    if estimate > max_memory:
+        reason = (
+            f"the attention layers' forward pass and checks would need about {format_bytes(estimate)}, "
+            f"above --max-memory {format_bytes(max_memory)}; shapes are from a symbolic pass over the model "
+            "(raise --max-memory, or lower --batch or --input sizes, to run it)"
+        )
+        return replace(
+            base,
+            calls=tuple(_unrun(call, spec, backend, reason) for call in symbolic),
+            not_executed_reason=reason,
+        )
+    real = real_calls(loaded, inputs, batch=spec.batch, seed=spec.seed)
+    return replace(base, calls=tuple(_explained(call, spec, backend) for call in real))
+
+
+def _unrun(call: CapturedCall, spec: ModelSpec, backend: str, reason: str) -> CallResult:
+    try:
+        derivation = derive(config_of(call, spec.batch, spec.seed))
+    except ConfigError as error:
+        return CallResult(call, None, str(error))
+    return CallResult(call, algebra_only(derivation, backend, "memory guard", reason))
+
+
+def _explained(call: CapturedCall, spec: ModelSpec, backend: str) -> CallResult:
+    from mha_cli.runtime.arrays import max_abs_diff
+    from mha_cli.runtime.keras_adapter import run_captured
+
+    try:
+        derivation = derive(config_of(call, spec.batch, spec.seed))
+        run = run_captured(
+            call.layer,
+            derivation,
+            backend,
+            call.arrays,
+            causal=call.causal,
+            base_call="call" in call.overrides,
+        )
+    except ConfigError as error:
+        return CallResult(call, None, str(error))
+    derivation_check = compare_with_layer(derivation, run)
+    tolerance = TOLERANCE[derivation.layer.dtype]
+    model_output = call.arrays["output"]
+    assert model_output is not None
+    difference = max_abs_diff(run.arrays["output"], model_output.astype("float64"))
+    if difference <= tolerance:
+        model_check = ModelCallCheck(
+            Status.PASSED,
+            f"re-running the layer on this call's inputs reproduces the model's output: max |diff| "
+            f"{difference:.1e}",
+            tolerance,
+            difference,
+        )
+    elif "call" in call.overrides:
+        model_check = ModelCallCheck(
+            Status.WARNING,
+            f"{call.class_name} overrides call and computes another output than MultiHeadAttention.call "
+            f"on the same inputs and weights (max |diff| {difference:.1e}); what is verified here is "
+            "MultiHeadAttention's computation with this layer's weights, not the subclass's own",
+            tolerance,
+            difference,
+        )
+    else:
+        model_check = ModelCallCheck(
+            Status.FAILED,
+            f"re-running the layer on this call's inputs gives another output than the model's call "
+            f"(max |diff| {difference:.1e}, tolerance {tolerance:.0e})",
+            tolerance,
+            difference,
+        )
+    checks: tuple[Check, ...] = (
+        derivation_check,
+        numpy_check(derivation, run, shapes_agree=derivation_check.status is Status.PASSED),
+        symbolic_check(derivation, run),
+        plain_call_check(derivation, run),
+        model_check,
+    )
+    return CallResult(call, ExplainResult(derivation, backend, run, checks))
+
+
+def shapes_line(result: CallResult) -> str:
+    """``(8, 16) -> (2, 8, 4) -> (8, 16)``: query, scores and output shapes without batch."""
+    if result.result is None:
+        return format_shape(result.call.query_shape)
+    shapes = result.result.derivation.shapes
+    return " -> ".join(
+        format_shape(shape)
+        for shape in (
+            result.call.query_shape,
+            shapes["attention_scores"].shape[1:],
+            shapes["output"].shape[1:],
+        )
+    )

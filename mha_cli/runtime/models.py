@@ -1,0 +1,427 @@
+"""A user's model: loaded safely, and every call of its MultiHeadAttention layers captured.
+
+Loading never runs code a model file carries unless the user said to trust it
+(Keras's ``safe_mode``); code runs only from what the user names on the command
+line (``--build``, ``--custom-objects``). Every MultiHeadAttention (and
+subclass) in the model has its ``call`` wrapped, so each call is seen with the
+tensors it really receives, also inside custom layers and nested models, which
+a functional graph does not record. Two passes: a symbolic one over the
+model's own ``call`` (shapes, no memory), then, when the caller allows, a real
+one on random inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import re
+import sys
+import warnings
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.grammar import format_shape, quoted
+from mha_cli.core.models import InputSpec, ModelSpec
+from mha_cli.runtime.keras_adapter import _keras_rejects, _whole, load_keras
+from mha_cli.runtime.quiet import native_output_silenced
+
+#: Integer inputs (token ids) are drawn from 1 up to this, and below every Embedding's input_dim.
+_MAX_TOKEN = 9
+
+
+@dataclass(frozen=True)
+class CapturedCall:
+    """One call of one MultiHeadAttention layer, as the model made it."""
+
+    #: The live layer (a runtime handle, passed back to run_captured).
+    layer: Any
+    #: The layer's path in the model, e.g. "block/multi_head_attention".
+    path: str
+    class_name: str
+    #: Which call of this layer (0 for the first), in the order the model makes them.
+    call_index: int
+    #: Shapes without the batch axis.
+    query_shape: tuple[int, ...]
+    value_shape: tuple[int, ...]
+    key_shape: tuple[int, ...]
+    value_is_query: bool
+    key_given: bool
+    #: Where the call's mask came from: "attention_mask", "use_causal_mask", "query_mask"...
+    mask_sources: tuple[str, ...]
+    #: The mask Keras combined from them, batch included (None: no mask).
+    mask_shape: tuple[int | None, ...] | None
+    causal: bool
+    scores_requested: bool
+    #: Which of call and _compute_attention the layer's class overrides.
+    overrides: tuple[str, ...]
+    #: The layer's shape-relevant arguments, resolved (MHAConfig's names; attention_axes as built).
+    arguments: dict[str, Any]
+    #: The real pass's tensors as float64/bool arrays: query, value, key (None when not given),
+    #: attention_mask (combined; None without one) and output; empty after a symbolic pass alone.
+    arrays: dict[str, np.ndarray | None]
+
+    @property
+    def key(self) -> str:
+        """``path`` for a layer called once, ``path#index`` for the later calls of a shared one."""
+        return self.path if self.call_index == 0 else f"{self.path}#{self.call_index}"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any
+    name: str
+    #: Where the weights came from, for the output.
+    weights_from: str
+    #: The model's inputs as declared (sizes None where unknown).
+    inputs: tuple[InputSpec, ...]
+    #: Its MultiHeadAttention layers (and subclasses), in model order.
+    attention_layers: tuple[Any, ...]
+    keras_version: str
+
+
+def _model_config(path: Path, kind: str) -> Any:
+    """The architecture a file holds, read as data (for naming what Keras refuses)."""
+    with contextlib.suppress(Exception):
+        if kind == "keras":
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json"))
+        if kind == "json":
+            return json.loads(path.read_text(encoding="utf-8"))
+        if kind == "h5":
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                raw = handle.attrs.get("model_config")
+                return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    return None
+
+
+def _classes(config: Any) -> Iterator[tuple[str, str]]:
+    """(class_name, layer name) of every layer in a serialized architecture."""
+    if isinstance(config, dict):
+        if "class_name" in config and isinstance(config.get("config"), dict):
+            yield config["class_name"], str(config["config"].get("name", "?"))
+        for value in config.values():
+            yield from _classes(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _classes(value)
+
+
+def _import_user_module(option: str, module: str) -> Any:
+    """The user's own module, importable from the working directory as with ``python -m``."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ConfigError(option, quoted(module), f"cannot import it: {error}") from None
+    except Exception as error:
+        raise ConfigError(
+            option, quoted(module), f"importing it raised {type(error).__name__}: {error}"
+        ) from None
+
+
+def _refusal(spec: ModelSpec, error: Exception) -> ConfigError:
+    """One line for a model Keras would not load: which file, what was wrong, what would be right."""
+    assert spec.path is not None
+    shown = quoted(str(spec.path))
+    text = " ".join(str(error).split())
+    config = _model_config(spec.path, spec.kind)
+    lambdas = [name for cls, name in _classes(config) if cls == "Lambda"]
+    if lambdas and ("safe_mode" in text or "Lambda" in text or "lambda" in text):
+        return ConfigError(
+            "MODEL",
+            shown,
+            f"the Lambda layer {lambdas[0]!r} holds Python code, which a model file may run only if you "
+            "trust it: pass --trust-model to load it anyway",
+        )
+    unknown = re.search(r"(?:Could not locate class|Unknown layer:?) '?([\w.]+)", text)
+    if unknown is not None:
+        name = unknown.group(1)
+        return ConfigError(
+            "MODEL",
+            shown,
+            f"the model uses the custom class {name!r}, which is not registered; import the module that "
+            "defines it with --custom-objects MODULE, or build the model with --build module:function",
+        )
+    return ConfigError("MODEL", shown, f"not a model Keras can load ({text[:200]}); {_expected(spec.kind)}")
+
+
+def _expected(kind: str) -> str:
+    what = {"keras": "a .keras zip from model.save()", "h5": "an HDF5 file from model.save()"}
+    return "expected " + what.get(kind, "a JSON file from model.to_json()")
+
+
+@_whole
+def load(spec: ModelSpec, backend: str) -> LoadedModel:
+    """The model ``spec`` names, with its attention layers; ConfigError for anything unusable."""
+    keras = load_keras(backend)
+    for module in spec.custom_objects:
+        _import_user_module("--custom-objects", module)
+    with native_output_silenced(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, weights_from = _load(keras, spec)
+    if not isinstance(model, keras.Model):
+        got = type(model).__name__
+        if spec.build is not None:
+            raise ConfigError("--build", quoted(spec.build), f"returned a {got}, not a keras.Model")
+        raise ConfigError(
+            "MODEL",
+            quoted(str(spec.path)),
+            f"not a model Keras can load (it holds a {got}); {_expected(spec.kind)}",
+        )
+    layers = tuple(
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.MultiHeadAttention)
+    )
+    return LoadedModel(model, model.name, weights_from, _declared_inputs(model), layers, keras.__version__)
+
+
+def _load(keras: Any, spec: ModelSpec) -> tuple[Any, str]:
+    from keras.src.saving.serialization_lib import SafeModeScope
+
+    if spec.build is not None:
+        module_name, function_name = spec.build.split(":")
+        module = _import_user_module("--build", module_name)
+        build = getattr(module, function_name, None)
+        if not callable(build):
+            raise ConfigError("--build", quoted(spec.build), f"{module_name} has no function {function_name}")
+        keras.utils.set_random_seed(spec.seed)
+        try:
+            return build(), f"initialised by {spec.build} (seeded with --seed {spec.seed})"
+        except Exception as error:
+            raise ConfigError(
+                "--build", quoted(spec.build), f"the function raised {type(error).__name__}: {error}"
+            ) from None
+    path = spec.path
+    assert path is not None
+    if not path.is_file():
+        raise ConfigError("MODEL", quoted(str(path)), "no such file")
+    try:
+        if spec.kind == "json":
+            text = path.read_text(encoding="utf-8", errors="replace")
+            keras.utils.set_random_seed(spec.seed)
+            with SafeModeScope(not spec.trust):
+                return keras.models.model_from_json(text), (
+                    f"drawn from --seed {spec.seed}: a model.to_json() file holds no weights"
+                )
+        model = keras.saving.load_model(path, compile=False, safe_mode=not spec.trust)
+        return model, f"the weights saved in {path.name}"
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise _refusal(spec, error) from None
+
+
+def _declared_inputs(model: Any) -> tuple[InputSpec, ...]:
+    declared = getattr(model, "inputs", None)
+    if not declared:
+        return ()
+    return tuple(
+        InputSpec(str(tensor.name), tuple(tensor.shape[1:]), str(tensor.dtype)) for tensor in declared
+    )
+
+
+def _structured(model: Any, tensors: list[Any]) -> Any:
+    """The inputs as the model's call takes them (one tensor, a list, or a dict)."""
+    structure = getattr(model, "_inputs_struct", None)
+    if structure is not None:
+        import keras
+
+        return keras.tree.pack_sequence_as(structure, tensors)
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
+def _overrides(keras: Any, layer: Any) -> tuple[str, ...]:
+    base = keras.layers.MultiHeadAttention
+    return tuple(
+        name
+        for name in ("call", "_compute_attention")
+        if getattr(type(layer), name) is not getattr(base, name)
+    )
+
+
+def _arguments(layer: Any) -> dict[str, Any]:
+    """What the layer was built with, in MHAConfig's terms."""
+    config = layer.get_config()
+    output_shape = config.get("output_shape")
+    if isinstance(output_shape, int):
+        output_shape = (output_shape,)
+    return {
+        "num_heads": int(config["num_heads"]),
+        "key_dim": int(config["key_dim"]),
+        "value_dim": None if config.get("value_dim") is None else int(config["value_dim"]),
+        "output_shape": None if output_shape is None else tuple(int(size) for size in output_shape),
+        "attention_axes": tuple(int(axis) for axis in layer.attention_axes),
+        "use_bias": bool(config.get("use_bias", True)),
+        "use_gate": bool(config.get("use_gate", False)),
+        "dropout": float(config.get("dropout", 0.0)),
+        "dtype": str(layer.compute_dtype),
+        "sliding_window": config.get("sliding_window"),
+    }
+
+
+@contextlib.contextmanager
+def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[CapturedCall]]:
+    """Wrap each layer's ``call`` (an instance attribute, removed after) and record every call."""
+    seen: list[CapturedCall] = []
+    counts: dict[int, int] = {}
+    backend = keras.src.backend
+
+    def shape(tensor: Any) -> tuple[int, ...]:
+        return tuple(tensor.shape[1:])
+
+    def arrays_of(tensor: Any) -> np.ndarray:
+        return np.asarray(keras.ops.convert_to_numpy(tensor))
+
+    for layer in layers:
+        original = layer.call
+
+        def call(
+            query: Any,
+            value: Any,
+            key: Any = None,
+            *args: Any,
+            _layer: Any = layer,
+            _call: Any = original,
+            **kwargs: Any,
+        ) -> Any:
+            query_mask = backend.get_keras_mask(query)
+            value_mask, key_mask = kwargs.get("value_mask"), kwargs.get("key_mask")
+            attention_mask = kwargs.get("attention_mask")
+            causal = bool(kwargs.get("use_causal_mask", False))
+            sources = [
+                name
+                for name, given in (
+                    ("attention_mask", attention_mask),
+                    ("query_mask", query_mask),
+                    ("value_mask", value_mask),
+                    ("key_mask", key_mask),
+                )
+                if given is not None
+            ]
+            if causal:
+                sources.append("use_causal_mask")
+            if getattr(_layer, "_sliding_window", None) is not None:
+                sources.append("sliding_window")
+            combined = None
+            if sources:
+                combined = _layer._compute_attention_mask(
+                    query,
+                    value,
+                    query_mask=query_mask,
+                    value_mask=value_mask,
+                    key_mask=None if key is None or key is value else key_mask,
+                    attention_mask=attention_mask,
+                    use_causal_mask=causal,
+                )
+            result = _call(query, value, key, *args, **kwargs)
+            index = counts.get(id(_layer), 0)
+            counts[id(_layer)] = index + 1
+            output = result[0] if isinstance(result, tuple | list) else result
+            arrays: dict[str, np.ndarray | None] = {}
+            if real:
+                arrays = {
+                    "query": arrays_of(query),
+                    "value": arrays_of(value),
+                    "key": None if key is None or key is value else arrays_of(key),
+                    "attention_mask": None if combined is None else arrays_of(combined).astype(bool),
+                    "output": arrays_of(output),
+                }
+            mask_shape = None if combined is None else (None, *tuple(combined.shape)[1:])
+            if combined is not None and combined.shape[0] == 1:
+                mask_shape = (1, *tuple(combined.shape)[1:])
+            seen.append(
+                CapturedCall(
+                    layer=_layer,
+                    path=str(getattr(_layer, "path", _layer.name)),
+                    class_name=type(_layer).__name__,
+                    call_index=index,
+                    query_shape=shape(query),
+                    value_shape=shape(value),
+                    key_shape=shape(value if key is None else key),
+                    value_is_query=value is query,
+                    key_given=key is not None and key is not value,
+                    mask_sources=tuple(sources),
+                    mask_shape=mask_shape,
+                    causal=causal,
+                    scores_requested=bool(kwargs.get("return_attention_scores", False)),
+                    overrides=_overrides(keras, _layer),
+                    arguments=_arguments(_layer),
+                    arrays=arrays,
+                )
+            )
+            return result
+
+        layer.call = call
+    try:
+        yield seen
+    finally:
+        for layer in layers:
+            with contextlib.suppress(AttributeError):
+                del layer.call
+
+
+@_whole
+def symbolic_calls(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple[CapturedCall, ...]:
+    """Every attention call, from tracing the model's own ``call`` on symbolic inputs (batch None)."""
+    import keras
+
+    tensors = [keras.KerasTensor((None, *spec.shape), dtype=spec.dtype or "float32") for spec in inputs]
+    with native_output_silenced(), warnings.catch_warnings(), _keras_rejects():
+        warnings.simplefilter("ignore")
+        with _captured(keras, loaded.attention_layers, real=False) as seen:
+            keras.src.backend.compute_output_spec(loaded.model.call, _structured(loaded.model, tensors))
+    return tuple(seen)
+
+
+@_whole
+def real_calls(
+    loaded: LoadedModel, inputs: tuple[InputSpec, ...], *, batch: int, seed: int
+) -> tuple[CapturedCall, ...]:
+    """Every attention call, from one forward pass on random inputs of the model's input shapes.
+
+    Float inputs are N(0, 1); integer inputs (token ids) are drawn from 1 up to
+    below the smallest Embedding's input_dim, so they index every embedding and
+    ``mask_zero`` masks nothing.
+    """
+    import keras
+
+    rng = np.random.default_rng(seed)
+    vocabularies = [
+        int(layer.input_dim)
+        for layer in loaded.model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.Embedding)
+    ]
+    highest = max(1, min([_MAX_TOKEN, *(size - 1 for size in vocabularies)]))
+    tensors = []
+    for spec in inputs:
+        dtype = spec.dtype or "float32"
+        shape = (batch, *(size for size in spec.shape if size is not None))  # resolved: all known
+        if "int" in dtype:
+            drawn: np.ndarray = rng.integers(1, highest + 1, size=shape)
+        elif dtype == "bool":
+            drawn = np.ones(shape, dtype=bool)
+        else:
+            drawn = rng.standard_normal(shape)
+        tensors.append(keras.ops.convert_to_tensor(drawn, dtype=dtype))
+    with native_output_silenced(), warnings.catch_warnings(), _keras_rejects():
+        warnings.simplefilter("ignore")
+        with _captured(keras, loaded.attention_layers, real=True) as seen:
+            loaded.model(_structured(loaded.model, tensors), training=False)
+    return tuple(seen)
+
+
+def describe(call: CapturedCall) -> str:
+    """``block/attention: query (8, 16), value (4, 16)`` for messages."""
+    return f"{call.key}: query {format_shape(call.query_shape)}, value {format_shape(call.value_shape)}"

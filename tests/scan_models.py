@@ -1,0 +1,112 @@
+"""Small real models for the scan tests, built from Keras constructors (nothing is downloaded).
+
+Importable as ``tests.scan_models`` from the repository root, so a test can
+name a builder to ``mha-explain scan --build tests.scan_models:encoder_decoder``
+and a module to ``--custom-objects tests.scan_models``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+#: Sizes the builders use, which tests compare against.
+VOCABULARY, WIDTH, SOURCE, TARGET = 20, 16, 10, 6
+
+
+@keras.saving.register_keras_serializable(package="mha_explain_tests")
+class AttentionBlock(layers.Layer):
+    """A custom layer holding a MultiHeadAttention: the model's graph does not record its call."""
+
+    def __init__(self, num_heads: int = 2, key_dim: int = 4, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.num_heads, self.key_dim = num_heads, key_dim
+        self.attention = layers.MultiHeadAttention(num_heads=num_heads, key_dim=key_dim, name="attention")
+        self.norm = layers.LayerNormalization()
+
+    def call(self, x: Any) -> Any:
+        return self.norm(x + self.attention(x, x))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim}
+
+
+@keras.saving.register_keras_serializable(package="mha_explain_tests")
+class ScaledAttention(layers.MultiHeadAttention):
+    """A subclass whose call changes the result: scan must say it computes something else."""
+
+    def call(self, query: Any, value: Any, key: Any = None, **kwargs: Any) -> Any:
+        result = super().call(query, value, key, **kwargs)
+        if isinstance(result, tuple):
+            return result[0] * 2.0, result[1]
+        return result * 2.0
+
+
+def encoder_decoder() -> keras.Model:
+    """A Transformer encoder and decoder: self-attention with mask_zero, causal self-attention,
+    cross-attention from the target (6 positions) to the source (10), and a custom block."""
+    source = keras.Input(shape=(SOURCE,), dtype="int32", name="source")
+    target = keras.Input(shape=(TARGET,), dtype="int32", name="target")
+    embed = layers.Embedding(VOCABULARY, WIDTH, mask_zero=True, name="embed")
+    encoded = embed(source)
+    encoded = layers.MultiHeadAttention(num_heads=2, key_dim=8, name="encoder_self")(encoded, encoded)
+    encoded = AttentionBlock(name="encoder_block")(encoded)
+    decoded = layers.Embedding(VOCABULARY, WIDTH, name="target_embed")(target)
+    decoded = layers.MultiHeadAttention(num_heads=4, key_dim=4, name="decoder_causal")(
+        decoded, decoded, use_causal_mask=True
+    )
+    crossed, scores = layers.MultiHeadAttention(num_heads=2, key_dim=8, name="decoder_cross")(
+        decoded, encoded, return_attention_scores=True
+    )
+    return keras.Model([source, target], [crossed, scores], name="encoder_decoder")
+
+
+def image() -> keras.Model:
+    """An image model attending along the height (1,), then over height and width (1, 2)."""
+    pixels = keras.Input(shape=(6, 5, 4), name="pixels")
+    columns = layers.MultiHeadAttention(num_heads=2, key_dim=3, attention_axes=(1,), name="columns")(
+        pixels, pixels
+    )
+    everything = layers.MultiHeadAttention(num_heads=1, key_dim=2, attention_axes=(1, 2), name="whole")(
+        columns, columns
+    )
+    return keras.Model(pixels, everything, name="image")
+
+
+def shared() -> keras.Model:
+    """One MultiHeadAttention called twice, on inputs of two lengths."""
+    short = keras.Input(shape=(4, 8), name="short")
+    long = keras.Input(shape=(7, 8), name="long")
+    attention = layers.MultiHeadAttention(num_heads=2, key_dim=4, name="shared")
+    return keras.Model([short, long], [attention(short, short), attention(short, long)], name="shared")
+
+
+def subclassed() -> keras.Model:
+    """A functional model over the ScaledAttention subclass."""
+    x = keras.Input(shape=(5, 8), name="x")
+    return keras.Model(x, ScaledAttention(num_heads=2, key_dim=4, name="scaled")(x, x), name="subclassed")
+
+
+def no_attention() -> keras.Model:
+    x = keras.Input(shape=(5, 8), name="x")
+    return keras.Model(x, layers.Dense(3)(x), name="dense_only")
+
+
+def with_lambda() -> keras.Model:
+    """A model whose file carries Python bytecode (a Lambda over a Python lambda)."""
+    x = keras.Input(shape=(5, 8), name="x")
+    y = layers.Lambda(lambda t: t * 2.0, name="doubler")(x)
+    return keras.Model(x, layers.MultiHeadAttention(num_heads=1, key_dim=2)(y, y), name="with_lambda")
+
+
+def variable_length(heads: int = 2) -> keras.Model:
+    """Token ids of unknown length (None): scan needs --input tokens=LENGTH."""
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    x = layers.Embedding(VOCABULARY, WIDTH, mask_zero=True)(tokens)
+    return keras.Model(tokens, layers.MultiHeadAttention(num_heads=heads, key_dim=4, name="attention")(x, x))
+
+
+def variable_length_four_heads() -> keras.Model:
+    return variable_length(heads=4)

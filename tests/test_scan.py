@@ -1,0 +1,247 @@
+"""``mha-explain scan`` on real models built here (tests/scan_models.py), saved as .keras, .h5 and JSON.
+
+What a scan reports is held against Keras itself: each call's scores and
+output shapes against a fresh MultiHeadAttention built with the same
+arguments and run on inputs of the call's shapes, and model.summary()'s
+scores shape against the model's own symbolic output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mha_cli.cli.app import app
+from tests import scan_models
+
+pytestmark = pytest.mark.keras
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def scan(*args: str) -> Any:
+    return runner.invoke(app, ["scan", *args], env={"COLUMNS": "120"})
+
+
+def scan_json(*args: str) -> dict[str, Any]:
+    result = scan(*args, "--json")
+    assert result.exit_code == 0, result.output
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Every test model, saved in every format it is scanned from."""
+    folder = tmp_path_factory.mktemp("models")
+    found = {}
+    for name in ("encoder_decoder", "image", "shared", "subclassed", "no_attention", "with_lambda"):
+        model = getattr(scan_models, name)()
+        found[f"{name}.keras"] = folder / f"{name}.keras"
+        model.save(found[f"{name}.keras"])
+    model = scan_models.encoder_decoder()
+    found["encoder_decoder.h5"] = folder / "encoder_decoder.h5"
+    model.save(found["encoder_decoder.h5"])
+    found["encoder_decoder.json"] = folder / "encoder_decoder.json"
+    found["encoder_decoder.json"].write_text(model.to_json())
+    return found
+
+
+def keras_shapes(call: dict[str, Any]) -> tuple[tuple[int | None, ...], tuple[int | None, ...]]:
+    """Scores and output shapes from a fresh Keras layer with this call's arguments and input shapes."""
+    import keras
+
+    config, inputs = call["config"], call["inputs"]
+    layer = keras.layers.MultiHeadAttention(
+        num_heads=config["num_heads"],
+        key_dim=config["key_dim"],
+        value_dim=config["value_dim"],
+        output_shape=config["output_shape"],
+        attention_axes=config["attention_axes"],
+    )
+    rng = np.random.default_rng(0)
+    query, value = (
+        rng.standard_normal((2, *inputs[name][1:])).astype("float32") for name in ("query", "value")
+    )
+    output, scores = layer(query, value, return_attention_scores=True)
+    return (None, *scores.shape[1:]), (None, *output.shape[1:])
+
+
+def test_every_call_of_an_encoder_decoder_is_found_and_proved(saved: dict[str, Path]) -> None:
+    document = scan_json(str(saved["encoder_decoder.keras"]))
+    calls = {call["layer"]: call for call in document["calls"]}
+    # The custom block's attention has no inbound node in the model's graph; it is found all the same.
+    # In the order the model makes them (its graph's topological order).
+    assert sorted(calls) == sorted(
+        ["encoder_self", "encoder_block/attention", "decoder_causal", "decoder_cross"]
+    )
+    assert len(document["calls"]) == 4
+    assert document["attention_layers"] == 4
+    for call in calls.values():
+        scores, output = keras_shapes(call)
+        assert tuple(call["shapes"]["attention_scores"]) == scores, call["layer"]
+        assert tuple(call["shapes"]["output"]) == output, call["layer"]
+        assert {name: check["status"] for name, check in call["checks"].items()} | {
+            "keras_symbolic": "-"
+        } == {
+            "derivation": "passed",
+            "numpy_reference": "passed",
+            "keras_symbolic": "-",
+            "plain_call": "passed",
+            "model_call": "passed",
+        }, call["layer"]
+    cross = calls["decoder_cross"]
+    assert cross["inputs"]["query"] == [None, scan_models.TARGET, scan_models.WIDTH]
+    assert cross["inputs"]["value"] == [None, scan_models.SOURCE, scan_models.WIDTH]
+    assert "use_causal_mask" in calls["decoder_causal"]["mask_sources"]
+    assert "query_mask" in calls["encoder_self"]["mask_sources"]  # from the mask_zero embedding
+    assert "weights saved in encoder_decoder.keras" in document["model"]["weights_from"]
+
+
+def test_a_scores_shape_model_summary_gets_wrong_is_flagged(saved: dict[str, Path]) -> None:
+    import keras
+
+    model = keras.saving.load_model(saved["encoder_decoder.keras"])
+    summary_scores = tuple(model.outputs[1].shape)  # what model.summary() prints for decoder_cross
+    calls = {call["layer"]: call for call in scan_json(str(saved["encoder_decoder.keras"]))["calls"]}
+    real = tuple(calls["decoder_cross"]["shapes"]["attention_scores"])
+    assert summary_scores != real  # keras-team/keras#19303: (None, 2, 6, 6) for cross-attention
+    assert calls["decoder_cross"]["summary_scores_wrong"] is True
+    assert tuple(calls["decoder_cross"]["checks"]["keras_symbolic"]["attention_scores"]) == summary_scores
+    assert [c["layer"] for c in calls.values() if c["summary_scores_wrong"]] == ["decoder_cross"]
+    table = scan(str(saved["encoder_decoder.keras"])).stdout
+    assert f"WARN decoder_cross: model.summary() shows its scores as {summary_scores}".replace(
+        "'", ""
+    ) in " ".join(table.split())
+
+
+@pytest.mark.parametrize("kind", ["h5", "json"])
+def test_h5_and_json_files_give_the_same_calls(saved: dict[str, Path], kind: str) -> None:
+    from_keras = scan_json(str(saved["encoder_decoder.keras"]))
+    other = scan_json(str(saved[f"encoder_decoder.{kind}"]))
+    for ours, theirs in zip(from_keras["calls"], other["calls"], strict=True):
+        assert (ours["layer"], ours["shapes"], ours["equations"]) == (
+            theirs["layer"],
+            theirs["shapes"],
+            theirs["equations"],
+        )
+        assert all(check["status"] != "failed" for check in theirs["checks"].values())
+    if kind == "json":
+        assert "drawn from --seed 0" in other["model"]["weights_from"]
+
+
+def test_image_axes_and_a_shared_layer(saved: dict[str, Path]) -> None:
+    image = scan_json(str(saved["image.keras"]))
+    by_layer = {call["layer"]: call for call in image["calls"]}
+    assert by_layer["columns"]["config"]["attention_axes"] == [1]
+    assert by_layer["whole"]["config"]["attention_axes"] == [1, 2]
+    for call in image["calls"]:
+        assert tuple(call["shapes"]["attention_scores"]) == keras_shapes(call)[0]
+    shared = scan_json(str(saved["shared.keras"]))
+    # One layer, two calls, numbered in the order the model makes them.
+    assert [(c["layer"], c["call_index"]) for c in shared["calls"]] == [("shared", 0), ("shared", 1)]
+    assert sorted(c["inputs"]["value"] for c in shared["calls"]) == [[None, 4, 8], [None, 7, 8]]
+    assert shared["attention_layers"] == 1
+
+
+def test_a_subclass_that_changes_call_is_reported_honestly(saved: dict[str, Path]) -> None:
+    result = scan(str(saved["subclassed.keras"]), "--json")
+    assert result.exit_code == 0, result.output
+    (call,) = json.loads(result.stdout)["calls"]
+    assert call["class"] == "ScaledAttention" and call["overrides"] == ["call"]
+    assert call["checks"]["model_call"]["status"] == "warning"
+    assert call["checks"]["numpy_reference"]["status"] == "passed"  # MultiHeadAttention's own computation
+
+
+def test_a_model_without_attention_says_so(saved: dict[str, Path]) -> None:
+    result = scan(str(saved["no_attention.keras"]))
+    assert result.exit_code == 0, result.output
+    assert "No MultiHeadAttention layer in this model" in result.stdout
+
+
+def test_a_lambda_with_code_is_refused_unless_trusted(saved: dict[str, Path]) -> None:
+    path = saved["with_lambda.keras"]
+    refused = scan(str(path))
+    assert refused.exit_code == 2 and refused.stdout == ""
+    (line,) = refused.stderr.splitlines()
+    assert "the Lambda layer 'doubler' holds Python code" in line and "--trust-model" in line
+    trusted = scan(str(path), "--trust-model")
+    assert trusted.exit_code == 0, trusted.output
+
+
+def test_build_and_input_sizes() -> None:
+    missing = scan("--build", "tests.scan_models:variable_length")
+    assert missing.exit_code == 2
+    assert (
+        "input 'tokens' (None, None) has no size on axis 1; give it, e.g. --input tokens=128"
+        in missing.stderr
+    )
+    document = scan_json("--build", "tests.scan_models:variable_length", "--input", "tokens=7")
+    (call,) = document["calls"]
+    assert call["inputs"]["query"] == [None, 7, scan_models.WIDTH]
+    assert document["model"]["inputs"] == [{"name": "tokens", "shape": [None, 7], "dtype": "int32"}]
+    wrong = scan("--build", "tests.scan_models:variable_length", "--input", "ids=7")
+    assert wrong.exit_code == 2 and "has no input of that name; its inputs are tokens" in wrong.stderr
+
+
+def test_the_memory_guard_answers_from_the_symbolic_pass(saved: dict[str, Path]) -> None:
+    document = scan_json(str(saved["encoder_decoder.keras"]), "--max-memory", "1KiB")
+    assert document["executed"] is False and "above --max-memory" in document["not_executed_reason"]
+    full = scan_json(str(saved["encoder_decoder.keras"]))
+    assert [c["shapes"] for c in document["calls"]] == [c["shapes"] for c in full["calls"]]
+    assert all(c["checks"]["numpy_reference"]["status"] == "skipped" for c in document["calls"])
+
+
+def test_layer_shows_the_details_of_one_layer(saved: dict[str, Path]) -> None:
+    shown = scan(str(saved["encoder_decoder.keras"]), "--layer", "decoder_cross")
+    assert shown.exit_code == 0
+    assert "== decoder_cross (MultiHeadAttention)" in shown.stdout and "Einsum equations" in shown.stdout
+    missing = scan(str(saved["encoder_decoder.keras"]), "--layer", "nope")
+    assert missing.exit_code == 2 and "no attention layer there; the paths are " in missing.stderr
+    assert "encoder_block/attention" in missing.stderr
+
+
+def _file(folder: Path, name: str, content: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("missing.keras", None, "no such file"),
+        ("text.keras", b"not a zip at all", "not a model Keras can load"),
+        ("text.h5", b"not hdf5", "not a model Keras can load"),
+        ("list.json", b"[1, 2, 3]", "not a model Keras can load"),
+        ("broken.json", b'{"class_name": "Functional", "config": {', "not a model Keras can load"),
+        (
+            "unknown.json",
+            b'{"class_name": "NoSuchLayer", "config": {"name": "x"}}',
+            "the model uses the custom class 'NoSuchLayer', which is not registered",
+        ),
+        ("model.txt", b"", "not a model file by its name"),
+    ],
+)
+def test_a_bad_model_file_is_one_line_and_exit_2(
+    tmp_path: Path, name: str, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / name if content is None else _file(tmp_path, name, content)
+    result = scan(str(path))
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"mha-explain: error: MODEL {path}: ") and message in line, line
+
+
+def test_a_truncated_keras_file_is_one_line(saved: dict[str, Path], tmp_path: Path) -> None:
+    data = saved["encoder_decoder.keras"].read_bytes()
+    path = _file(tmp_path, "cut.keras", data[: len(data) // 2])
+    result = scan(str(path))
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output
+    assert "not a model Keras can load" in result.stderr
