@@ -18,7 +18,7 @@ import pytest
 from mha_cli.core.cases import CASE_FILE_SUFFIXES, Case, CaseFileError, load
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import parse_bytes
-from mha_cli.operations.check import CaseStatus, run_case
+from mha_cli.operations.check import CaseResult, CaseStatus, check_model, run_case
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY
 
 
@@ -70,11 +70,36 @@ class CaseFileCollector(pytest.File):
             case_file = load(self.path)
         except CaseFileError as error:
             raise self.CollectError(str(error)) from None
+        self.model = case_file.model
+        self._model_results: list[CaseResult] | None = None
+        if case_file.model is not None:
+            # One item per pinned call, and one for the calls the file does not pin (new ones),
+            # all from one scan of the model.
+            for pinned in case_file.model.pinned or ():
+                yield ModelCallItem.from_parent(self, name=pinned.key, key=pinned.key, line=pinned.line)
+            yield ModelCallItem.from_parent(
+                self, name="[model] unpinned calls", key=None, line=case_file.model.line
+            )
+            return
         for case in case_file.cases:
             yield CaseItem.from_parent(self, name=case.name, case=case)
         for problem in case_file.problems:
             name = problem.case or f"line {problem.line}"
             yield InvalidCaseItem.from_parent(self, name=name, problem=problem)
+
+    def model_results(self) -> list[CaseResult]:
+        """The file's model, scanned once and held against its [calls] (check_model)."""
+        if self._model_results is None:
+            assert self.model is not None
+            config = self.config
+            self._model_results = check_model(
+                self.path, self.model, _backend(config), max_memory=config.stash[_MAX_MEMORY]
+            )
+        return self._model_results
+
+
+def _backend(config: pytest.Config) -> str:
+    return str(config.getoption("mha_backend") or os.environ.get("KERAS_BACKEND", "tensorflow"))
 
 
 class CaseDiffers(Exception):
@@ -105,15 +130,51 @@ class CaseItem(_CaseFileItem):
 
     def runtest(self) -> None:
         config = self.config
-        backend = config.getoption("mha_backend") or os.environ.get("KERAS_BACKEND", "tensorflow")
-        result = run_case(self.case, backend, max_memory=config.stash[_MAX_MEMORY])
-        if result.status is CaseStatus.UNRECORDED and not config.getoption("mha_strict"):
+        result = run_case(self.case, _backend(config), max_memory=config.stash[_MAX_MEMORY])
+        self.judge(result)
+
+    def judge(self, result: CaseResult) -> None:
+        if result.status is CaseStatus.UNRECORDED and not self.config.getoption("mha_strict"):
             pytest.skip(result.explanation()[0])
         if result.status is not CaseStatus.PASSED:
             raise CaseDiffers(self.location_of(result.line), result.explanation())
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.case.line - 1, f"case {self.case.name!r}"
+
+
+class ModelCallItem(CaseItem):
+    """One call a [model] file pins (``key``), or, with ``key`` None, the calls it does not pin."""
+
+    def __init__(self, *, key: str | None, line: int, **kwargs: Any) -> None:
+        _CaseFileItem.__init__(self, **kwargs)
+        self.key, self.line = key, line
+        self.add_marker("mha_explain")
+
+    def runtest(self) -> None:
+        collector = self.parent
+        assert isinstance(collector, CaseFileCollector) and collector.model is not None
+        results = collector.model_results()
+        pinned = {call.key for call in collector.model.pinned or ()}
+        unusable = [r for r in results if r.name == "[model]"]  # the model could not be scanned
+        if unusable:
+            self.judge(unusable[0])
+        if self.key is not None:
+            (result,) = [r for r in results if r.name == self.key]
+            self.judge(result)
+            return
+        others = [r for r in results if r.name not in pinned]
+        if not others:
+            return
+        failing = [r for r in others if r.status in (CaseStatus.FAILED, CaseStatus.ERROR)]
+        for result in failing or others:
+            self.judge(result)
+
+    def location_of(self, line: int) -> str:
+        return f"{os.path.relpath(self.path, self.config.rootpath)}:{line}: call {self.name!r}"
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.line - 1, f"call {self.name!r}"
 
 
 class InvalidCaseItem(_CaseFileItem):

@@ -24,6 +24,7 @@ from mha_cli.core.config import MHAConfig
 from mha_cli.core.derivation import Derivation, derive
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import MAX_SIZE, format_shape
+from mha_cli.core.models import ModelSpec, model_spec, parse_input
 
 #: File names that directories are searched for, and that the pytest plugin collects.
 CASE_FILE_SUFFIXES = (".mha.toml", ".mha.json")
@@ -51,7 +52,27 @@ KNOBS: dict[str, str] = {
     "sliding_window": "int",
 }
 CASE_KEYS = ("name", *KNOBS, "expect")
-TOP_LEVEL_KEYS = ("defaults", "case", "recorded")
+TOP_LEVEL_KEYS = ("defaults", "case", "model", "calls", "recorded")
+#: A ``[model]`` table: the model a file pins, instead of configurations.
+MODEL_KEYS = ("path", "build", "inputs", "custom_objects", "seed", "batch")
+#: What ``record`` pins for each call of a model (``[calls."layer/path"]``), shapes without batch.
+CALL_FIELDS = (
+    "class",
+    "num_heads",
+    "key_dim",
+    "value_dim",
+    "output_shape",
+    "attention_axes",
+    "use_bias",
+    "use_gate",
+    "dtype",
+    "query",
+    "value",
+    "key",
+    "attention_scores",
+    "output",
+    "params",
+)
 RECORDED_KEYS = ("keras_version", "backend", "tool_version")
 
 #: Shapes an ``expect`` block may pin (the JSON document's ``shapes`` names), batch axis left out.
@@ -129,6 +150,28 @@ class Case:
 
 
 @dataclass(frozen=True)
+class PinnedCall:
+    """One call of a model's attention layer, as ``record`` pinned it."""
+
+    #: The layer's path, with ``#N`` for a shared layer's later calls.
+    key: str
+    line: int
+    expect: Mapping[str, Any]
+    #: The line of each pinned field.
+    lines: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """A case file's ``[model]``: the model is the source of truth, re-scanned on every check."""
+
+    spec: ModelSpec
+    line: int
+    #: The ``[calls]`` tables, in file order; None when the file has none yet (never recorded).
+    pinned: tuple[PinnedCall, ...] | None
+
+
+@dataclass(frozen=True)
 class CaseFile:
     path: Path
     format: str  # "toml" or "json"
@@ -136,6 +179,8 @@ class CaseFile:
     #: Cases that could not be read, each pointing at its line; the others still run.
     problems: tuple[CaseFileError, ...]
     recorded: Recorded | None
+    #: The model the file pins, for a file with ``[model]`` (it has no cases then).
+    model: ModelCase | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +238,9 @@ def parse(path: Path, text: str, fmt: str) -> CaseFile:
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise CaseFileError(path, lines.at(key), None, _unknown("top-level key", key, TOP_LEVEL_KEYS))
+    recorded = _recorded(path, data.get("recorded"), lines)
+    if "model" in data or "calls" in data:
+        return CaseFile(path, fmt, (), (), recorded, _model_case(path, data, lines))
     defaults = data.get("defaults", {})
     if not isinstance(defaults, dict):
         raise CaseFileError(path, lines.at("defaults"), None, "[defaults] must be a table")
@@ -208,8 +256,9 @@ def parse(path: Path, text: str, fmt: str) -> CaseFile:
     if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
         raise CaseFileError(path, lines.at("case"), None, "cases are [[case]] tables (a list of objects)")
     if not entries:
-        raise CaseFileError(path, 1, None, "no cases; add [[case]] tables with a name and a shape")
-    recorded = _recorded(path, data.get("recorded"), lines)
+        raise CaseFileError(
+            path, 1, None, "no cases; add [[case]] tables with a name and a shape, or a [model] table"
+        )
     cases: list[Case] = []
     problems: list[CaseFileError] = []
     names: dict[str, int] = {}
@@ -251,6 +300,93 @@ def _recorded(path: Path, table: object, lines: _Lines) -> Recorded | None:
     if not all(isinstance(value, str) for value in table.values()):
         raise CaseFileError(path, lines.at("recorded"), None, "[recorded] values are strings")
     return Recorded(**table)
+
+
+# --- A model ---------------------------------------------------------------------
+
+
+def _model_case(path: Path, data: dict[str, Any], lines: _Lines) -> ModelCase:
+    """``[model]`` and its ``[calls]``; such a file holds no ``[[case]]`` and no ``[defaults]``."""
+    for key in ("case", "defaults"):
+        if key in data:
+            raise CaseFileError(
+                path, lines.at(key), None, "a file pins a [model] or holds [[case]] tables, not both"
+            )
+    table = data.get("model")
+    line = lines.at("model")
+    if not isinstance(table, dict):
+        raise CaseFileError(path, line, None, '[model] is a table with path = "model.keras" or build')
+    for key in table:
+        if key not in MODEL_KEYS:
+            raise CaseFileError(
+                path, lines.at("model", key), None, _unknown("key in [model]", key, MODEL_KEYS)
+            )
+
+    def problem(key: str, text: str) -> CaseFileError:
+        return CaseFileError(path, lines.at("model", key), None, f"model.{key}: {text}")
+
+    for key in ("path", "build"):
+        if key in table and not isinstance(table[key], str):
+            raise problem(key, "a string")
+    listed = {}
+    for key in ("inputs", "custom_objects"):
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise problem(
+                key, 'a list of strings, e.g. ["tokens=128:int32"]' if key == "inputs" else '["my_layers"]'
+            )
+        listed[key] = value
+    numbers = {}
+    for key, least in (("seed", 0), ("batch", 1)):
+        value = table.get(key, 0 if key == "seed" else 2)
+        if not _is_int(value) or value < least:
+            raise problem(key, f"an integer >= {least}")
+        numbers[key] = value
+    # A model file is found beside the case file, wherever check runs from.
+    model_path = None if "path" not in table else path.parent / table["path"]
+    try:
+        inputs = tuple(parse_input("inputs", item) for item in listed["inputs"])
+        spec = model_spec(
+            model_path,
+            table.get("build"),
+            custom_objects=tuple(listed["custom_objects"]),
+            inputs=inputs,
+            batch=numbers["batch"],
+            seed=numbers["seed"],
+            option="[model]",
+        )
+    except ConfigError as error:
+        key = {"--build": "build", "inputs": "inputs", "--custom-objects": "custom_objects"}.get(
+            error.option, "path"
+        )
+        raise problem(
+            key, error.problem if error.value is None else f"{error.value}: {error.problem}"
+        ) from None
+    calls = data.get("calls")
+    if calls is None:
+        return ModelCase(spec, line, None)
+    if not isinstance(calls, dict) or not all(isinstance(entry, dict) for entry in calls.values()):
+        raise CaseFileError(
+            path, lines.at("calls"), None, '[calls."layer/path"] tables, one per call, as record writes them'
+        )
+    pinned = []
+    for key, expect in calls.items():
+        for field, value in expect.items():
+            if field not in CALL_FIELDS:
+                raise CaseFileError(
+                    path, lines.at("calls", key, field), key, _unknown("field", field, CALL_FIELDS)
+                )
+            if field in ("query", "value", "key", "attention_scores", "output") and not _is_shape(value):
+                raise CaseFileError(
+                    path, lines.at("calls", key, field), key, f"{field}: {_HOW_TO_WRITE['shape']}"
+                )
+        field_lines = {field: lines.at("calls", key, field) for field in expect}
+        pinned.append(PinnedCall(key, lines.at("calls", key), expect, field_lines))
+    return ModelCase(spec, line, tuple(pinned))
+
+
+def _is_shape(value: object) -> bool:
+    return isinstance(value, list) and all(_is_int(size) and size >= 0 for size in value)
 
 
 # --- One case ------------------------------------------------------------------
@@ -484,7 +620,9 @@ class _Lines:
         return 1
 
 
-_TOML_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?")
+_TOML_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" /#]+?)\s*\]\]?")
+#: The parts of a dotted header or key; a quoted part may hold dots ([calls."a.b/attention"]).
+_TOML_PART = re.compile(r'\s*("[^"]*"|[^."]+)\s*(?:\.|$)')
 _TOML_KEY = re.compile(r"^\s*([A-Za-z0-9_\-.\" ]+?)\s*=")
 
 
@@ -502,7 +640,7 @@ def _parse_toml(path: Path, text: str) -> tuple[Any, _Lines]:
     for number, line in enumerate(text.splitlines(), start=1):
         header = _TOML_HEADER.match(line)
         if header and not _TOML_KEY.match(line):
-            parts = [part.strip().strip('"') for part in header.group(2).split(".")]
+            parts = [part.strip('"') for part in _TOML_PART.findall(header.group(2))]
             if parts[0] == "case":
                 if header.group(1) == "[[":
                     cases += 1

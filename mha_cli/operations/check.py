@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -22,6 +22,7 @@ from mha_cli.core.cases import (
     CaseFile,
     CaseFileError,
     Mismatch,
+    ModelCase,
     Recorded,
     compare,
     find_case_files,
@@ -30,6 +31,7 @@ from mha_cli.core.cases import (
 )
 from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, ExplainResult, explain
+from mha_cli.operations.scan import CallResult, observed_call, scan
 
 
 class CaseStatus(StrEnum):
@@ -39,6 +41,8 @@ class CaseStatus(StrEnum):
     UNRECORDED = "unrecorded"  # verified, but it has no expect block to compare
 
 
+#: CaseResult.source for a model's calls.
+MODEL = "the model"
 #: Called before each case runs: (cases done, cases in all, the case's id).
 Progress = Callable[[int, int, str], None]
 
@@ -52,6 +56,8 @@ class CaseResult:
     mismatches: tuple[Mismatch, ...] = ()
     #: One line per failed verification (derivation, numpy_reference).
     failed_checks: tuple[str, ...] = ()
+    #: What the actual values come from, in mismatch lines.
+    source: str = "the real layer"
     warnings: tuple[str, ...] = ()
     #: Why the case is an error (its location is path, line and name).
     error: str | None = None
@@ -66,12 +72,13 @@ class CaseResult:
 
     @property
     def location(self) -> str:
-        return f"{self.path}:{self.line}: case {self.name!r}"
+        what = "call" if self.source == MODEL else "case"
+        return f"{self.path}:{self.line}: {what} {self.name!r}"
 
     def explanation(self) -> list[str]:
         """What is wrong, one line per problem: what every report shows for this case."""
         lines = [
-            f"{m.field}: expected {show(m.expected)}, the real layer gives {show(m.actual)}"
+            f"{m.field}: expected {show(m.expected)}, {self.source} gives {show(m.actual)}"
             for m in self.mismatches
         ]
         lines.extend(self.failed_checks)
@@ -178,6 +185,95 @@ def run_case(case: Case, backend: str, *, max_memory: int = DEFAULT_MAX_MEMORY) 
     )
 
 
+def check_model(
+    path: Path,
+    model: ModelCase,
+    backend: str,
+    *,
+    pattern: str | None = None,
+    max_memory: int = DEFAULT_MAX_MEMORY,
+) -> list[CaseResult]:
+    """Re-scan a case file's model and hold every call against what the file pins.
+
+    A pinned call whose configuration or shapes changed fails, and so does a
+    pinned call that is gone, and a call the file does not pin (a new layer, or
+    a layer now called once more), each named by its layer path.
+    """
+    started = time.perf_counter()
+
+    def finish(name: str, line: int, status: CaseStatus, **details: Any) -> CaseResult:
+        seconds = time.perf_counter() - started
+        return CaseResult(path, name, line, status, source=MODEL, seconds=seconds, **details)
+
+    try:
+        scanned = scan(model.spec, backend, max_memory=max_memory)
+    except ConfigError as error:
+        return [finish("[model]", model.line, CaseStatus.ERROR, error=f"model: {error}")]
+    found = {call.call.key: call for call in scanned.calls}
+    pinned = {} if model.pinned is None else {call.key: call for call in model.pinned}
+    results = []
+    for key, pin in pinned.items():
+        if not matches(pattern, path, key):
+            continue
+        call = found.get(key)
+        if call is None:
+            where = ", ".join(found) or "none"
+            gone = f"this call is gone from the model (its attention calls now: {where}); run record --update"
+            results.append(finish(key, pin.line, CaseStatus.FAILED, failed_checks=(gone,)))
+            continue
+        actual = observed_call(call)
+        # At the first field that differs, else at the call's table.
+        line = next((pin.lines[f] for f, value in pin.expect.items() if actual.get(f) != value), pin.line)
+        results.append(_pinned_result(finish, key, line, pin.expect, call, actual))
+    for key, call in found.items():
+        if key in pinned or not matches(pattern, path, key):
+            continue
+        if model.pinned is None:  # never recorded: verified, nothing to compare yet
+            results.append(_pinned_result(finish, key, model.line, None, call, observed_call(call)))
+            continue
+        new = (
+            f"a MultiHeadAttention call the file does not pin ({call.call.class_name}); run record to pin it"
+        )
+        results.append(finish(key, model.line, CaseStatus.FAILED, failed_checks=(new,), result=call.result))
+    return results
+
+
+def _pinned_result(
+    finish: Callable[..., CaseResult],
+    key: str,
+    line: int,
+    expect: Mapping[str, Any] | None,
+    call: CallResult,
+    actual: dict[str, Any],
+) -> CaseResult:
+    if call.error is not None or call.result is None:
+        return finish(key, line, CaseStatus.ERROR, error=call.error or "not explained")
+    mismatches = tuple(
+        Mismatch(field, expected, actual.get(field))
+        for field, expected in (expect or {}).items()
+        if actual.get(field) != expected
+    )
+    failed_checks = tuple(f"{check.name}: {check.detail}" for check in call.result.failed)
+    if mismatches or failed_checks:
+        status = CaseStatus.FAILED
+    else:
+        status = CaseStatus.UNRECORDED if expect is None else CaseStatus.PASSED
+    return finish(
+        key,
+        line,
+        status,
+        mismatches=mismatches,
+        failed_checks=failed_checks,
+        warnings=call.result.warnings,
+        not_executed_reason=call.result.not_executed_reason,
+        result=call.result,
+    )
+
+
+def _has_model(file: Selected) -> int:
+    return int(file.case_file is not None and file.case_file.model is not None)
+
+
 def _problem_result(problem: CaseFileError) -> CaseResult:
     return CaseResult(
         problem.path, problem.case or "?", problem.line, CaseStatus.ERROR, error=problem.problem
@@ -215,12 +311,24 @@ def select(paths: Sequence[Path], pattern: str | None) -> list[Selected]:
         cases = tuple(case for case in case_file.cases if matches(pattern, path, case.name))
         problems = tuple(p for p in case_file.problems if p.case is None or matches(pattern, path, p.case))
         selected.append(Selected(path, case_file, cases, problems))
-    if pattern is not None and not any(file.cases or file.problems for file in selected):
+    if pattern is not None and not any(
+        file.cases or file.problems or _model_matches(file, pattern) for file in selected
+    ):
         available = sum(len(file.case_file.cases) for file in selected if file.case_file is not None)
         raise ConfigError(
             "-k", repr(pattern), f"matches none of the {available} cases in {len(found)} file(s)"
         )
     return selected
+
+
+def _model_matches(file: Selected, pattern: str) -> bool:
+    """Whether -k can select a call of the file's model: a pinned call's path, or any call of a new file."""
+    model = None if file.case_file is None else file.case_file.model
+    if model is None:
+        return False
+    if model.pinned is None:
+        return True
+    return any(matches(pattern, file.path, call.key) for call in model.pinned)
 
 
 def keras_version_of(results: Sequence[CaseResult]) -> str | None:
@@ -240,11 +348,17 @@ def check_files(
     """Run every selected case of every file; a bad file never stops the others."""
     started = time.perf_counter()
     selected = select(paths, pattern)
-    total = sum(len(file.cases) for file in selected)
+    total = sum(len(file.cases) + _has_model(file) for file in selected)
     done = 0
     files = []
     for file in selected:
         results = []
+        model = None if file.case_file is None else file.case_file.model
+        if model is not None:
+            if progress is not None:
+                progress(done, total, f"{file.path}::[model]")
+            results.extend(check_model(file.path, model, backend, pattern=pattern, max_memory=max_memory))
+            done += 1
         for case in file.cases:
             if progress is not None:
                 progress(done, total, case.id)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli import __version__
-from mha_cli.core.cases import SHAPE_FIELDS, CaseFileError, observed, show
-from mha_cli.core.errors import ExitCode
+from mha_cli.core.cases import SHAPE_FIELDS, CaseFileError, ModelCase, observed, show
+from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.core.files import write_atomically
 from mha_cli.operations.check import CaseResult, CaseStatus, Progress, keras_version_of, run_case, select
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY
@@ -94,13 +94,29 @@ def record_files(
 ) -> RecordReport:
     """Run the selected cases file by file, then write each file's new expectations."""
     selected = select(paths, pattern)
-    total = sum(len(file.cases) for file in selected)
+    total = sum(
+        len(file.cases) + int(file.case_file is not None and file.case_file.model is not None)
+        for file in selected
+    )
     done = 0
     outcomes = []
     keras_version = None
     for file in selected:
         if file.case_file is None:
             outcomes.append(RecordOutcome(file.path, error=file.error))
+            continue
+        if file.case_file.model is not None:
+            if progress is not None:
+                progress(done, total, f"{file.path}::[model]")
+            outcome, calls, ran_on = _record_model(
+                file.path, file.case_file.model, backend, update, max_memory
+            )
+            keras_version = ran_on or keras_version
+            if calls is not None and not dry_run:
+                assert ran_on is not None
+                text = _edit_calls(file.path, file.case_file.format, calls, _recorded_table(ran_on, backend))
+                outcome = _written(outcome, file.path, text)
+            outcomes.append(outcome)
             continue
         results: list[CaseResult] = []
         for case in file.cases:
@@ -113,15 +129,126 @@ def record_files(
         if edits and not dry_run:
             assert keras_version is not None  # something was recorded, so a case ran
             text = _edit(file.path, file.case_file.format, edits, keras_version, backend)
-            try:
-                write_atomically(file.path, text)
-            except OSError as error:
-                problem = f"{file.path}: cannot write it: {error.strerror or error}; it is unchanged"
-                outcome = replace(outcome, error=problem)
-            else:
-                outcome = replace(outcome, written=True)
+            outcome = _written(outcome, file.path, text)
         outcomes.append(outcome)
     return RecordReport(tuple(outcomes), backend, keras_version, dry_run)
+
+
+def _written(outcome: RecordOutcome, path: Path, text: str) -> RecordOutcome:
+    """Write ``text`` over ``path`` atomically; a failure leaves the file as it was and says so."""
+    try:
+        write_atomically(path, text)
+    except OSError as error:
+        return replace(outcome, error=f"{path}: cannot write it: {error.strerror or error}; it is unchanged")
+    return replace(outcome, written=True)
+
+
+def _record_model(
+    path: Path, model: ModelCase, backend: str, update: bool, max_memory: int
+) -> tuple[RecordOutcome, dict[str, dict[str, Any]] | None, str | None]:
+    """Scan the model and decide what the file's [calls] become: the report, the tables (None:
+    nothing to write) and the Keras that ran."""
+    from mha_cli.operations.scan import observed_call, scan
+
+    try:
+        scanned = scan(model.spec, backend, max_memory=max_memory)
+    except ConfigError as error:
+        return (
+            RecordOutcome(path, not_recorded=(("[model]", f"{path}: model: {error}"),), invalid=True),
+            None,
+            None,
+        )
+    pinned = {call.key: dict(call.expect) for call in model.pinned or ()}
+    calls: dict[str, dict[str, Any]] = {}
+    added: list[str] = []
+    unchanged: list[str] = []
+    updated: list[Change] = []
+    kept: list[Change] = []
+    not_recorded: list[tuple[str, str]] = []
+    for found in scanned.calls:
+        key = found.call.key
+        if found.error is not None or found.result is None or found.failed:
+            why = found.error or (
+                found.result.failed[0].detail if found.result and found.result.failed else ""
+            )
+            not_recorded.append((key, f"{path}: call {key!r}: not recorded: {why}"))
+            if key in pinned:
+                calls[key] = pinned[key]
+            continue
+        if found.result.not_executed_reason is not None:
+            not_recorded.append((key, f"{path}: call {key!r}: not run: {found.result.not_executed_reason}"))
+            if key in pinned:
+                calls[key] = pinned[key]
+            continue
+        actual = observed_call(found)
+        if key not in pinned:
+            added.append(key)
+            calls[key] = actual
+            continue
+        expect = pinned[key]
+        changes = [Change(key, f, expect[f], actual.get(f)) for f in expect if actual.get(f) != expect[f]]
+        (updated if update else kept).extend(changes)
+        if not changes:
+            unchanged.append(key)
+        calls[key] = {**expect, **{c.field: c.new for c in changes}} if update else expect
+    for key, expect in pinned.items():
+        if key in calls:
+            continue
+        change = Change(key, "call", "pinned", "gone from the model")
+        if update:
+            updated.append(change)  # and not kept in the file
+        else:
+            kept.append(change)
+            calls[key] = expect
+    outcome = RecordOutcome(
+        path,
+        added=tuple(added),
+        updated=tuple(updated),
+        kept=tuple(kept),
+        unchanged=tuple(unchanged),
+        not_recorded=tuple(not_recorded),
+    )
+    changed = bool(added) or bool(updated)
+    return outcome, (calls if changed else None), scanned.keras_version
+
+
+def _edit_calls(path: Path, fmt: str, calls: dict[str, dict[str, Any]], recorded: dict[str, str]) -> str:
+    """The file with its [calls] tables set to ``calls`` (comments elsewhere kept) and [recorded]."""
+    text = path.read_text(encoding="utf-8")
+    if fmt == "json":
+        document = json.loads(text)
+        document["calls"] = calls
+        document["recorded"] = recorded
+        indent = re.search(r"^( +)\S", text, re.MULTILINE)
+        return json.dumps(document, indent=len(indent.group(1)) if indent else 2, ensure_ascii=False) + "\n"
+    import tomlkit
+
+    document = tomlkit.parse(text)
+    table = document.get("calls")
+    if table is None:
+        table = tomlkit.table(is_super_table=True)
+        table.comment("written by mha-explain record: one table per attention call, by layer path")
+        document.add("calls", table)
+    for key in list(table):
+        if key not in calls:
+            del table[key]
+    for key, values in calls.items():
+        if key in table:
+            for field, value in values.items():
+                if table[key].get(field) != value:
+                    table[key][field] = value
+        else:
+            entry = tomlkit.table()
+            entry.update(values)
+            table.add(key, entry)
+    if "recorded" in document:
+        document["recorded"].update(recorded)
+    else:
+        recorded_table = tomlkit.table()
+        recorded_table.update(recorded)
+        recorded_table.comment("written by mha-explain record: the Keras that produced the expectations")
+        document.add("recorded", recorded_table)
+    return tomlkit.dumps(document)
 
 
 #: By case index: the values to write, and whether they form a new expect block.

@@ -10,7 +10,7 @@ layer reproduces the output the model's call produced.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.derivation import Derivation, derive
@@ -231,6 +231,28 @@ def _explained(call: CapturedCall, spec: ModelSpec, backend: str) -> CallResult:
         model_check,
     )
     return CallResult(call, ExplainResult(derivation, backend, run, checks))
+
+
+def observed_call(found: CallResult) -> dict[str, Any]:
+    """What a case file pins for one call (CALL_FIELDS), as record writes it: shapes without batch."""
+    call = found.call
+    arguments = call.arguments
+    values: dict[str, Any] = {"class": call.class_name}
+    for name in ("num_heads", "key_dim", "value_dim", "output_shape", "attention_axes"):
+        value = arguments[name]
+        values[name] = list(value) if isinstance(value, tuple) else value
+    values.update(use_bias=arguments["use_bias"], use_gate=arguments["use_gate"], dtype=arguments["dtype"])
+    values.update(query=list(call.query_shape), value=list(call.value_shape), key=list(call.key_shape))
+    if found.result is not None:
+        d = found.result.derivation
+        values["value_dim"] = d.layer.value_dim  # None in the layer's config means key_dim
+        values["output_shape"] = list(d.shapes["output"].shape[d.rank - 1 :])
+        values.update(
+            attention_scores=list(d.shapes["attention_scores"].shape[1:]),
+            output=list(d.shapes["output"].shape[1:]),
+            params=d.params,
+        )
+    return values
 
 
 def shapes_line(result: CallResult) -> str:
