@@ -110,3 +110,33 @@ def variable_length(heads: int = 2) -> keras.Model:
 
 def variable_length_four_heads() -> keras.Model:
     return variable_length(heads=4)
+
+
+def bert_backbone() -> keras.Model:
+    """A tiny BERT from KerasHub's constructor (no weights downloaded): CachedMultiHeadAttention inside
+    TransformerEncoder layers, built in their build()."""
+    import keras_hub
+
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=50,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=12,
+    )
+
+
+def gpt2_backbone() -> keras.Model:
+    """A tiny GPT-2 from KerasHub's constructor: causal CachedMultiHeadAttention, a subclass that
+    overrides call."""
+    import keras_hub
+
+    return keras_hub.models.GPT2Backbone(
+        vocabulary_size=50,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=12,
+    )

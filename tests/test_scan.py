@@ -245,3 +245,43 @@ def test_a_truncated_keras_file_is_one_line(saved: dict[str, Path], tmp_path: Pa
     result = scan(str(path))
     assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, result.output
     assert "not a model Keras can load" in result.stderr
+
+
+def _keras_hub_or_skip() -> None:
+    try:
+        import keras_hub  # noqa: F401
+    except Exception as error:  # not installed, or not for this Keras (CI's oldest-Keras run)
+        pytest.skip(f"KerasHub is not usable here ({type(error).__name__}: {error}); pip install '.[hub]'")
+
+
+@pytest.mark.parametrize(
+    ("builder", "inputs", "class_name"),
+    [
+        ("bert_backbone", ["token_ids=12", "segment_ids=12", "padding_mask=12"], None),
+        ("gpt2_backbone", ["token_ids=12", "padding_mask=12"], "CachedMultiHeadAttention"),
+    ],
+)
+def test_kerashub_backbones_built_from_their_constructors(
+    builder: str, inputs: list[str], class_name: str | None
+) -> None:
+    _keras_hub_or_skip()
+    import keras
+
+    model = getattr(scan_models, builder)()
+    attention = [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.MultiHeadAttention)
+    ]
+    arguments = [arg for item in inputs for arg in ("--input", item)]
+    document = scan_json("--build", f"tests.scan_models:{builder}", *arguments)
+    # Every attention layer of the backbone, each called once, each verified on its own weights.
+    assert [call["layer"] for call in document["calls"]] == [layer.path for layer in attention]
+    for call, layer in zip(document["calls"], attention, strict=True):
+        assert call["class"] == type(layer).__name__
+        assert all(check["status"] in ("passed", "warning") for check in call["checks"].values())
+        assert call["checks"]["model_call"]["status"] == "passed"
+        assert tuple(call["shapes"]["attention_scores"]) == keras_shapes(call)[0]
+    if class_name is not None:
+        assert {call["class"] for call in document["calls"]} == {class_name}
+        assert all(call["overrides"] == ["call"] for call in document["calls"])

@@ -199,10 +199,14 @@ def _explained(call: CapturedCall, spec: ModelSpec, backend: str) -> CallResult:
     assert model_output is not None
     difference = max_abs_diff(run.arrays["output"], model_output.astype("float64"))
     if difference <= tolerance:
+        rerun = (
+            "MultiHeadAttention.call, with this layer's weights on this call's inputs,"
+            if "call" in call.overrides
+            else "re-running the layer on this call's inputs"
+        )
         model_check = ModelCallCheck(
             Status.PASSED,
-            f"re-running the layer on this call's inputs reproduces the model's output: max |diff| "
-            f"{difference:.1e}",
+            f"{rerun} reproduces the model's output: max |diff| {difference:.1e}",
             tolerance,
             difference,
         )
@@ -256,12 +260,17 @@ def observed_call(found: CallResult) -> dict[str, Any]:
 
 
 def shapes_line(result: CallResult) -> str:
-    """``(8, 16) -> (2, 8, 4) -> (8, 16)``: query, scores and output shapes without batch."""
+    """``(8,16) -> (2,8,4) -> (8,16)``: query, scores and output shapes without batch, written
+    without inner spaces so that a narrow table wraps between shapes, never inside one."""
+
+    def compact(shape: tuple[int | None, ...]) -> str:
+        return format_shape(shape).replace(" ", "")
+
     if result.result is None:
-        return format_shape(result.call.query_shape)
+        return compact(result.call.query_shape)
     shapes = result.result.derivation.shapes
     return " -> ".join(
-        format_shape(shape)
+        compact(shape)
         for shape in (
             result.call.query_shape,
             shapes["attention_scores"].shape[1:],
