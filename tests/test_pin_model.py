@@ -130,6 +130,10 @@ def test_a_pinned_call_that_is_gone_fails_and_record_update_removes_it(
     assert "call 'columns': this call is gone from the model" in checked.stderr
     kept = runner.invoke(app, ["record", str(case_file)])
     assert kept.exit_code == 1 and "[calls.columns]" in case_file.read_text()
+    assert (
+        "call 'columns' is pinned in the file but gone from the model; kept (--update removes it)"
+        in kept.stderr
+    )
     updated = runner.invoke(app, ["record", "--update", str(case_file)])
     assert updated.exit_code == 0, updated.output
     assert "[calls.columns]" not in case_file.read_text()

@@ -44,11 +44,12 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         model = getattr(scan_models, name)()
         found[f"{name}.keras"] = folder / f"{name}.keras"
         model.save(found[f"{name}.keras"])
-    model = scan_models.encoder_decoder()
-    found["encoder_decoder.h5"] = folder / "encoder_decoder.h5"
-    model.save(found["encoder_decoder.h5"])
-    found["encoder_decoder.json"] = folder / "encoder_decoder.json"
-    found["encoder_decoder.json"].write_text(model.to_json())
+    for name in ("encoder_decoder", "with_lambda"):
+        model = getattr(scan_models, name)()
+        found[f"{name}.h5"] = folder / f"{name}.h5"
+        model.save(found[f"{name}.h5"])
+        found[f"{name}.json"] = folder / f"{name}.json"
+        found[f"{name}.json"].write_text(model.to_json())
     return found
 
 
@@ -164,8 +165,9 @@ def test_a_model_without_attention_says_so(saved: dict[str, Path]) -> None:
     assert "No MultiHeadAttention layer in this model" in result.stdout
 
 
-def test_a_lambda_with_code_is_refused_unless_trusted(saved: dict[str, Path]) -> None:
-    path = saved["with_lambda.keras"]
+@pytest.mark.parametrize("kind", ["keras", "h5", "json"])
+def test_a_lambda_with_code_is_refused_unless_trusted(saved: dict[str, Path], kind: str) -> None:
+    path = saved[f"with_lambda.{kind}"]
     refused = scan(str(path))
     assert refused.exit_code == 2 and refused.stdout == ""
     (line,) = refused.stderr.splitlines()

@@ -20,7 +20,15 @@ from mha_cli import __version__
 from mha_cli.core.cases import SHAPE_FIELDS, CaseFileError, ModelCase, observed, show
 from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.core.files import write_atomically
-from mha_cli.operations.check import CaseResult, CaseStatus, Progress, keras_version_of, run_case, select
+from mha_cli.operations.check import (
+    MODEL,
+    CaseResult,
+    CaseStatus,
+    Progress,
+    keras_version_of,
+    run_case,
+    select,
+)
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY
 
 #: What record writes into a new expect block (those the configuration has).
@@ -48,9 +56,26 @@ class RecordOutcome:
     #: (case, why) for cases that were not recorded: invalid, failed a check, not run.
     not_recorded: tuple[tuple[str, str], ...] = ()
     invalid: bool = False
+    #: What the new values come from: the real layer (cases), or the model (a [model] file's calls).
+    source: str = "the real layer"
     #: The file could not be read, or could not be written (then it is unchanged).
     error: str | None = None
     written: bool = False
+
+    def kept_line(self, change: Change) -> str:
+        """A difference record left in the file (without --update), in words."""
+        if change.field == GONE:
+            gone = "is pinned in the file but gone from the model; kept (--update removes it)"
+            return f"call {change.case!r} {gone}"
+        what = "call" if self.source == MODEL else "case"
+        return (
+            f"{what} {change.case!r}: {change.field} is {show(change.old)} in the file, {self.source} gives "
+            f"{show(change.new)}; kept (--update replaces it)"
+        )
+
+
+#: Change.field for a pinned call the model no longer makes.
+GONE = "call"
 
 
 @dataclass(frozen=True)
@@ -64,11 +89,7 @@ class RecordReport:
         """One line per problem: unreadable or unwritable files, then kept differences, then skipped cases."""
         lines = [outcome.error for outcome in self.outcomes if outcome.error is not None]
         for outcome in self.outcomes:
-            lines.extend(
-                f"{outcome.path}: case {change.case!r}: {change.field} is {show(change.old)} in the file, "
-                f"the real layer gives {show(change.new)}; kept (--update replaces it)"
-                for change in outcome.kept
-            )
+            lines.extend(f"{outcome.path}: {outcome.kept_line(change)}" for change in outcome.kept)
         for outcome in self.outcomes:
             lines.extend(f"not recorded: {why}" for _, why in outcome.not_recorded)
         return lines
@@ -154,7 +175,9 @@ def _record_model(
         scanned = scan(model.spec, backend, max_memory=max_memory)
     except ConfigError as error:
         return (
-            RecordOutcome(path, not_recorded=(("[model]", f"{path}: model: {error}"),), invalid=True),
+            RecordOutcome(
+                path, not_recorded=(("[model]", f"{path}: model: {error}"),), invalid=True, source=MODEL
+            ),
             None,
             None,
         )
@@ -194,7 +217,7 @@ def _record_model(
     for key, expect in pinned.items():
         if key in calls:
             continue
-        change = Change(key, "call", "pinned", "gone from the model")
+        change = Change(key, GONE, "pinned", "gone from the model")
         if update:
             updated.append(change)  # and not kept in the file
         else:
@@ -207,6 +230,7 @@ def _record_model(
         kept=tuple(kept),
         unchanged=tuple(unchanged),
         not_recorded=tuple(not_recorded),
+        source=MODEL,
     )
     changed = bool(added) or bool(updated)
     return outcome, (calls if changed else None), scanned.keras_version

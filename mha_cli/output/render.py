@@ -32,7 +32,7 @@ from mha_cli.operations.check import CaseStatus, CheckReport, Progress
 from mha_cli.operations.compare import Comparison
 from mha_cli.operations.explain import ExplainResult, Status
 from mha_cli.operations.picture import Picture
-from mha_cli.operations.record import RecordReport
+from mha_cli.operations.record import GONE, RecordReport
 from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
 from mha_cli.output.code import call, constructor, filled_arguments, input_names
 
@@ -550,13 +550,14 @@ def render_record(report: RecordReport, console: Console) -> None:
                 f"  replaced {change.case}: {change.field} {show(change.old)} -> {show(change.new)}"
             )
         for change in outcome.kept:
-            console.print(
-                Text(
-                    f"  kept     {change.case}: {change.field} is {show(change.old)} in the file, the real "
-                    f"layer gives {show(change.new)} (rerun with --update to replace it)",
-                    style="yellow",
+            if change.field == GONE:
+                said = "pinned in the file but gone from the model (rerun with --update to remove it)"
+            else:
+                said = (
+                    f"{change.field} is {show(change.old)} in the file, {outcome.source} gives "
+                    f"{show(change.new)} (rerun with --update to replace it)"
                 )
-            )
+            console.print(Text(f"  kept     {change.case}: {said}", style="yellow"))
         for name, why in outcome.not_recorded:
             console.print(Text(f"  skipped  {name}: {why}", style="red"))
     ran_on = f"Keras {report.keras_version} on {report.backend}" if report.keras_version else report.backend

@@ -94,7 +94,7 @@ def load_keras(backend: str) -> ModuleType:
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        with sigint_held(), native_output_silenced():  # see _whole
+        with sigint_held(), native_output_silenced():  # see uninterrupted
             keras = importlib.import_module("keras")
     except ImportError as error:
         missing = getattr(error, "name", None) or str(error)
@@ -217,7 +217,7 @@ def known_wrong_results(derivation: Derivation, backend: str) -> tuple[str, ...]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _whole(function: F) -> F:
+def uninterrupted(function: F) -> F:
     """Run ``function`` with Ctrl-C held back until it returns.
 
     A KeyboardInterrupt cutting through TensorFlow's import or Keras's lazy
@@ -234,7 +234,7 @@ def _whole(function: F) -> F:
     return held  # type: ignore[return-value]
 
 
-@_whole
+@uninterrupted
 def run_layer(derivation: Derivation, backend: str, *, observe_path: bool = False) -> LayerRun:
     """Build the real layer, run it forward and symbolically, and read it back.
 
@@ -246,7 +246,7 @@ def run_layer(derivation: Derivation, backend: str, *, observe_path: bool = Fals
         return _run(keras, derivation, backend, observe_path)
 
 
-@_whole
+@uninterrupted
 def inspect_layer(derivation: Derivation, backend: str) -> LayerRun:
     """Build the real layer without running it forward (for configurations too big to run).
 
@@ -260,7 +260,7 @@ def inspect_layer(derivation: Derivation, backend: str) -> LayerRun:
     shapes = (query, value, None if config.key_shape is None else key)
     with native_output_silenced():
         layer = _built_layer(keras, derivation, *shapes)
-        with _keras_rejects():
+        with keras_rejects():
             output_shape = tuple(layer.compute_output_shape(*shapes))
         return _read_back(keras, layer, derivation, backend, {"output": output_shape}, {}, executed=False)
 
@@ -273,7 +273,7 @@ def _prepared(derivation: Derivation, backend: str) -> ModuleType:
 
 
 @contextmanager
-def _keras_rejects() -> Iterator[None]:
+def keras_rejects() -> Iterator[None]:
     """Turn the layer's own refusals into ConfigError, around Keras calls only.
 
     Kept narrow so a bug in this module still surfaces as an internal error.
@@ -305,7 +305,7 @@ _INPUTS = ("query", "value", "key")
 
 def _built_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, ...] | None) -> Any:
     """The layer as the user would construct it, built for (query, value, key) shapes."""
-    with _keras_rejects():
+    with keras_rejects():
         layer = keras.layers.MultiHeadAttention(
             **derivation.layer.keras_kwargs(derivation.config.attention_axes),
             kernel_initializer="zeros",  # every weight is assigned before a forward pass
@@ -397,7 +397,7 @@ def _forward(
 ) -> LayerRun:
     """Call ``layer`` through ``invoke`` with scores (and, observing the path, without), and read it back."""
     query, value, key = inputs
-    with _recording_sublayers(layer) as seen, _keras_rejects():
+    with _recording_sublayers(layer) as seen, keras_rejects():
         output, scores = invoke(query, value, key=key, return_attention_scores=True, training=False, **masks)
     path, output_without_scores = (
         _observed_path(layer, invoke, query, value, key, masks) if observe_path else (None, None)
@@ -421,7 +421,7 @@ def _forward(
     return replace(run, execution_path=path)
 
 
-@_whole
+@uninterrupted
 def run_captured(
     layer: Any,
     derivation: Derivation,
@@ -469,7 +469,7 @@ def _observed_path(
 
     layer._masked_softmax = masked_softmax
     try:
-        with _keras_rejects():
+        with keras_rejects():
             output = invoke(query, value, key=key, training=False, **masks)
     finally:
         del layer._masked_softmax
@@ -495,7 +495,7 @@ def _read_back(
         else keras.Input(shape=derivation.inputs["value"].shape[1:])
     )
     symbolic_key = None if config.key_shape is None else keras.Input(shape=derivation.inputs["key"].shape[1:])
-    with _keras_rejects():
+    with keras_rejects():
         symbolic_output, symbolic_scores = layer(
             symbolic_query, symbolic_value, key=symbolic_key, return_attention_scores=True
         )
@@ -579,7 +579,7 @@ def _recording_sublayers(layer: Any) -> Iterator[dict[str, tuple[tuple[int, ...]
 _LIST_INPUT_LAYERS = {"attention": "Attention", "additive_attention": "AdditiveAttention"}
 
 
-@_whole
+@uninterrupted
 def call_convention(derivation: Derivation, backend: str) -> dict[str, dict[str, Any]]:
     """How a functional model records the call, read from the real ``Model.get_config()``.
 
@@ -592,7 +592,7 @@ def call_convention(derivation: Derivation, backend: str) -> dict[str, dict[str,
     keras = load_keras(backend)
     config = derivation.config
     shape_of = {name: derivation.inputs[name].shape[1:] for name in _INPUTS}
-    with native_output_silenced(), _keras_rejects():
+    with native_output_silenced(), keras_rejects():
         if config.value_shape is None:
             x = keras.Input(shape=shape_of["query"], name="x")
             inputs, query, value, key = [x], x, x, None

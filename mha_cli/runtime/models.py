@@ -30,7 +30,7 @@ import numpy as np
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import format_shape, quoted
 from mha_cli.core.models import InputSpec, ModelSpec
-from mha_cli.runtime.keras_adapter import _keras_rejects, _whole, load_keras
+from mha_cli.runtime.keras_adapter import keras_rejects, load_keras, uninterrupted
 from mha_cli.runtime.quiet import native_output_silenced
 
 #: Integer inputs (token ids) are drawn from 1 up to this, and below every Embedding's input_dim.
@@ -161,7 +161,7 @@ def _expected(kind: str) -> str:
     return "expected " + what.get(kind, "a JSON file from model.to_json()")
 
 
-@_whole
+@uninterrupted
 def load(spec: ModelSpec, backend: str) -> LoadedModel:
     """The model ``spec`` names, with its attention layers; ConfigError for anything unusable."""
     keras = load_keras(backend)
@@ -372,20 +372,20 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
                 del layer.call
 
 
-@_whole
+@uninterrupted
 def symbolic_calls(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple[CapturedCall, ...]:
     """Every attention call, from tracing the model's own ``call`` on symbolic inputs (batch None)."""
     import keras
 
     tensors = [keras.KerasTensor((None, *spec.shape), dtype=spec.dtype or "float32") for spec in inputs]
-    with native_output_silenced(), warnings.catch_warnings(), _keras_rejects():
+    with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
         warnings.simplefilter("ignore")
         with _captured(keras, loaded.attention_layers, real=False) as seen:
             keras.src.backend.compute_output_spec(loaded.model.call, _structured(loaded.model, tensors))
     return tuple(seen)
 
 
-@_whole
+@uninterrupted
 def real_calls(
     loaded: LoadedModel, inputs: tuple[InputSpec, ...], *, batch: int, seed: int
 ) -> tuple[CapturedCall, ...]:
@@ -415,7 +415,7 @@ def real_calls(
         else:
             drawn = rng.standard_normal(shape)
         tensors.append(keras.ops.convert_to_tensor(drawn, dtype=dtype))
-    with native_output_silenced(), warnings.catch_warnings(), _keras_rejects():
+    with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
         warnings.simplefilter("ignore")
         with _captured(keras, loaded.attention_layers, real=True) as seen:
             loaded.model(_structured(loaded.model, tensors), training=False)
