@@ -217,3 +217,15 @@ def test_the_checker_ignores_type_checking_imports(tmp_path: Path) -> None:
 )
 def test_the_checker_resolves_every_form_of_import(statement: str, expected: set[str]) -> None:
     assert imports(statement, "mha_cli.core.cases") == expected
+
+
+def test_every_subpackage_is_installed() -> None:
+    """A plain ``pip install .`` ships every layer (an editable install would hide a missing one)."""
+    import fnmatch
+    import tomllib
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    on_disk = sorted(module_name(path, PACKAGE) for path in PACKAGE.rglob("__init__.py"))
+    assert len(on_disk) >= 7
+    assert [name for name in on_disk if not any(fnmatch.fnmatch(name, p) for p in patterns)] == []
