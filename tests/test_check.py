@@ -423,3 +423,19 @@ def test_the_progress_bar_shows_on_a_terminal_only() -> None:
         assert advance is not None
         advance(3, 200, "cases.mha.toml::image")
     assert "3/200" in terminal.getvalue()
+
+
+def test_an_int_output_shape_is_checked_and_recorded_like_a_list(tmp_path: Path) -> None:
+    """Review bug 1: ``output_shape = 5`` (an int, which case files allow) crashed check and record
+    with a TypeError, so no other file was checked and --json wrote nothing."""
+    as_int = write(tmp_path, "int.mha.toml", '[[case]]\nname = "int"\nshape = [8, 16]\noutput_shape = 5\n')
+    write(tmp_path, "other.mha.toml", '[[case]]\nname = "other"\nshape = [8, 16]\n')
+    recorded = runner.invoke(app, ["record", str(tmp_path)])
+    assert recorded.exit_code == 0, recorded.output
+    assert "output = [8, 5]" in as_int.read_text()
+    checked = runner.invoke(app, ["check", str(tmp_path), "--json"])
+    assert checked.exit_code == 0, checked.output
+    report = json.loads(checked.stdout)
+    assert [case["status"] for case in report["cases"]] == ["passed", "passed"]
+    (case,) = load(as_int).cases
+    assert case.config.output_shape == (5,)  # as Keras takes output_shape=5: one output axis of 5

@@ -474,8 +474,10 @@ def _value(kind: str, value: object) -> Any:
         if not isinstance(value, list) or not value:
             raise ValueError(f"expected {_HOW_TO_WRITE['shape']}, got {value!r}")
         return tuple(_size(item) for item in value)
-    if kind in ("int", "int or shape"):
-        return _size(value) if kind == "int or shape" else _integer(value)
+    if kind == "int or shape":  # output_shape = 5 is Keras's output_shape=5: one axis of 5
+        return (_size(value),)
+    if kind == "int":
+        return _integer(value)
     if kind == "mask shape":
         if not isinstance(value, list) or not value:
             raise ValueError(f"expected {_HOW_TO_WRITE[kind]}, got {value!r}")
