@@ -190,3 +190,22 @@ def test_every_answer_in_the_readme_runs(command: str) -> None:
 
 def test_the_readme_lists_an_answer_for_each_seed_question() -> None:
     assert len(_readme_answers()) >= 9
+
+
+def test_graph_records_the_key_and_masks_of_self_attention() -> None:
+    """Review bugs 2 and 3: --graph built a different call without the key, masks or sliding_window."""
+    keyed = json.loads(
+        runner.invoke(app, ["--shape", "8,16", "--key-shape", "8,6", "--graph", "--json"]).stdout
+    )
+    assert keyed["call_convention"]["multi_head_attention"] == {
+        "call": "layer(x, x, key=key)",
+        "args": ["x", "x"],
+        "kwargs": {"key": "key"},
+    }
+    masked = runner.invoke(
+        app, ["--shape", "12,16", "--causal", "--mask-shape", "None,12,12", "--graph", "--json"]
+    )
+    assert masked.exit_code == 0, masked.output
+    recorded = json.loads(masked.stdout)["call_convention"]["multi_head_attention"]
+    assert recorded["call"] == "layer(x, x, attention_mask=mask, use_causal_mask=True)"
+    assert recorded["kwargs"] == {"attention_mask": "mask", "use_causal_mask": True}

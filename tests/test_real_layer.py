@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -459,3 +460,37 @@ def test_causal_and_sliding_window_masks_check_out_numerically(config: MHAConfig
     assert not result.failed, [check.detail for check in result.failed]
     assert result.derivation.mask is not None
     assert result.check("numpy_reference").status is Status.PASSED
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # Review bugs 2 and 3: the key, the masks and sliding_window were left out of the code.
+        MHAConfig((8, 16), key_shape=(8, 6)),
+        MHAConfig((12, 16), causal=True, mask_shape=(12, 12)),
+        MHAConfig((12, 16), (12, 16), (12, 4), sliding_window=3, causal=True, mask_shape=(None, 12, 12)),
+    ],
+)
+def test_the_code_snippet_computes_the_explained_layer(config: MHAConfig) -> None:
+    """The snippet's layer has the explained weights, and its numbers are the explained computation:
+    re-executed by the NumPy reference from the snippet's own inputs, mask and weights."""
+    from mha_cli.runtime.reference import max_abs_diffs
+
+    with refused_if_unsupported(config) as supported:
+        explain(config, BACKEND)
+    if not supported:
+        return
+    d = derive(config)
+    namespace: dict[str, object] = {}
+    exec(compile(snippet(d), "<mha-explain --code>", "exec"), namespace)
+    layer: Any = namespace["layer"]
+    assert layer.count_params() == d.params
+    query = namespace.get("x", namespace.get("query"))
+    value = namespace.get("x", namespace.get("value"))
+    arrays = {"query": query, "value": value, "key": namespace.get("key", value)}
+    arrays.update(output=namespace["output"], attention_scores=namespace["scores"])
+    if config.mask_shape is not None:
+        arrays["attention_mask"] = namespace["mask"]
+    arrays.update({"/".join(v.path.split("/")[-2:]): v.numpy() for v in layer.weights})
+    as_float = {name: np.asarray(array, dtype=np.float64) for name, array in arrays.items()}
+    assert max(max_abs_diffs(d, as_float).values()) < 1e-4

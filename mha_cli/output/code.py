@@ -20,6 +20,8 @@ def constructor(d: Derivation) -> str:
         args.append(f"output_shape={format_shape(config.output_shape)}")
     if config.attention_axes is not None:
         args.append(f"attention_axes={format_shape(config.attention_axes)}")
+    if layer.sliding_window is not None:
+        args.append(f"sliding_window={layer.sliding_window}")
     # Arguments mha-explain always fills in: shown only when not Keras's default.
     args += [
         f'{name}="{value}"' if isinstance(value, str) else f"{name}={value}"
@@ -41,17 +43,22 @@ def filled_arguments(d: Derivation) -> dict[str, object]:
 
 
 def input_names(d: Derivation) -> tuple[str, ...]:
-    """The tensors a user passes: x for self-attention, else query, value (and key when given)."""
-    if d.config.value_shape is None:
-        return ("x",)
-    return ("query", "value", "key") if d.config.key_shape is not None else ("query", "value")
+    """The tensors a user passes: x for self-attention, else query, value; and key when given."""
+    names = ("x",) if d.config.value_shape is None else ("query", "value")
+    return (*names, "key") if d.config.key_shape is not None else names
 
 
 def call(d: Derivation) -> str:
-    """``layer(x, x, return_attention_scores=True)``, as the user would call it."""
+    """``layer(x, x, return_attention_scores=True)``, as the user would call it, masks included."""
     names = input_names(d)
-    args = "x, x" if names == ("x",) else ", ".join(names[:2]) + (", key=key" if "key" in names else "")
-    return f"layer({args}, return_attention_scores=True)"
+    args = ["x, x" if names[0] == "x" else "query, value"]
+    if "key" in names:
+        args.append("key=key")
+    if d.config.mask_shape is not None:
+        args.append("attention_mask=mask")
+    if d.config.causal:
+        args.append("use_causal_mask=True")
+    return f"layer({', '.join(args)}, return_attention_scores=True)"
 
 
 def snippet(d: Derivation) -> str:
@@ -62,6 +69,9 @@ def snippet(d: Derivation) -> str:
     for name in input_names(d):
         shape = d.inputs[tensor_of[name]].with_batch(batch)
         lines.append(f'{name} = rng.standard_normal({shape}).astype("float32")')
+    if d.config.mask_shape is not None:
+        mask_shape = tuple(batch if size is None else size for size in d.config.mask_shape)
+        lines.append(f"mask = rng.random({mask_shape}) < 0.75  # True attends")
     output = d.shapes["output"].with_batch(batch)
     scores = d.shapes["attention_scores"].with_batch(batch)
     lines += [

@@ -95,10 +95,8 @@ def _size(size: int | None) -> str:
 def layer_section(result: ExplainResult) -> Group:
     d = result.derivation
     layer, config = d.layer, d.config
-    if config.value_shape is None:
-        inputs = f"x: {format_shape(d.inputs['query'].shape)}"
-    else:
-        inputs = ", ".join(f"{name}: {format_shape(d.inputs[name].shape)}" for name in input_names(d))
+    tensor_of = {"x": "query", "query": "query", "value": "value", "key": "key"}
+    inputs = ", ".join(f"{name}: {format_shape(d.inputs[tensor_of[name]].shape)}" for name in input_names(d))
     code = Text()
     code.append(f"layer = {constructor(d)}\n", style="bold")
     code.append(f"output, scores = {call(d)}", style="bold")

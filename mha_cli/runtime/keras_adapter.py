@@ -594,19 +594,29 @@ def call_convention(derivation: Derivation, backend: str) -> dict[str, dict[str,
     shape_of = {name: derivation.inputs[name].shape[1:] for name in _INPUTS}
     with native_output_silenced(), keras_rejects():
         if config.value_shape is None:
-            x = keras.Input(shape=shape_of["query"], name="x")
-            inputs, query, value, key = [x], x, x, None
-            call = "layer(x, x)"
+            query = value = keras.Input(shape=shape_of["query"], name="x")
+            inputs, arguments = [query], ["x, x"]
         else:
             query = keras.Input(shape=shape_of["query"], name="query")
             value = keras.Input(shape=shape_of["value"], name="value")
-            key = None if config.key_shape is None else keras.Input(shape=shape_of["key"], name="key")
-            inputs = [query, value] + ([] if key is None else [key])
-            call = "layer(query, value" + (", key=key)" if key is not None else ")")
+            inputs, arguments = [query, value], ["query, value"]
+        keywords: dict[str, Any] = {}
+        if config.key_shape is not None:
+            keywords["key"] = keras.Input(shape=shape_of["key"], name="key")
+            inputs.append(keywords["key"])
+            arguments.append("key=key")
+        if config.mask_shape is not None:  # None in the mask's first axis is the batch, as in --mask-shape
+            keywords["attention_mask"] = keras.Input(batch_shape=config.mask_shape, name="mask", dtype="bool")
+            inputs.append(keywords["attention_mask"])
+            arguments.append("attention_mask=mask")
+        if config.causal:
+            keywords["use_causal_mask"] = True
+            arguments.append("use_causal_mask=True")
+        call = f"layer({', '.join(arguments)})"
         layer = keras.layers.MultiHeadAttention(
             **derivation.layer.keras_kwargs(config.attention_axes), name="multi_head_attention"
         )
-        outputs = [layer(query, value) if key is None else layer(query, value, key=key)]
+        outputs = [layer(query, value, **keywords)]
         calls = {"multi_head_attention": call}
         # Attention and AdditiveAttention take [batch, T, dim] query and [batch, S, dim] value.
         if derivation.rank == 3 and shape_of["query"][-1] == shape_of["value"][-1]:
