@@ -194,3 +194,41 @@ def test_bytes_per_item_are_elements_times_the_dtype_size() -> None:
         d = derive(MHAConfig(IMAGE, num_heads=2, key_dim=128, attention_axes=(1,), dtype=dtype))
         assert d.bytes_per_item(d.shapes["attention_scores"]) == 64 * 2 * 32 * 32 * itemsize
         assert d.bytes_per_item(d.inputs["query"]) == 32 * 64 * 4 * itemsize
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        # Review bug 7: names that collide with the _q/_k sides or the output labels were accepted,
+        # then failed as an internal error or labelled two axes alike.
+        (MHAConfig((8, 8, 4), axis_names=("seq_k", "seq")), "'seq_k' ends in _k, which marks"),
+        (
+            MHAConfig((8, 8, 4), attention_axes=(1, 2), axis_names=("a_k", "a_q")),
+            "'a_k' ends in _k, which marks",
+        ),
+        (
+            MHAConfig((4, 5, 6), output_shape=(2, 3), attention_axes=(2,), axis_names=("out2", "b")),
+            "'out2' is reserved",
+        ),
+    ],
+)
+def test_axis_names_that_would_collide_are_refused(config: MHAConfig, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        derive(config)
+
+
+def test_every_accepted_name_labels_one_axis() -> None:
+    d = derive(MHAConfig((4, 5, 6), output_shape=(2, 3), attention_axes=(2,), axis_names=("rows", "b")))
+    labels = d.shapes["output"].labels
+    assert len(set(labels)) == len(labels)
+
+
+def test_shrinking_for_verify_small_shrinks_the_mask_too() -> None:
+    """Review bug 6: --verify-small kept the full mask, so a valid mask became an error."""
+    big = MHAConfig((30000, 8), batch=1, mask_shape=(30000, 30000))
+    small = shrunk(big)
+    assert small.mask_shape == (4, 4)
+    derive(small)  # valid, as the full one is
+    batched = shrunk(MHAConfig((30000, 8), batch=8, mask_shape=(8, 1, 30000)))
+    assert batched.mask_shape == (8, 1, 4)  # the batch axis is not a position: kept
+    assert shrunk(MHAConfig((30, 8), mask_shape=(None, 30, 30))).mask_shape == (None, 4, 4)

@@ -494,3 +494,10 @@ def test_the_code_snippet_computes_the_explained_layer(config: MHAConfig) -> Non
     arrays.update({"/".join(v.path.split("/")[-2:]): v.numpy() for v in layer.weights})
     as_float = {name: np.asarray(array, dtype=np.float64) for name, array in arrays.items()}
     assert max(max_abs_diffs(d, as_float).values()) < 1e-4
+
+
+def test_verify_small_runs_a_configuration_with_a_big_valid_mask() -> None:
+    """Review bug 6: `--shape 30000,8 --batch 1 --mask-shape 30000,30000 --verify-small` was exit 2."""
+    config = MHAConfig((30000, 8), batch=1, mask_shape=(30000, 30000))
+    reduced = explain(config, BACKEND, verify_small=True).check("reduced_run")
+    assert reduced.status is Status.PASSED, reduced.detail

@@ -12,6 +12,7 @@ checked against the real layer (see :mod:`mha_cli.operations.explain`).
 from __future__ import annotations
 
 import math
+import re
 import string
 from dataclasses import dataclass, field, replace
 
@@ -286,9 +287,18 @@ def _axis_names(config: MHAConfig, middle: int) -> tuple[str, ...]:
         )
     if len(set(names)) != len(names):
         raise ConfigError("--axis-names", shown, "names must be distinct")
-    clash = sorted(set(names) & _RESERVED_NAMES)
-    if clash:
-        raise ConfigError("--axis-names", shown, f"{clash[0]!r} is reserved; choose another name")
+    for name in names:
+        # The labels the derivation writes: _q/_k once query and key positions meet, out/outN for
+        # output_shape's axes. A name like them would label two axes alike.
+        if name.endswith(("_q", "_k")):
+            raise ConfigError(
+                "--axis-names",
+                shown,
+                f"{name!r} ends in {name[-2:]}, which marks an attended axis's query or key side; "
+                "choose another name",
+            )
+        if name in _RESERVED_NAMES or re.fullmatch(r"out\d+", name):
+            raise ConfigError("--axis-names", shown, f"{name!r} is reserved; choose another name")
     return names
 
 
@@ -566,9 +576,18 @@ def shrunk(config: MHAConfig, most: int = 4) -> MHAConfig:
     def small(shape: Shape | None) -> Shape | None:
         return None if shape is None else (*(min(size, most) for size in shape[:-1]), shape[-1])
 
+    mask = config.mask_shape
+    if mask is not None:
+        # A mask's axes are the scores' positions (size 1 broadcasts and stays), except a leading
+        # batch axis when the mask has every axis of the scores but the heads.
+        scores_rank = len(derive(config).shapes["attention_scores"].shape)
+        positions = mask[1:] if len(mask) == scores_rank - 1 else mask
+        shrunk_positions = tuple(size if size in (None, 1) else min(size, most) for size in positions)
+        mask = (*mask[: len(mask) - len(positions)], *shrunk_positions)
     return replace(
         config,
         query_shape=small(config.query_shape) or config.query_shape,
         value_shape=small(config.value_shape),
         key_shape=small(config.key_shape),
+        mask_shape=mask,
     )
