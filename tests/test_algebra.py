@@ -232,3 +232,29 @@ def test_shrinking_for_verify_small_shrinks_the_mask_too() -> None:
     batched = shrunk(MHAConfig((30000, 8), batch=8, mask_shape=(8, 1, 30000)))
     assert batched.mask_shape == (8, 1, 4)  # the batch axis is not a position: kept
     assert shrunk(MHAConfig((30, 8), mask_shape=(None, 30, 30))).mask_shape == (None, 4, 4)
+
+
+def test_the_summary_counts_what_the_masks_let_through() -> None:
+    """Review bug 4: with --causal the summary said every query attends to all N key positions."""
+    causal = derive(MHAConfig((30, 16), causal=True)).summary[0]
+    assert causal.startswith("Each query position attends to 1 to 30 of the 30 key positions (seq)")
+    assert "as the causal mask allows" in causal
+    window = derive(MHAConfig((30, 16), sliding_window=3)).summary[0]
+    assert window.startswith("Each query position attends to 3 to 5 of the 30 key positions (seq)")
+    # Cross-attention with a window: queries far from every key position have none left.
+    far = derive(MHAConfig((12, 16), (4, 16), sliding_window=2)).summary[0]
+    assert "0 to 3 of the 4 key positions" in far
+    assert "7 query positions have none left: with return_attention_scores their weights are all zero" in far
+    assert "the fused path a plain call takes gives them other outputs (see plain_call)" in far
+    given = derive(MHAConfig((10, 16), mask_shape=(10, 10))).summary[0]
+    assert "up to 10 key positions (seq) of the same batch item, as the masks decide" in given
+
+
+def test_summary_wording_for_one_head_and_cross_attention_features() -> None:
+    """Review bug 12: "1 heads", and a feature sentence that gave only the query's size."""
+    d = derive(MHAConfig((8, 16), (4, 12), num_heads=1))
+    assert "separately in each of 1 heads" not in " ".join(d.summary)
+    assert "in its one head" in d.summary[0]
+    feature = next(line for line in d.summary if line.startswith("The feature axis"))
+    assert "size 16 in the query, 12 in the key and value" in feature
+    assert "projected to 1 head x 16 (key_dim)" in feature

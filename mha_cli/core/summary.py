@@ -17,6 +17,47 @@ def _join(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
+def _heads(count: int) -> str:
+    return "in its one head" if count == 1 else f"separately in each of {count} heads"
+
+
+def _reach(derivation: Derivation, key_positions: int, names: str) -> tuple[str, str, str]:
+    """How many of the ``key_positions`` a query position attends to, with the masks: the words
+    after "attends to", what decides it, and a sentence about queries left with none (or "")."""
+    plan = derivation.mask
+    if plan is None:
+        return f"all {key_positions:,} key positions ({names})", "", ""
+    sources = {name for name, _ in plan.sources}
+    if "attention_mask" in sources or derivation.layer.attention_axes != (1,):
+        return f"up to {key_positions:,} key positions ({names})", ", as the masks decide", ""
+    # Causal and sliding-window masks, built by Keras from axis 1 of the query and the value.
+    queries, keys = derivation.axes[1].query_size or 0, derivation.axes[1].key_size or 0
+    window = derivation.layer.sliding_window
+
+    def allowed(row: int, column: int) -> bool:
+        causal = "causal" not in sources or column <= row
+        return causal and (window is None or abs(row - column) < window)
+
+    counts = [sum(allowed(row, column) for column in range(keys)) for row in range(queries)]
+    masks = [
+        *(["the causal mask"] if "causal" in sources else []),
+        *([f"the sliding window of {window}"] if window is not None else []),
+    ]
+    decided = f", as {_join(masks)} {'allows' if len(masks) == 1 else 'allow'}"
+    reach = f"{min(counts)} to {max(counts)} of the {key_positions:,} key positions ({names})"
+    empty = counts.count(0)
+    none_left = ""
+    if empty:
+        none_left = (
+            f" {empty} query positions have none left: with return_attention_scores their weights are "
+            "all zero (Keras's softmax zeroes a fully masked row)"
+        )
+        if derivation.execution_path is ExecutionPath.FUSED:
+            none_left += "; the fused path a plain call takes gives them other outputs (see plain_call)"
+        none_left += "."
+    return reach, decided, none_left
+
+
 def summarize(derivation: Derivation) -> tuple[str, ...]:
     """What the configuration means, in sentences a forum answer would use."""
     layer = derivation.layer
@@ -31,7 +72,7 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
         same = _join([axis.name for axis in free])
         lines.append(
             f"Each query position attends to the {key_positions:,} key positions along {attended_names} "
-            f"that share its {same}, in the same batch item, separately in each of {layer.num_heads} heads."
+            f"that share its {same}, in the same batch item, {_heads(layer.num_heads)}."
         )
         slices = math.prod(axis.query_size or 1 for axis in free)
         lines.append(
@@ -39,9 +80,10 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
             f"{slices:,} separate attention problems per batch item and head."
         )
     else:
+        reach, decided, none_left = _reach(derivation, key_positions, attended_names)
         lines.append(
-            f"Each query position attends to all {key_positions:,} key positions "
-            f"({attended_names}) of the same batch item, separately in each of {layer.num_heads} heads."
+            f"Each query position attends to {reach} of the same batch item{decided}, "
+            f"{_heads(layer.num_heads)}." + none_left
         )
     scores = derivation.shapes["attention_scores"]
     per_item = scores.per_item_size()
@@ -51,9 +93,20 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
         f"{derivation.scores_bytes_per_item():,} bytes in {layer.dtype}."
     )
     out = derivation.shapes["output"]
+    sizes = (feature.query_size, feature.key_size, feature.value_size)
+    if len(set(sizes)) == 1:
+        size = f"size {feature.query_size}"
+    elif feature.key_size == feature.value_size:
+        size = f"size {feature.query_size} in the query, {feature.key_size} in the key and value"
+    else:
+        size = (
+            f"size {feature.query_size} in the query, {feature.key_size} in the key, "
+            f"{feature.value_size} in the value"
+        )
+    head_word = "head" if layer.num_heads == 1 else "heads"
     lines.append(
-        f"The feature axis is axis {feature.index} ({feature.negative_index}), size {feature.query_size}: "
-        f"projected to {layer.num_heads} heads x {layer.key_dim} (key_dim) for query and key, "
+        f"The feature axis is axis {feature.index} ({feature.negative_index}), {size}: "
+        f"projected to {layer.num_heads} {head_word} x {layer.key_dim} (key_dim) for query and key, "
         f"{layer.num_heads} x {layer.value_dim} (value_dim) for value, and back to "
         f"{format_shape(out.shape[rank - 1 :])} by the output projection."
     )
