@@ -437,7 +437,7 @@ def symbolic_check(derivation: Derivation, run: LayerRun) -> SymbolicCheck:
         f"Keras's symbolic call (keras.Input, and so model.summary()) reports {'; '.join(parts)}. "
         "The forward-pass shape is right: Keras assumes scores are (batch, heads, T, T) with T = "
         "query.shape[1] (wrong since Keras 3.3 whenever the real scores are not that: cross-attention, "
-        "free axes or several attended axes; keras-team/keras#19303). Layers a functional model stacks on the scores are built for the wrong "
-        "shape, so build them from the real one."
+        "free axes or several attended axes; keras-team/keras#19303). Layers a functional model stacks "
+        "on the scores are built for the wrong shape, so build them from the real one."
     )
     return SymbolicCheck(Status.WARNING, detail, **reported)
