@@ -439,3 +439,18 @@ def test_an_int_output_shape_is_checked_and_recorded_like_a_list(tmp_path: Path)
     assert [case["status"] for case in report["cases"]] == ["passed", "passed"]
     (case,) = load(as_int).cases
     assert case.config.output_shape == (5,)  # as Keras takes output_shape=5: one output axis of 5
+
+
+def test_a_mismatch_without_a_forward_pass_says_where_the_value_came_from(tmp_path: Path) -> None:
+    """Review bug 10: with the memory guard, a mismatch said "the real layer gives"."""
+    path = write(
+        tmp_path,
+        "big.mha.toml",
+        '[[case]]\nname = "big"\nshape = [224, 224, 3]\n\n'
+        "[case.expect]\nattention_scores = [2, 1, 1, 1, 1]\n",
+    )
+    result = runner.invoke(app, ["check", str(path), "--max-memory", "1MiB"])
+    assert result.exit_code == 1, result.output
+    assert (
+        "the shape algebra (the memory guard skipped the run) gives (2, 224, 224, 224, 224)" in result.stderr
+    )

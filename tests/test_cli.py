@@ -12,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mha_cli.cli.app import app
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.derivation import derive
 from scripts.readme_help import COMMANDS, current_help, readme_help
 
 runner = CliRunner()
@@ -439,3 +441,15 @@ def test_weights_too_big_to_build_are_answered_from_the_algebra_without_keras() 
     assert doc["not_executed_reason"].startswith("the layer's 4,097,003,072 weights alone would need about")
     assert doc["params"] == 4 * (1_000_000 * 8 * 128) + 3 * 8 * 128 + 1_000_000  # kernels + biases
     assert doc["checks"]["reduced_run"]["status"] == "skipped"
+
+
+def test_shell_form_is_unambiguous() -> None:
+    """Review bug 11: a list of sentences with commas was joined with commas."""
+    from mha_cli.output.document import shell_form
+
+    assert shell_form([None, 64, 2, 32, 32]) == "None,64,2,32,32"  # a shape: one line, commas
+    assert shell_form(["a, b.", "c."]) == "a, b.\nc."  # words: one item per line
+    assert shell_form(["line\nbreak", "x"]) == '["line\\nbreak","x"]'  # would be ambiguous: JSON
+    assert shell_form(True) == "true" and shell_form(None) == "None" and shell_form([]) == ""
+    summary = invoke("--shape", "10,16", "--no-run", "--get", "summary").stdout.splitlines()
+    assert tuple(summary) == derive(MHAConfig((10, 16))).summary

@@ -393,13 +393,23 @@ def get_path(document: dict[str, Any], path: str) -> Any:
 
 
 def shell_form(value: Any) -> str:
-    """A value as ``$(...)`` wants it: ``None,64,2,32,32``, a bare string, ``true``."""
+    """A value as ``$(...)`` wants it, never ambiguous (README, "Output for scripts").
+
+    null is ``None`` (as a shape's batch axis) and booleans ``true``/``false``; a
+    list of numbers and nulls, a shape, is one line joined by commas
+    (``None,64,2,32,32``); a list of strings is one item per line; a string is
+    itself. Anything else, or strings holding a line break, is compact JSON.
+    """
     if value is None:
         return "None"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, list) and all(item is None or isinstance(item, int | float | str) for item in value):
+    if isinstance(value, list) and all(
+        item is None or (isinstance(item, int | float) and not isinstance(item, bool)) for item in value
+    ):
         return ",".join(shell_form(item) for item in value)
+    if isinstance(value, list) and all(isinstance(item, str) and "\n" not in item for item in value):
+        return "\n".join(value)
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
