@@ -501,3 +501,14 @@ def test_verify_small_runs_a_configuration_with_a_big_valid_mask() -> None:
     config = MHAConfig((30000, 8), batch=1, mask_shape=(30000, 30000))
     reduced = explain(config, BACKEND, verify_small=True).check("reduced_run")
     assert reduced.status is Status.PASSED, reduced.detail
+
+
+def test_the_misplaced_output_bias_is_named_with_its_own_way_out() -> None:
+    """Review bug 9: with output_shape (4, 1) and axis 1 of size 4, Keras's misplaced-bias bug hits the
+    output bias, and the advice was to change key_dim/value_dim."""
+    result = explain(MHAConfig((4, 8), output_shape=(4, 1)), BACKEND)
+    numpy_reference = result.check("numpy_reference")
+    assert numpy_reference.status is Status.FAILED  # the real layer computes it wrongly on TensorFlow
+    assert "the attention_output bias (4, 1) is added along axis 1" in numpy_reference.detail
+    assert "give output_shape another shape: (4, 1) ends in 1" in numpy_reference.detail
+    assert "key_dim" not in numpy_reference.detail.split("a Keras bug")[1]
