@@ -116,8 +116,10 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
     if derivation.execution_path is ExecutionPath.FUSED:
         lines.append(
             "Called without return_attention_scores, Keras takes the fused ops.dot_product_attention path "
-            f"(rank-3 input, dropout 0), which never materialises the {scores_text}; asking for the "
-            "scores switches to the einsum + softmax path."
+            "(rank-3 input, dropout 0); asking for the scores switches to the einsum + softmax path. "
+            f"Whether the fused path materialises the {scores_text} depends on the backend's kernel: "
+            "TensorFlow's builds the full logits all the same (measured: as much memory as the call with "
+            "scores), a flash-attention kernel on a GPU does not."
         )
     else:
         why = f"dropout {layer.dropout}" if rank == 3 else f"a rank-{rank} input"

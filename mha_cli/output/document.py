@@ -202,7 +202,11 @@ def to_document(result: ExplainResult, picture: Picture | None = None) -> dict[s
         "execution_path": {
             "path": d.execution_path,
             "observed": None if run is None else run.execution_path,
-            "scores_materialised": d.execution_path is ExecutionPath.EINSUM,
+            # The einsum path always builds the scores; the fused one on TensorFlow too (measured);
+            # on the other backends it depends on their kernel: null, not known.
+            "scores_materialised": (
+                True if d.execution_path is ExecutionPath.EINSUM or result.backend == "tensorflow" else None
+            ),
         },
         "mask": _mask(d),
         "summary": list(d.summary),
