@@ -453,3 +453,12 @@ def test_shell_form_is_unambiguous() -> None:
     assert shell_form(True) == "true" and shell_form(None) == "None" and shell_form([]) == ""
     summary = invoke("--shape", "10,16", "--no-run", "--get", "summary").stdout.splitlines()
     assert tuple(summary) == derive(MHAConfig((10, 16))).summary
+
+
+def test_no_run_does_not_claim_what_the_backend_rejects() -> None:
+    """Review bug 8: --no-run answered rank-11 multi-axis scores on TensorFlow, which the real run refuses."""
+    args = ["--shape", "2,2,2,2,2,2,2", "--axes", "1,2,3", "--no-run"]
+    refused = invoke(*args)
+    assert refused.exit_code == 2
+    assert "--axes 1,2,3: the attention scores would have rank 11; on TensorFlow" in refused.stderr
+    assert invoke(*args, "--backend", "jax").exit_code == 0  # JAX takes it

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from mha_cli.core.config import ExecutionPath, MHAConfig
 from mha_cli.core.derivation import Derivation, derive, shrunk
 from mha_cli.core.grammar import format_bytes, format_shape
+from mha_cli.core.limits import check_shape_limits
 
 if TYPE_CHECKING:
     from mha_cli.runtime.keras_adapter import LayerRun
@@ -191,6 +192,7 @@ def _explain(
 ) -> ExplainResult:
     """:func:`explain` without the call convention."""
     derivation = derive(config)
+    check_shape_limits(derivation, backend)  # what a backend rejects whatever the machine, even --no-run
     if not execute:
         return algebra_only(
             derivation, backend, "--no-run", "--no-run: answered from the shape algebra alone"

@@ -27,6 +27,7 @@ from mha_cli.core.config import BACKENDS, ExecutionPath
 from mha_cli.core.derivation import Derivation
 from mha_cli.core.errors import ConfigError, EnvironmentProblem
 from mha_cli.core.grammar import format_shape
+from mha_cli.core.limits import check_shape_limits
 from mha_cli.runtime.quiet import native_output_silenced, sigint_held
 
 #: What to install for each backend. Keras's numpy backend imports scipy and jax
@@ -123,12 +124,6 @@ def _check_supported(keras: ModuleType, derivation: Derivation) -> None:
         )
 
 
-#: TensorFlow's broadcasting ops (SelectV2 inside Keras's multi-axis softmax)
-#: handle at most 8 dimensions; measured with TF 2.21 / Keras 3.15.1: scores
-#: of rank 9 fail with "Broadcast between [...] is not supported yet".
-TF_MAX_MULTI_AXIS_SCORES_RANK = 8
-
-
 #: oneDNN's Softmax kernel, which TensorFlow uses on x86 CPUs unless
 #: TF_ENABLE_ONEDNN_OPTS=0, takes at most this rank in float32 and bfloat16:
 #: "Input dims must be <= 5 and >=1 [Op:Softmax]" (measured, TF 2.21). Keras
@@ -159,19 +154,12 @@ def softmax_rank_limit(dtype: str) -> int | None:
 
 
 def _check_backend_limits(derivation: Derivation, backend: str) -> None:
+    check_shape_limits(derivation, backend)
     if backend != "tensorflow":
         return
     attended = derivation.layer.attention_axes
     given = format_shape(derivation.config.attention_axes or attended)
     scores_rank = len(derivation.shapes["attention_scores"].shape)
-    if len(attended) > 1 and scores_rank > TF_MAX_MULTI_AXIS_SCORES_RANK:
-        raise ConfigError(
-            "--axes",
-            given,
-            f"the attention scores would have rank {scores_rank}; on TensorFlow, Keras's softmax over "
-            f"several axes supports at most rank {TF_MAX_MULTI_AXIS_SCORES_RANK} "
-            "(a TensorFlow broadcasting limit): attend over fewer axes, or use another backend",
-        )
     # Probe only when the limit could matter: a single axis, scores above rank 5.
     single_axis_over = len(attended) == 1 and scores_rank > ONEDNN_MAX_SOFTMAX_RANK
     limit = softmax_rank_limit(derivation.layer.dtype) if single_axis_over else None
