@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -29,6 +29,7 @@ from mha_cli.core.grammar import (
     parse_shape,
     quoted,
 )
+from mha_cli.output import PIPED_WIDTH
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -312,6 +313,36 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
 _LAYER_FIELDS = tuple(name for name, _, _ in _LAYER)
 
 
+def _replace_parameter(
+    command: F, target: str, options: list[inspect.Parameter], build: Callable[[dict[str, Any]], Any]
+) -> F:
+    """``command`` with its parameter ``target`` replaced by ``options`` in --help and the signature.
+
+    When it runs, ``build`` takes the options' values out of the keyword
+    arguments and returns what ``target`` receives.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    own = list(signature.parameters.values())
+    at = next(i for i, parameter in enumerate(own) if parameter.name == target)
+    # Keyword-only, so the options may follow the command's own ones with or without defaults.
+    parameters = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for parameter in [*own[:at], *options, *own[at + 1 :]]
+    ]
+
+    @functools.wraps(command)
+    def with_target(**given: Any) -> Any:
+        given[target] = build(given)
+        return command(**given)
+
+    with_target.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_target.__annotations__ = {
+        **{parameter.name: parameter.annotation for parameter in parameters},
+        "return": signature.return_annotation,
+    }
+    return with_target  # type: ignore[return-value]
+
+
 def layer_options(*, several_axes: bool = False) -> Callable[[F], F]:
     """Give the decorated command the layer's options, and call it with the configuration they state.
 
@@ -322,35 +353,73 @@ def layer_options(*, several_axes: bool = False) -> Callable[[F], F]:
     validated: the operation's derivation does that.
     """
     target = "configs" if several_axes else "config"
+    layer = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, annotation, default in _LAYER
+    ]
+    options = [layer[0], _SEVERAL_AXES if several_axes else _SINGLE_AXES, *layer[1:]]
 
-    def decorate(command: F) -> F:
-        signature = inspect.signature(command, eval_str=True)
-        own = list(signature.parameters.values())
-        at = next(i for i, parameter in enumerate(own) if parameter.name == target)
-        layer = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-            for name, annotation, default in _LAYER
-        ]
-        axes = _SEVERAL_AXES if several_axes else _SINGLE_AXES
-        parameters = [*own[:at], layer[0], axes, *layer[1:], *own[at + 1 :]]
+    def build(given: dict[str, Any]) -> MHAConfig | list[MHAConfig]:
+        axes = given.pop("axes")
+        base = MHAConfig(**{name: given.pop(name) for name in _LAYER_FIELDS})
+        if several_axes:
+            return [replace(base, attention_axes=choice) for choice in axes]
+        return replace(base, attention_axes=axes)
 
-        @functools.wraps(command)
-        def with_config(**given: Any) -> Any:
-            axes = given.pop("axes")
-            base = MHAConfig(**{name: given.pop(name) for name in _LAYER_FIELDS})
-            if several_axes:
-                given[target] = [replace(base, attention_axes=choice) for choice in axes]
-            else:
-                given[target] = replace(base, attention_axes=axes)
-            return command(**given)
+    return lambda command: _replace_parameter(command, target, options, build)
 
-        # Keyword-only, so the options may follow the command's own ones with or without defaults.
-        parameters = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY) for parameter in parameters]
-        with_config.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-        with_config.__annotations__ = {
-            **{parameter.name: parameter.annotation for parameter in parameters},
-            "return": signature.return_annotation,
-        }
-        return with_config  # type: ignore[return-value]
 
-    return decorate
+# --- How output looks -------------------------------------------------------------------
+
+COLORS = ("auto", "always", "never")
+_SCREEN = [
+    inspect.Parameter(
+        "width",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            int | None,
+            typer.Option(
+                "--width",
+                metavar="COLUMNS",
+                parser=converter(lambda o, t: parse_int(o, t, minimum=40), "--width"),
+                help=f"Lay the tables out for this many columns [default: the terminal's; piped: "
+                f"COLUMNS, else {PIPED_WIDTH}].",
+                show_default=False,
+            ),
+        ],
+    ),
+    inspect.Parameter(
+        "color",
+        inspect.Parameter.KEYWORD_ONLY,
+        default="auto",
+        annotation=Annotated[
+            str,
+            typer.Option(
+                "--color",
+                metavar="|".join(COLORS),
+                parser=_choose("--color", COLORS),
+                help="Colour: auto (on a terminal, unless NO_COLOR), always (e.g. for less -R), never.",
+            ),
+        ],
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Screen:
+    """Where the tables go and how: --width and --color."""
+
+    width: int | None = None
+    color: str = "auto"
+
+
+#: What a command's ``screen`` parameter says before screen_options replaces it.
+DEFAULT_SCREEN = Screen()
+
+
+def screen_options(command: F) -> F:
+    """Give the decorated command --width and --color; it receives them as ``screen: Screen``."""
+    return _replace_parameter(
+        command, "screen", _SCREEN, lambda given: Screen(given.pop("width"), given.pop("color"))
+    )

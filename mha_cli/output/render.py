@@ -7,15 +7,17 @@ Without a terminal rich emits no colour codes, and it honours NO_COLOR.
 from __future__ import annotations
 
 import errno
+import io
 import itertools
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from rich import box
 from rich.console import Console, Group
@@ -34,6 +36,7 @@ from mha_cli.operations.explain import ExplainResult, Status
 from mha_cli.operations.picture import Picture
 from mha_cli.operations.record import GONE, RecordReport
 from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
+from mha_cli.output import EXPORT_WIDTH, PIPED_WIDTH
 from mha_cli.output.code import call, constructor, filled_arguments, input_names
 
 if TYPE_CHECKING:  # no NumPy at run time: --no-run and --help never import it
@@ -64,13 +67,55 @@ class _Console(Console):
         raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
-def make_console(file: TextIO | None = None, *, record: bool = False) -> Console:
-    """The console for tables; ``record`` keeps what was printed for --svg / --html export."""
+class _Unpadded:
+    """A stream that drops trailing white space from every line: rich pads table rows to the width,
+    which piped into a file or ``less`` is noise. Colour codes after the padding are kept."""
+
+    _PADDING = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)$")
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).split("\n")
+        for line in lines:
+            self.stream.write(self._PADDING.sub(r"\1", line) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.stream.write(self.pending)
+            self.pending = ""
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+def make_console(file: TextIO | None = None, *, width: int | None = None, color: str = "auto") -> Console:
+    """The console for tables on stdout: ``width`` columns (--width), colour auto, always or never.
+
+    Without --width: the terminal's width; piped, COLUMNS, else PIPED_WIDTH, so
+    einsum rows stay on one line. Lines carry no trailing white space.
+    """
     stream = file or sys.stdout
-    # Piped output gets a fixed, roomy width instead of rich's 80 columns, so
-    # einsum rows stay on one line; COLUMNS still wins.
-    width = None if stream.isatty() or os.environ.get("COLUMNS") else 120
-    return _Console(file=stream, width=width, highlight=False, record=record)
+    if width is None and not stream.isatty() and not os.environ.get("COLUMNS"):
+        width = PIPED_WIDTH
+    colors: dict[str, Any] = {}
+    if color == "always":
+        colors = {"force_terminal": True}
+    elif color == "never":
+        colors = {"color_system": None}
+    return _Console(file=cast(TextIO, _Unpadded(stream)), width=width, highlight=False, **colors)
+
+
+def export_console() -> Console:
+    """A console that records what is printed for --svg / --html, laid out at EXPORT_WIDTH columns."""
+    return _Console(file=io.StringIO(), width=EXPORT_WIDTH, highlight=False, record=True, force_terminal=True)
 
 
 def export(console: Console, option: str, path: Path, title: str) -> None:
@@ -84,7 +129,8 @@ def export(console: Console, option: str, path: Path, title: str) -> None:
 def _table(title: str, *columns: str) -> Table:
     table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in columns:
-        table.add_column(column)
+        # Nothing is cut: a value too long for its column folds onto the next line, no ellipsis.
+        table.add_column(column, overflow="fold")
     return table
 
 
@@ -204,6 +250,8 @@ def einsums_table(d: Derivation) -> Table:
             f"{einsum.flops_per_item():,}",
         )
     table.add_row("total", "", "", "", f"{d.flops_per_item:,}", style="dim")
+    # An equation is read whole: its column is as wide as the longest, the others wrap instead.
+    table.columns[1].min_width = max(len(einsum.equation) for einsum in d.einsums.values())
     return table
 
 
@@ -267,7 +315,7 @@ def render(result: ExplainResult, console: Console, picture: Picture | None = No
     console.print(summary_section(d))
     if picture is not None:
         console.print()
-        console.print(picture_section(picture))
+        console.print(picture_section(picture, console.width))
     if result.call_convention is not None:
         console.print()
         console.print(call_convention_section(result.call_convention))
@@ -597,10 +645,15 @@ def _blocks(size: int, most: int) -> int:
     return -(-size // most)
 
 
-def _grid(attended: np.ndarray, query: tuple[int, int] | None) -> tuple[list[Text], tuple[int, int]]:
-    """A 2-D boolean grid as lines of cells, downsampled by blocks (a block attends if any position does)."""
+def _grid(
+    attended: np.ndarray, query: tuple[int, int] | None, width: int
+) -> tuple[list[Text], tuple[int, int]]:
+    """A 2-D boolean grid as lines of cells, downsampled by blocks (a block attends if any position does).
+
+    At most ``width`` characters a line (two a cell), so a narrow terminal downsamples more, never crops.
+    """
     rows, cols = attended.shape
-    down = (_blocks(rows, _MAX_ROWS), _blocks(cols, _MAX_COLUMNS))
+    down = (_blocks(rows, _MAX_ROWS), _blocks(cols, max(1, min(_MAX_COLUMNS, width // 2))))
     lines = []
     for r in range(0, rows, down[0]):
         line = Text(no_wrap=True, overflow="crop")
@@ -616,7 +669,7 @@ def _grid(attended: np.ndarray, query: tuple[int, int] | None) -> tuple[list[Tex
     return lines, down
 
 
-def picture_section(picture: Picture) -> Group:
+def picture_section(picture: Picture, width: int = 120) -> Group:
     names, at = picture.axis_names, picture.at
     where = ", ".join(f"{name}={index}" for name, index in zip(names, at, strict=True))
     total = math.prod(picture.key_grid)
@@ -654,7 +707,7 @@ def picture_section(picture: Picture) -> Group:
         if lead:
             label = ", ".join(f"{name}={i}" for name, i in zip(names[: len(lead)], lead_index, strict=True))
             lines.append(Text(f"{label}:", style="bold"))
-        grid, down = _grid(plane, tuple(at2[-2:]) if query_here else None)  # type: ignore[arg-type]
+        grid, down = _grid(plane, tuple(at2[-2:]) if query_here else None, width)  # type: ignore[arg-type]
         lines.extend(grid)
         if down != (1, 1):
             notes.add(

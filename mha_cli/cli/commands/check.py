@@ -10,17 +10,21 @@ from typing import Annotated
 import typer
 
 from mha_cli.cli.options import (
+    DEFAULT_SCREEN,
     BackendOption,
     CaseFilesArgument,
     DebugOption,
     MaxMemoryOption,
     ReportJsonOption,
+    Screen,
     SelectOption,
+    screen_options,
 )
 from mha_cli.cli.process import fail, guarded, saved
 from mha_cli.core.errors import ExitCode
 
 
+@screen_options
 def check_command(
     files: CaseFilesArgument,
     select: SelectOption = None,
@@ -34,6 +38,7 @@ def check_command(
     ] = False,
     backend: BackendOption = "tensorflow",
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
+    screen: Screen = DEFAULT_SCREEN,
     debug: DebugOption = False,
 ) -> None:
     """Check case files against the real layer, all in one process.
@@ -60,7 +65,7 @@ def check_command(
     else:
         from mha_cli.output.render import make_console, render_check
 
-        render_check(report, make_console(), strict=strict)
+        render_check(report, make_console(width=screen.width, color=screen.color), strict=strict)
     if junit is not None:
         from mha_cli.core.files import write_atomically
         from mha_cli.output.junit import junit_xml

@@ -6,12 +6,22 @@ from typing import Annotated
 
 import typer
 
-from mha_cli.cli.options import BackendOption, DebugOption, JsonOption, MaxMemoryOption, layer_options
+from mha_cli.cli.options import (
+    DEFAULT_SCREEN,
+    BackendOption,
+    DebugOption,
+    JsonOption,
+    MaxMemoryOption,
+    Screen,
+    layer_options,
+    screen_options,
+)
 from mha_cli.cli.process import fail, guarded
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.errors import ExitCode
 
 
+@screen_options
 @layer_options(several_axes=True)
 def compare_command(
     configs: list[MHAConfig],
@@ -21,6 +31,7 @@ def compare_command(
     ] = False,
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
     json_output: JsonOption = False,
+    screen: Screen = DEFAULT_SCREEN,
     debug: DebugOption = False,
 ) -> None:
     """Compare attention_axes choices side by side, from real forward passes.
@@ -42,7 +53,7 @@ def compare_command(
     else:
         from mha_cli.output.render import make_console, render_compare
 
-        render_compare(comparison, make_console())
+        render_compare(comparison, make_console(width=screen.width, color=screen.color))
     failed = sorted({check.name for result in comparison.results for check in result.failed})
     if failed:
         fail(ExitCode.CHECK_FAILED, f"check failed: {', '.join(failed)} (see the explain output)")

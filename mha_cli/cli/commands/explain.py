@@ -10,12 +10,15 @@ from typing import Annotated, Any
 import typer
 
 from mha_cli.cli.options import (
+    DEFAULT_SCREEN,
     AnyBackendOption,
     DebugOption,
     JsonOption,
     MaxMemoryOption,
+    Screen,
     converter,
     layer_options,
+    screen_options,
 )
 from mha_cli.cli.process import fail, guarded, saved
 from mha_cli.core.config import MHAConfig
@@ -23,6 +26,7 @@ from mha_cli.core.errors import ExitCode
 from mha_cli.core.grammar import parse_position
 
 
+@screen_options
 @layer_options()
 def explain_command(
     config: MHAConfig,
@@ -81,6 +85,7 @@ def explain_command(
             "--code", help="Print a runnable Keras script that builds this layer and prints both shapes."
         ),
     ] = False,
+    screen: Screen = DEFAULT_SCREEN,
     debug: DebugOption = False,
 ) -> None:
     """Explain one keras.layers.MultiHeadAttention configuration from a real forward pass.
@@ -105,7 +110,7 @@ def explain_command(
     if graph and no_run:
         fail(ExitCode.BAD_INPUT, "--graph builds a model around the real layer; leave out --no-run to use it")
     if backend == "all":
-        _all_backends(config, max_memory, json_output, debug)
+        _all_backends(config, max_memory, json_output, screen, debug)
         return
     from mha_cli.operations.explain import explain
 
@@ -139,15 +144,17 @@ def explain_command(
     elif json_output:
         typer.echo(document.dumps(document.to_document(result, drawn)))
     else:
-        from mha_cli.output.render import export, make_console, render
+        from mha_cli.output.render import export, export_console, make_console, render
 
-        console = make_console(record=bool(exports))
-        render(result, console, drawn)
-        title = "mha-explain " + " ".join(sys.argv[1:])
-        for option, path in (("--svg", svg), ("--html", html)):
-            if path is not None:
-                save = partial(export, console, option, path, title)
-                guarded(partial(saved, option, path, save), debug)
+        render(result, make_console(width=screen.width, color=screen.color), drawn)
+        if exports:  # laid out at a fixed width, whatever this terminal's
+            recorded = export_console()
+            render(result, recorded, drawn)
+            title = "mha-explain " + " ".join(sys.argv[1:])
+            for option, path in (("--svg", svg), ("--html", html)):
+                if path is not None:
+                    save = partial(export, recorded, option, path, title)
+                    guarded(partial(saved, option, path, save), debug)
     if result.failed:
         names = ", ".join(check.name for check in result.failed)
         fail(
@@ -156,7 +163,7 @@ def explain_command(
         )
 
 
-def _all_backends(config: MHAConfig, max_memory: int, json_output: bool, debug: bool) -> None:
+def _all_backends(config: MHAConfig, max_memory: int, json_output: bool, screen: Screen, debug: bool) -> None:
     """--backend all: the same configuration on every installed backend, side by side."""
     from mha_cli.cli.worker import COMMAND
     from mha_cli.operations.backends import run_on_backends
@@ -169,7 +176,7 @@ def _all_backends(config: MHAConfig, max_memory: int, json_output: bool, debug: 
     else:
         from mha_cli.output.render import make_console, render_backends
 
-        render_backends(found, make_console())
+        render_backends(found, make_console(width=screen.width, color=screen.color))
     if not found.ran:
         first = found.runs[0]
         fail(ExitCode.ENVIRONMENT, f"--backend all: no backend could run; {first.backend}: {first.problem}")

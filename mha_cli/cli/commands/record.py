@@ -8,17 +8,21 @@ from typing import Annotated
 import typer
 
 from mha_cli.cli.options import (
+    DEFAULT_SCREEN,
     BackendOption,
     CaseFilesArgument,
     DebugOption,
     MaxMemoryOption,
     ReportJsonOption,
+    Screen,
     SelectOption,
+    screen_options,
 )
 from mha_cli.cli.process import fail, guarded
 from mha_cli.core.errors import ExitCode
 
 
+@screen_options
 def record_command(
     files: CaseFilesArgument,
     update: Annotated[
@@ -34,6 +38,7 @@ def record_command(
     json_output: ReportJsonOption = False,
     backend: BackendOption = "tensorflow",
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
+    screen: Screen = DEFAULT_SCREEN,
     debug: DebugOption = False,
 ) -> None:
     """Fill in missing expect blocks from real forward passes.
@@ -65,7 +70,7 @@ def record_command(
 
         typer.echo(document.dumps(document.record_document(report)))
     else:
-        render_record(report, make_console())
+        render_record(report, make_console(width=screen.width, color=screen.color))
     code = report.exit_code()
     if code is not ExitCode.OK:
         problems = report.problems()

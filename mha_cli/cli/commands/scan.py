@@ -7,13 +7,23 @@ from typing import Annotated, Any
 
 import typer
 
-from mha_cli.cli.options import BackendOption, DebugOption, JsonOption, MaxMemoryOption, converter
+from mha_cli.cli.options import (
+    DEFAULT_SCREEN,
+    BackendOption,
+    DebugOption,
+    JsonOption,
+    MaxMemoryOption,
+    Screen,
+    converter,
+    screen_options,
+)
 from mha_cli.cli.process import fail, guarded
 from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.core.grammar import parse_int
 from mha_cli.core.models import model_spec, parse_input
 
 
+@screen_options
 def scan_command(
     model: Annotated[
         Path | None,
@@ -82,6 +92,7 @@ def scan_command(
     backend: BackendOption = "tensorflow",
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
     json_output: JsonOption = False,
+    screen: Screen = DEFAULT_SCREEN,
     debug: DebugOption = False,
 ) -> None:
     """Explain every MultiHeadAttention call in a model, on its own weights.
@@ -126,7 +137,7 @@ def scan_command(
     else:
         from mha_cli.output.render import make_console, render_scan
 
-        render_scan(result, make_console(), selected)
+        render_scan(result, make_console(width=screen.width, color=screen.color), selected)
     if result.failed:
         first = result.failed[0]
         fail(ExitCode.CHECK_FAILED, f"{len(result.failed)} call(s) failed a check; first: {first.call.key}")

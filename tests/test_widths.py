@@ -1,0 +1,91 @@
+"""What people read is never cut, at any width from 60 columns up (issue 13).
+
+Each command is rendered at 60, 80 and 120 columns: no line is wider than
+that, nothing ends in rich's ellipsis, and every einsum equation appears
+whole on one line (a table that does not fit wraps its other cells instead).
+"""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from mha_cli.cli.app import app
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.derivation import derive
+
+runner = CliRunner()
+WIDTHS = (60, 80, 120)
+#: (command, needs Keras, the configuration whose equations it shows, if any)
+COMMANDS: list[tuple[list[str], bool, MHAConfig | None]] = [
+    (["--shape", "32,64,4", "--axes", "1", "--no-run"], False, MHAConfig((32, 64, 4), attention_axes=(1,))),
+    (
+        ["--shape", "5,6", "--gate", "--output-shape", "3,2", "--no-bias", "--no-run"],
+        False,
+        MHAConfig((5, 6), use_gate=True, output_shape=(3, 2), use_bias=False),
+    ),
+    (["--shape", "32,64,4", "--axes", "1"], True, MHAConfig((32, 64, 4), attention_axes=(1,))),
+    (["--shape", "6,6,4", "--axes", "1", "--at", "2,3", "--num-heads", "1"], True, None),
+    (["--shape", "100,8", "--at", "50"], True, None),  # a 100-position picture row
+    (
+        ["--shape", "8,16", "--value-shape", "4,16", "--causal", "--mask-shape", "None,8,4", "--graph"],
+        True,
+        None,
+    ),
+    (["compare", "--shape", "32,64,4", "--axes", "1", "--axes", "2", "--axes", "none"], True, None),
+    (["check", "examples"], True, None),
+    (["scan", "--build", "tests.scan_models:encoder_decoder", "--layer", "decoder_cross"], True, None),
+]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize(
+    ("args", "config"),
+    [
+        pytest.param(args, config, marks=[pytest.mark.keras] if keras else [], id=" ".join(args)[:48])
+        for args, keras, config in COMMANDS
+    ],
+)
+def test_nothing_is_cut(args: list[str], config: MHAConfig | None, width: int) -> None:
+    result = runner.invoke(app, args, env={"COLUMNS": str(width), "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if len(line) > width] == []
+    assert "…" not in result.stdout
+    if config is not None:
+        for equation in derive(config).equations.values():
+            assert any(equation in line for line in lines), f"{equation} is not whole on a line"
+
+
+def test_piped_output_has_no_trailing_white_space_and_its_width_is_documented() -> None:
+    for env in ({}, {"COLUMNS": "80"}):
+        out = runner.invoke(app, ["--shape", "32,64,4", "--axes", "1", "--no-run"], env=env).stdout
+        assert [line for line in out.splitlines() if line != line.rstrip()] == []
+    wide = runner.invoke(app, ["--shape", "32,64,4", "--no-run"], env={"COLUMNS": ""}).stdout
+    assert max(len(line) for line in wide.splitlines()) <= 120  # PIPED_WIDTH, as the README says
+    narrow = runner.invoke(app, ["--shape", "32,64,4", "--no-run", "--width", "64"]).stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 64
+
+
+@pytest.mark.parametrize(("color", "escapes"), [("always", True), ("never", False), ("auto", False)])
+def test_color_option(color: str, escapes: bool) -> None:
+    out = runner.invoke(app, ["--shape", "8,16", "--no-run", "--color", color]).stdout
+    assert ("\x1b[" in out) is escapes
+    assert [line for line in out.splitlines() if line != line.rstrip()] == []  # also with colour codes
+
+
+def test_html_export_is_laid_out_at_a_fixed_width_whatever_the_terminal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    html = tmp_path / "out.html"
+    result = runner.invoke(
+        app,
+        ["--shape", "32,64,4", "--axes", "1", "--html", str(html)],
+        env={"COLUMNS": "60", "NO_COLOR": "1"},
+    )
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 60
+    import html as markup
+    import re
+
+    text = markup.unescape(re.sub(r"<[^>]+>", "", html.read_text()))
+    table_lines = [line for line in text.splitlines() if "abcd,def->abcef" in line]
+    assert table_lines and 60 < max(len(line.rstrip()) for line in text.splitlines()) <= 120
