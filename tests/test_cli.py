@@ -189,8 +189,8 @@ def test_tables_show_every_section() -> None:
 
 @pytest.mark.keras
 def test_every_check_is_printed_whole() -> None:
-    """A check's detail is its explanation: wrapped, never cropped to the width."""
-    result = invoke("--shape", "32,64,4", "--axes", "1")
+    """A check's detail is its explanation: wrapped, never cropped to the width (--verbose: all of it)."""
+    result = invoke("--shape", "32,64,4", "--axes", "1", "--verbose")
     words = " ".join(result.stdout.split())
     assert "the execution path)" in words  # the end of the derivation line
     assert "(tolerance 1e-04 for float32)" in words

@@ -89,3 +89,41 @@ def test_html_export_is_laid_out_at_a_fixed_width_whatever_the_terminal(tmp_path
     text = markup.unescape(re.sub(r"<[^>]+>", "", html.read_text()))
     table_lines = [line for line in text.splitlines() if "abcd,def->abcef" in line]
     assert table_lines and 60 < max(len(line.rstrip()) for line in text.splitlines()) <= 120
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("axes", ["1", "none"])
+def test_the_answer_is_on_the_first_screen(axes: str) -> None:
+    """At 80 x 24: the call, the scores shape with its axis names, the output shape, the axes' roles,
+    the weights per query and the verdict come first; --brief stops there."""
+    args = ["--shape", "32,64,4", "--axes", axes]
+    full = runner.invoke(app, args, env={"COLUMNS": "80", "NO_COLOR": "1"}).stdout.splitlines()
+    first_screen = "\n".join(full[:24])
+    d = derive(MHAConfig((32, 64, 4), attention_axes=None if axes == "none" else (1,)))
+    scores = d.shapes["attention_scores"]
+    for expected in (
+        "layer = keras.layers.MultiHeadAttention(",
+        f"scores   {scores.shape}",
+        ", ".join(scores.labels),
+        "output   (None, 32, 64, 4)",
+        "attended: height (1)",
+        f"{d.weights_per_query:,} per query position and head",
+        "verified on Keras",
+    ):
+        assert expected in " ".join(first_screen.split()) or expected in first_screen, expected
+    brief = runner.invoke(app, [*args, "--brief"], env={"COLUMNS": "80", "NO_COLOR": "1"}).stdout.splitlines()
+    assert brief == full[: len(brief)] and len(brief) <= 24
+    assert "Verification" not in brief and "Axes" not in brief
+
+
+@pytest.mark.keras
+def test_a_keras_note_is_one_short_line_unless_verbose() -> None:
+    args = ["--shape", "32,64,4", "--axes", "1"]
+    quiet = runner.invoke(app, args, env={"COLUMNS": "200", "NO_COLOR": "1"}).stdout
+    (line,) = [line for line in quiet.splitlines() if line.startswith("WARN keras_symbolic")]
+    assert line == (
+        "WARN keras_symbolic: model.summary() shows attention scores (None, 2, 32, 32), the real shape is "
+        "(None, 64, 2, 32, 32) (a Keras bug, keras-team/keras#19303; --verbose says more)"
+    )
+    verbose = runner.invoke(app, [*args, "--verbose"], env={"COLUMNS": "200", "NO_COLOR": "1"}).stdout
+    assert "Layers a functional model stacks on the scores are built for the wrong shape" in verbose

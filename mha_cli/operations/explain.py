@@ -45,6 +45,11 @@ class Check:
     detail: str
 
     @property
+    def brief(self) -> str:
+        """One short line for people; ``detail`` is the whole explanation (--verbose, JSON)."""
+        return self.detail
+
+    @property
     def passed(self) -> bool | None:
         """None when it did not run; a warning did not pass."""
         return None if self.status is Status.SKIPPED else self.status is Status.PASSED
@@ -92,6 +97,22 @@ class SymbolicCheck(Check):
     name: ClassVar[str] = "keras_symbolic"
     output: tuple[int | None, ...] | None = None
     attention_scores: tuple[int | None, ...] | None = None
+    #: The shapes the real forward pass (or, without one, the algebra) gives, where Keras's differ.
+    real: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
+    #: Whether ``real`` comes from a forward pass (else from the shape algebra).
+    measured: bool = True
+
+    @property
+    def brief(self) -> str:
+        if self.status is not Status.WARNING:
+            return self.detail
+        shown = {"output": self.output, "attention_scores": self.attention_scores}
+        wrong = "; ".join(
+            f"{name.replace('_', ' ')} {format_shape(shown[name] or ())}, "
+            f"{'the real shape is' if self.measured else 'the shape algebra derives'} {format_shape(real)}"
+            for name, real in self.real.items()
+        )
+        return f"model.summary() shows {wrong} (a Keras bug, keras-team/keras#19303; --verbose says more)"
 
 
 @dataclass(frozen=True)
@@ -436,13 +457,16 @@ def _plain_call_skipped(derivation: Derivation, detail: str) -> PlainCallCheck:
 
 def symbolic_check(derivation: Derivation, run: LayerRun) -> SymbolicCheck:
     """Keras's symbolic shapes (keras.Input, model.summary()) against the real ones."""
-    real = {name: derivation.shapes[name].shape for name in ("output", "attention_scores")}
-    reported = {"output": run.symbolic["output"], "attention_scores": run.symbolic["attention_scores"]}
+    real: dict[str, tuple[int | None, ...]] = {
+        name: derivation.shapes[name].shape for name in ("output", "attention_scores")
+    }
+    output, scores = run.symbolic["output"], run.symbolic["attention_scores"]
     if all(run.symbolic[name] == real[name] for name in real):
         return SymbolicCheck(
             Status.PASSED,
             "Keras's symbolic shapes (keras.Input, model.summary()) match the forward pass",
-            **reported,
+            output,
+            scores,
         )
     wrong = [name for name in real if run.symbolic[name] != real[name]]
     source = "the real forward pass gives" if run.executed else "the shape algebra derives"
@@ -457,4 +481,5 @@ def symbolic_check(derivation: Derivation, run: LayerRun) -> SymbolicCheck:
         "free axes or several attended axes; keras-team/keras#19303). Layers a functional model stacks "
         "on the scores are built for the wrong shape, so build them from the real one."
     )
-    return SymbolicCheck(Status.WARNING, detail, **reported)
+    wrong_shapes = {name: real[name] for name in wrong}
+    return SymbolicCheck(Status.WARNING, detail, output, scores, wrong_shapes, run.executed)

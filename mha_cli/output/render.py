@@ -27,7 +27,7 @@ from rich.text import Text
 
 from mha_cli.core.cases import show
 from mha_cli.core.config import KERAS_DEFAULTS, Role
-from mha_cli.core.derivation import Derivation
+from mha_cli.core.derivation import Axis, Derivation
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.operations.backends import BackendsRun
 from mha_cli.operations.check import CaseStatus, CheckReport, Progress
@@ -138,15 +138,76 @@ def _size(size: int | None) -> str:
     return "None" if size is None else str(size)
 
 
-def layer_section(result: ExplainResult) -> Group:
-    d = result.derivation
-    layer, config = d.layer, d.config
+def _code(d: Derivation) -> Text:
+    """The constructor and the call, as the user would write them."""
     tensor_of = {"x": "query", "query": "query", "value": "value", "key": "key"}
     inputs = ", ".join(f"{name}: {format_shape(d.inputs[tensor_of[name]].shape)}" for name in input_names(d))
     code = Text()
     code.append(f"layer = {constructor(d)}\n", style="bold")
-    code.append(f"output, scores = {call(d)}", style="bold")
-    code.append(f"   # {inputs}", style="dim")
+    code.append(f"output, scores = {call(d)}\n", style="bold")
+    code.append(f"# {inputs}", style="dim")  # a line of its own: a narrow terminal wraps between shapes
+    return code
+
+
+def _labelled(shape: tuple[int | None, ...], labels: tuple[str, ...]) -> str:
+    return f"{format_shape(shape)}: {', '.join(labels)}"
+
+
+def verdict(result: ExplainResult) -> Text:
+    """One line: what the real layer confirmed, and the one thing to know when something is off."""
+    run = result.run
+    statuses = [check.status for check in result.checks]
+    if run is None or not run.executed:
+        line = Text(f"not verified by a forward pass: {result.not_executed_reason}", style="yellow")
+        built = sum(status is Status.PASSED for status in statuses)
+        if built:
+            line.append(f" ({built} check(s) on the built layer passed)")
+        return line
+    counts = [
+        f"{statuses.count(status)} {word}"
+        for status, word in ((Status.PASSED, "passed"), (Status.FAILED, "FAILED"), (Status.WARNING, "note"))
+        if status in statuses
+    ]
+    line = Text(f"verified on Keras {run.keras_version} ({run.backend}): ", style="bold")
+    line.append(", ".join(counts), style="bold red" if result.failed else "green")
+    notable = [*result.failed, *(check for check in result.checks if check.status is Status.WARNING)]
+    if notable:
+        line.append(f"; {notable[0].name}: {notable[0].brief}")
+    return line
+
+
+def headline(result: ExplainResult) -> Group:
+    """The answer first: the call, the scores and output shapes, the axes' roles, the weights per
+    query, and one line of verification (torchinfo and model.summary() answer this densely)."""
+    d = result.derivation
+    scores, output = d.shapes["attention_scores"], d.shapes["output"]
+    feature = d.axes[-1]
+
+    def named(axes: tuple[Axis, ...]) -> str:
+        return ", ".join(f"{axis.name} ({axis.index})" for axis in axes) or "none"
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("scores", _labelled(scores.shape, scores.labels))
+    grid.add_row("output", _labelled(output.shape, output.labels))
+    grid.add_row(
+        "axes",
+        f"attended: {named(d.attended_axes)}; free: {named(d.free_axes)}; feature: axis {feature.index}, "
+        f"size {feature.query_size} -> {d.layer.num_heads} head{'s' if d.layer.num_heads != 1 else ''} "
+        f"x {d.layer.key_dim} (key_dim)",
+    )
+    grid.add_row(
+        "weights",
+        f"{d.weights_per_query:,} per query position and head; scores "
+        f"{format_bytes(d.scores_bytes_per_item())} per batch item; {d.params:,} parameters",
+    )
+    return Group(_code(d), grid, verdict(result))
+
+
+def layer_section(result: ExplainResult) -> Group:
+    d = result.derivation
+    layer, config = d.layer, d.config
 
     keras_default = {
         "value_dim": "Keras default: key_dim",
@@ -197,7 +258,7 @@ def layer_section(result: ExplainResult) -> Group:
             f"Keras {run.keras_version} on {run.backend}; "
             f"forward pass with batch {config.batch}, seed {config.seed}"
         )
-    return Group(Text("Layer", style="bold"), code, Text(where, style="dim"), table)
+    return Group(Text("Layer", style="bold"), Text(where, style="dim"), table)
 
 
 def axes_table(d: Derivation) -> Table:
@@ -272,14 +333,15 @@ def summary_section(d: Derivation) -> Group:
     return Group(Text("Summary", style="bold"), *(Text(f"- {line}") for line in d.summary))
 
 
-def verification_section(result: ExplainResult) -> Group:
+def verification_section(result: ExplainResult, *, verbose: bool = False) -> Group:
+    """One line per check: its short form, or with ``verbose`` the whole explanation."""
     lines = [Text("Verification", style="bold")]
     for check in result.checks:
         mark, style = _STATUS_MARK[check.status]
         line = Text()  # wrapped: a detail is the explanation (cropped to the width, it was lost)
         line.append(f"{mark} ", style=style)
         line.append(f"{check.name}: ", style="bold")
-        line.append(check.detail)
+        line.append(check.detail if verbose else check.brief)
         lines.append(line)
     return Group(*lines)
 
@@ -305,8 +367,20 @@ def call_convention_section(convention: dict[str, dict[str, Any]]) -> Group:
     return Group(table, Text(paragraph))
 
 
-def render(result: ExplainResult, console: Console, picture: Picture | None = None) -> None:
+def render(
+    result: ExplainResult,
+    console: Console,
+    picture: Picture | None = None,
+    *,
+    brief: bool = False,
+    verbose: bool = False,
+) -> None:
+    """The headline, then (unless ``brief``) every section."""
     d = result.derivation
+    console.print(headline(result))
+    if brief:
+        return
+    console.print()
     console.print(layer_section(result))
     console.print(axes_table(d))
     console.print(shapes_table(d))
@@ -320,7 +394,7 @@ def render(result: ExplainResult, console: Console, picture: Picture | None = No
         console.print()
         console.print(call_convention_section(result.call_convention))
     console.print()
-    console.print(verification_section(result))
+    console.print(verification_section(result, verbose=verbose))
     if result.failed:
         console.print(Panel(Text("A check failed: see Verification above.", style="bold red"), expand=False))
 

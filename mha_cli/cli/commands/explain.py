@@ -86,6 +86,12 @@ def explain_command(
         ),
     ] = False,
     screen: Screen = DEFAULT_SCREEN,
+    brief: Annotated[
+        bool, typer.Option("--brief", help="Print the headline only: the call, shapes, axes, verdict.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Give each check's whole explanation, not its short line.")
+    ] = False,
     debug: DebugOption = False,
 ) -> None:
     """Explain one keras.layers.MultiHeadAttention configuration from a real forward pass.
@@ -146,10 +152,11 @@ def explain_command(
     else:
         from mha_cli.output.render import export, export_console, make_console, render
 
-        render(result, make_console(width=screen.width, color=screen.color), drawn)
+        shown = {"brief": brief, "verbose": verbose}
+        render(result, make_console(width=screen.width, color=screen.color), drawn, **shown)
         if exports:  # laid out at a fixed width, whatever this terminal's
             recorded = export_console()
-            render(result, recorded, drawn)
+            render(result, recorded, drawn, **shown)
             title = "mha-explain " + " ".join(sys.argv[1:])
             for option, path in (("--svg", svg), ("--html", html)):
                 if path is not None:
