@@ -67,7 +67,7 @@ BAD_INPUT = [
         ["--shape", "10,16", "--sliding-window", "0"],
         "--sliding-window 0: must be >= 1",
     ),
-    ([], "Missing option '--shape'"),
+    (["explain"], "Missing option '--shape'"),
 ]
 
 

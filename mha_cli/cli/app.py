@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from mha_cli import __version__
 from mha_cli.cli import options
@@ -23,7 +23,7 @@ from mha_cli.cli.commands.explain import explain_command
 from mha_cli.cli.commands.record import record_command
 from mha_cli.cli.commands.scan import scan_command
 from mha_cli.cli.process import PROGRAM, leave, say_error, say_interrupted, stdout_closed, unwritable_stdout
-from mha_cli.core.errors import ExitCode
+from mha_cli.core.errors import ConfigError, ExitCode
 
 
 def _is_click_error(error: Exception) -> bool:
@@ -44,6 +44,74 @@ def _usage_error_line(error: Exception) -> str:
     return f"{message} (see {' '.join([PROGRAM, *command])} --help)"
 
 
+class GroupedCommand(TyperCommand):
+    """A command whose --help lists its options in sections (the options' ``rich_help_panel``),
+    and which refuses a single-valued option given twice instead of keeping the last."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                title = "Arguments"
+            else:
+                title = getattr(param, "rich_help_panel", None) or "Options"
+            sections.setdefault(title, []).append(record)
+        order = ["Arguments", options.LAYER, options.INPUTS, options.RUN, options.OUTPUT, "Options"]
+        for title in sorted(sections, key=lambda title: order.index(title) if title in order else len(order)):
+            with formatter.section(title):
+                formatter.write_dl(sections[title])
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        single = {
+            name: param
+            for param in self.get_params(ctx)
+            if param.param_type_name == "option"
+            and not getattr(param, "multiple", False)
+            and not getattr(param, "is_flag", False)
+            for name in param.opts
+        }
+        given: dict[str, list[str]] = {}
+        for index, word in enumerate(args):
+            name, _, attached = word.partition("=")
+            if name in single and index + 1 <= len(args):
+                value = attached or (args[index + 1] if index + 1 < len(args) else "")
+                given.setdefault(single[name].opts[0], []).append(value)
+            if word == "--":
+                break
+        for option, values in given.items():
+            if len(values) > 1:
+                hint = (
+                    f"; to put several side by side, use mha-explain compare {option} {values[0]} "
+                    f"{option} {values[1]}"
+                    if option == "--axes" and self.name == "explain"
+                    else ""
+                )
+                raise options.BadValue(
+                    ConfigError(
+                        option, None, f"given {len(values)} times ({', '.join(values)}); give it once{hint}"
+                    )
+                )
+        return super().parse_args(ctx, args)
+
+
+#: What bare ``mha-explain`` prints: how to start (exit 2, as for any incomplete command line).
+FIRST_CONTACT = f"""\
+usage: {PROGRAM} --shape SHAPE [OPTIONS]   explain one MultiHeadAttention configuration
+       {PROGRAM} COMMAND [ARGS]...         compare, check, record or scan
+
+  {PROGRAM} --shape 32,64,4 --axes 1
+      an image: attention along its height only, and what each scores axis is
+  {PROGRAM} compare --shape 10,16 --axes 1 --axes none
+      a sentence: is attention_axes=(1,) the same as None? (yes: equal outputs)
+  {PROGRAM} scan model.keras
+      every MultiHeadAttention call in your model, on its own weights
+
+{PROGRAM} --help lists the commands; {PROGRAM} explain --help every option.
+"""
+
 #: Options the group itself answers; anything else starting with "-" is explain's.
 _GROUP_OPTIONS = frozenset({"--help", "-h", "--version", "--install-completion", "--show-completion"})
 
@@ -56,7 +124,10 @@ class ExplainByDefault(TyperGroup):
     """
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if not args or (args[0].startswith("-") and args[0] not in _GROUP_OPTIONS):
+        if not args and not ctx.resilient_parsing:  # bare mha-explain (completion asks with no args too)
+            typer.echo(FIRST_CONTACT, err=True, nl=False)
+            raise typer.Exit(int(ExitCode.BAD_INPUT))
+        if args and args[0].startswith("-") and args[0] not in _GROUP_OPTIONS:
             args = ["explain", *args]
         return super().parse_args(ctx, args)
 
@@ -133,11 +204,11 @@ def mha_explain(
     """
 
 
-app.command("explain")(explain_command)
-app.command("compare")(compare_command)
-app.command("check")(check_command)
-app.command("record")(record_command)
-app.command("scan")(scan_command)
+app.command("explain", cls=GroupedCommand)(explain_command)
+app.command("compare", cls=GroupedCommand)(compare_command)
+app.command("check", cls=GroupedCommand)(check_command)
+app.command("record", cls=GroupedCommand)(record_command)
+app.command("scan", cls=GroupedCommand)(scan_command)
 
 
 def main() -> None:

@@ -96,15 +96,25 @@ def _rate(option: str, text: str) -> float:
 
 # --- Options of several commands -----------------------------------------------------
 
+#: --help sections (GroupedCommand prints the options under these, in this order).
+LAYER, INPUTS, RUN, OUTPUT = "The layer", "The inputs and masks", "The run", "The output"
+
+
+def _complete(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """Shell completion of a closed choice (the converters are functions, so click cannot list it)."""
+    return lambda incomplete: [choice for choice in choices if choice.startswith(incomplete)]
+
 
 def _backend_option(choices: tuple[str, ...], help_text: str) -> Any:
     return typer.Option(
         "--backend",
         metavar="|".join(choices),
         parser=_choose("--backend", choices),
+        autocompletion=_complete(choices),
         envvar="KERAS_BACKEND",
         show_envvar=True,
         help=help_text,
+        rich_help_panel=RUN,
     )
 
 
@@ -122,12 +132,19 @@ MaxMemoryOption = Annotated[
         metavar="SIZE",
         parser=converter(parse_bytes, "--max-memory"),
         help="Skip the forward pass when it would need more (e.g. 512MiB).",
+        rich_help_panel=RUN,
     ),
 ]
 DebugOption = Annotated[
-    bool, typer.Option("--debug", help="Show tracebacks and the backend's captured log output.")
+    bool,
+    typer.Option(
+        "--debug", help="Show tracebacks and the backend's captured log output.", rich_help_panel=RUN
+    ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document (schema in the README).")]
+JsonOption = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document (schema in the README).", rich_help_panel=OUTPUT),
+]
 ReportJsonOption = Annotated[
     bool, typer.Option("--json", help="Print the report as one JSON document (schema in the README).")
 ]
@@ -157,7 +174,14 @@ _SINGLE_AXES = inspect.Parameter(
     inspect.Parameter.KEYWORD_ONLY,
     default="none",
     annotation=Annotated[
-        Any, typer.Option("--axes", metavar="AXES", parser=converter(parse_axes, "--axes"), help=_AXES_HELP)
+        Any,
+        typer.Option(
+            "--axes",
+            metavar="AXES",
+            parser=converter(parse_axes, "--axes"),
+            help=_AXES_HELP,
+            rich_help_panel=LAYER,
+        ),
     ],
 )
 _SEVERAL_AXES = inspect.Parameter(
@@ -171,17 +195,22 @@ _SEVERAL_AXES = inspect.Parameter(
             parser=converter(parse_axes, "--axes"),
             help="Give it twice or more, one per configuration: " + _AXES_HELP,
             show_default=False,
+            rich_help_panel=LAYER,
         ),
     ],
 )
 
 
-def _shape_option(option: str, help_text: str) -> Any:
-    return typer.Option(option, metavar="SHAPE", parser=converter(parse_shape, option), help=help_text)
+def _shape_option(option: str, help_text: str, panel: str = INPUTS) -> Any:
+    return typer.Option(
+        option, metavar="SHAPE", parser=converter(parse_shape, option), help=help_text, rich_help_panel=panel
+    )
 
 
-def _int_option(option: str, help_text: str) -> Any:
-    return typer.Option(option, metavar="INT", parser=_positive(option), help=help_text)
+def _int_option(option: str, help_text: str, panel: str = LAYER) -> Any:
+    return typer.Option(
+        option, metavar="INT", parser=_positive(option), help=help_text, rich_help_panel=panel
+    )
 
 
 #: (MHAConfig field, annotation, default), in the order --help lists them; ``axes`` goes after the first.
@@ -227,12 +256,21 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
             _shape_option(
                 "--output-shape",
                 "output_shape: an int or a tuple such as 3,2 [default: the query's feature size].",
+                LAYER,
             ),
         ],
         None,
     ),
-    ("use_bias", Annotated[bool, typer.Option("--bias/--no-bias", help="use_bias.")], True),
-    ("use_gate", Annotated[bool, typer.Option("--gate", help="use_gate (Keras >= 3.14).")], False),
+    (
+        "use_bias",
+        Annotated[bool, typer.Option("--bias/--no-bias", help="use_bias.", rich_help_panel=LAYER)],
+        True,
+    ),
+    (
+        "use_gate",
+        Annotated[bool, typer.Option("--gate", help="use_gate (Keras >= 3.14).", rich_help_panel=LAYER)],
+        False,
+    ),
     (
         "dropout",
         Annotated[
@@ -242,6 +280,7 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
                 metavar="RATE",
                 parser=converter(_rate, "--dropout"),
                 help="dropout (inference pass: no effect on shapes).",
+                rich_help_panel=LAYER,
             ),
         ],
         0.0,
@@ -251,12 +290,17 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
         Annotated[
             str,
             typer.Option(
-                "--dtype", metavar="|".join(DTYPES), parser=_choose("--dtype", DTYPES), help="Layer dtype."
+                "--dtype",
+                metavar="|".join(DTYPES),
+                parser=_choose("--dtype", DTYPES),
+                autocompletion=_complete(DTYPES),
+                help="Layer dtype.",
+                rich_help_panel=LAYER,
             ),
         ],
         "float32",
     ),
-    ("batch", Annotated[int, _int_option("--batch", "Concrete batch size of the forward pass.")], 2),
+    ("batch", Annotated[int, _int_option("--batch", "Concrete batch size of the forward pass.", INPUTS)], 2),
     (
         "seed",
         Annotated[
@@ -266,6 +310,7 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
                 metavar="INT",
                 parser=converter(lambda o, t: parse_int(o, t, minimum=0), "--seed"),
                 help="Seed for weights and inputs.",
+                rich_help_panel=INPUTS,
             ),
         ],
         0,
@@ -279,6 +324,7 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
                 metavar="NAMES",
                 parser=converter(parse_names, "--axis-names"),
                 help="Names for the axes between batch and features, e.g. height,width.",
+                rich_help_panel=INPUTS,
             ),
         ],
         None,
@@ -293,11 +339,18 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
                 parser=converter(parse_mask_shape, "--mask-shape"),
                 help="Call with an attention_mask of this shape, batch included (None,10,10 or 10,10); "
                 "checked by running the layer with a random mask.",
+                rich_help_panel=INPUTS,
             ),
         ],
         None,
     ),
-    ("causal", Annotated[bool, typer.Option("--causal", help="Call with use_causal_mask=True.")], False),
+    (
+        "causal",
+        Annotated[
+            bool, typer.Option("--causal", help="Call with use_causal_mask=True.", rich_help_panel=INPUTS)
+        ],
+        False,
+    ),
     (
         "sliding_window",
         Annotated[
@@ -386,6 +439,7 @@ _SCREEN = [
                 help=f"Lay the tables out for this many columns [default: the terminal's; piped: "
                 f"COLUMNS, else {PIPED_WIDTH}].",
                 show_default=False,
+                rich_help_panel=OUTPUT,
             ),
         ],
     ),
@@ -399,7 +453,9 @@ _SCREEN = [
                 "--color",
                 metavar="|".join(COLORS),
                 parser=_choose("--color", COLORS),
+                autocompletion=_complete(COLORS),
                 help="Colour: auto (on a terminal, unless NO_COLOR), always (e.g. for less -R), never.",
+                rich_help_panel=OUTPUT,
             ),
         ],
     ),

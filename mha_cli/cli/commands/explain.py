@@ -11,6 +11,8 @@ import typer
 
 from mha_cli.cli.options import (
     DEFAULT_SCREEN,
+    OUTPUT,
+    RUN,
     AnyBackendOption,
     DebugOption,
     JsonOption,
@@ -32,7 +34,10 @@ def explain_command(
     config: MHAConfig,
     backend: AnyBackendOption = "tensorflow",
     no_run: Annotated[
-        bool, typer.Option("--no-run", help="Answer from the shape algebra alone: no Keras, no checks.")
+        bool,
+        typer.Option(
+            "--no-run", help="Answer from the shape algebra alone: no Keras, no checks.", rich_help_panel=RUN
+        ),
     ] = False,
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
     verify_small: Annotated[
@@ -41,6 +46,7 @@ def explain_command(
             "--verify-small",
             help="When --max-memory skips the forward pass, run and check the same layer with every "
             "axis but the features shrunk to at most 4 positions.",
+            rich_help_panel=RUN,
         ),
     ] = False,
     json_output: JsonOption = False,
@@ -50,11 +56,16 @@ def explain_command(
             "--get",
             metavar="PATH",
             help="Print one value of the JSON document, e.g. shapes.attention_scores.",
+            rich_help_panel=OUTPUT,
         ),
     ] = None,
     picture: Annotated[
         bool,
-        typer.Option("--picture", help="Draw which key positions one query position attends to (see --at)."),
+        typer.Option(
+            "--picture",
+            help="Draw which key positions one query position attends to (see --at).",
+            rich_help_panel=OUTPUT,
+        ),
     ] = False,
     at: Annotated[
         Any,
@@ -63,34 +74,56 @@ def explain_command(
             metavar="POSITION",
             parser=converter(parse_position, "--at"),
             help="The query position for --picture, e.g. 5,10 [default: the centre]; implies --picture.",
+            rich_help_panel=OUTPUT,
         ),
     ] = None,
     svg: Annotated[
-        Path | None, typer.Option("--svg", metavar="PATH", help="Also save the tables (and picture) as SVG.")
+        Path | None,
+        typer.Option(
+            "--svg", metavar="PATH", help="Also save the tables (and picture) as SVG.", rich_help_panel=OUTPUT
+        ),
     ] = None,
     html: Annotated[
         Path | None,
-        typer.Option("--html", metavar="PATH", help="Also save the tables (and picture) as HTML."),
+        typer.Option(
+            "--html",
+            metavar="PATH",
+            help="Also save the tables (and picture) as HTML.",
+            rich_help_panel=OUTPUT,
+        ),
     ] = None,
     graph: Annotated[
         bool,
         typer.Option(
             "--graph",
             help="Show how a functional model records the call (Model.get_config()), beside Attention.",
+            rich_help_panel=OUTPUT,
         ),
     ] = False,
     code: Annotated[
         bool,
         typer.Option(
-            "--code", help="Print a runnable Keras script that builds this layer and prints both shapes."
+            "--code",
+            help="Print a runnable Keras script that builds this layer and prints both shapes.",
+            rich_help_panel=OUTPUT,
         ),
     ] = False,
     screen: Screen = DEFAULT_SCREEN,
     brief: Annotated[
-        bool, typer.Option("--brief", help="Print the headline only: the call, shapes, axes, verdict.")
+        bool,
+        typer.Option(
+            "--brief",
+            help="Print the headline only: the call, shapes, axes, verdict.",
+            rich_help_panel=OUTPUT,
+        ),
     ] = False,
     verbose: Annotated[
-        bool, typer.Option("--verbose", help="Give each check's whole explanation, not its short line.")
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Give each check's whole explanation, not its short line.",
+            rich_help_panel=OUTPUT,
+        ),
     ] = False,
     debug: DebugOption = False,
 ) -> None:
