@@ -1,4 +1,4 @@
-"""Keep the README's --help reference generated: ``python scripts/readme_help.py --write``.
+"""Keep the --help reference (docs/reference.md) generated: ``python scripts/readme_help.py --write``.
 
 Each command's help sits between ``<!-- help:begin COMMAND -->`` and
 ``<!-- help:end -->``; tests/test_cli.py checks that they match the current --help.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-#: The commands whose help the README carries, as typed after ``mha-explain``.
+README = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
+#: The commands whose help docs/reference.md carries, as typed after ``mha-explain``.
 COMMANDS = ("", "explain", "compare", "check", "record", "scan")
 END = "```\n<!-- help:end -->"
 

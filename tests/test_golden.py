@@ -149,21 +149,28 @@ def test_every_golden_file_has_a_case() -> None:
 
 @pytest.mark.keras
 def test_the_readme_transcript_is_real_output() -> None:
-    """The README's first transcript is the golden explain-forum output (piped: width 120, no colour)."""
+    """The README's transcript is the headline of the golden explain-forum output (--brief, width 100)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     found = re.search(r"A real transcript \(`mha-explain (.*?)`.*?```text\n(.*?)```", readme, re.S)
     assert found is not None
     command, transcript = found.groups()
-    assert command.split() == CASES["explain-forum"][0]
-    assert masked(transcript) == render(command.split())
+    assert command.split() == [*CASES["explain-forum"][0], "--brief"]
+    shown = CliRunner().invoke(app, command.split(), env={"COLUMNS": "100", "NO_COLOR": "1"}).stdout
+    assert masked(transcript) == masked(shown)
 
 
-def _readme_examples() -> list[tuple[int, str, str]]:
-    """(line, command, expected output) of every README console block that runs mha-explain."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+#: What people read: the README and every page of docs/.
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def _readme_examples() -> list[tuple[str, str, str]]:
+    """(file:line, command, expected output) of every console block in the docs that runs mha-explain."""
     found = []
-    for block in re.finditer(r"```console\n\$ mha-explain ([^\n]*)\n(.*?)```", readme, re.S):
-        found.append((readme.count("\n", 0, block.start()) + 1, block.group(1), block.group(2)))
+    for document in DOCUMENTS:
+        text = document.read_text(encoding="utf-8")
+        for block in re.finditer(r"```console\n\$ mha-explain ([^\n]*)\n(.*?)```", text, re.S):
+            where = f"{document.relative_to(ROOT)}:{text.count(chr(10), 0, block.start()) + 1}"
+            found.append((where, block.group(1), block.group(2)))
     return found
 
 
@@ -175,7 +182,7 @@ def _words(text: str) -> str:
 @pytest.mark.keras
 @pytest.mark.parametrize(("line", "command", "shown"), _readme_examples(), ids=lambda value: str(value)[:40])
 def test_each_readme_example_shows_real_output(
-    line: int, command: str, shown: str, monkeypatch: pytest.MonkeyPatch
+    line: str, command: str, shown: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every README example, run: its lines appear in the real output in order ("..." skips lines).
 
@@ -201,17 +208,18 @@ def test_each_readme_example_shows_real_output(
     for part in re.split(r"^\.\.\.\n", shown, flags=re.M):
         expected = _words(part)
         found = real.find(expected, position)
-        assert found >= 0, f"README.md:{line}: `mha-explain {command}` no longer prints:\n{part}"
+        assert found >= 0, f"{line}: `mha-explain {command}` no longer prints:\n{part}"
         position = found + len(expected)
 
 
 @pytest.mark.keras
 def test_the_readme_library_example_runs() -> None:
-    """The README's Python block: its imports are the public paths, and its comments are what it gives."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    (block,) = re.findall(r"```python\n(.*?)```", readme, re.S)
+    """The library example (docs/development.md): its imports are the public paths, and its comments are
+    what it gives."""
+    page = (ROOT / "docs" / "development.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```python\n(.*?)```", page, re.S)
     namespace: dict[str, Any] = {}
-    exec(compile(block, "README.md", "exec"), namespace)
+    exec(compile(block, "docs/development.md", "exec"), namespace)
     d = namespace["d"]
     assert d.shapes["attention_scores"].shape == (None, 64, 2, 32, 32)
     assert d.equations["dot_product"] == "afcde,abcde->acdbf"

@@ -143,10 +143,17 @@ DebugOption = Annotated[
 ]
 JsonOption = Annotated[
     bool,
-    typer.Option("--json", help="Print one JSON document (schema in the README).", rich_help_panel=OUTPUT),
+    typer.Option(
+        "--json", help="Print one JSON document (schema in docs/scripts.md).", rich_help_panel=OUTPUT
+    ),
 ]
 ReportJsonOption = Annotated[
-    bool, typer.Option("--json", help="Print the report as one JSON document (schema in the README).")
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the report as one JSON document (schema in docs/scripts.md).",
+        rich_help_panel=OUTPUT,
+    ),
 ]
 CaseFilesArgument = Annotated[
     list[Path],

@@ -1,6 +1,6 @@
-"""The JSON document: the contract with scripts (schema in the README).
+"""The JSON document: the contract with scripts (schema in docs/scripts.md).
 
-Change a key only by bumping SCHEMA_VERSION and saying so in the README.
+Change a key only by bumping SCHEMA_VERSION and saying so in docs/scripts.md.
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def _case_result(result: CaseResult) -> dict[str, Any]:
 
 
 def check_document(report: CheckReport, *, strict: bool = False) -> dict[str, Any]:
-    """The report of ``mha-explain check --json`` (schema in the README)."""
+    """The report of ``mha-explain check --json`` (schema in docs/scripts.md)."""
     from mha_cli.operations.check import CaseStatus
 
     return {
@@ -266,7 +266,7 @@ def check_document(report: CheckReport, *, strict: bool = False) -> dict[str, An
 
 
 def record_document(report: RecordReport) -> dict[str, Any]:
-    """The report of ``mha-explain record --json`` (schema in the README)."""
+    """The report of ``mha-explain record --json`` (schema in docs/scripts.md)."""
 
     def changes(found: tuple[Change, ...]) -> list[dict[str, Any]]:
         return [{"case": c.case, "field": c.field, "old": c.old, "new": c.new} for c in found]
@@ -296,7 +296,7 @@ def record_document(report: RecordReport) -> dict[str, Any]:
 
 
 def compare_document(comparison: Comparison) -> dict[str, Any]:
-    """The document of ``mha-explain compare --json`` (schema in the README)."""
+    """The document of ``mha-explain compare --json`` (schema in docs/scripts.md)."""
     configs = [to_document(result) for result in comparison.results]
     found = comparison.equivalence
     return {
@@ -313,7 +313,7 @@ def compare_document(comparison: Comparison) -> dict[str, Any]:
 
 
 def backends_document(found: BackendsRun) -> dict[str, Any]:
-    """The document of ``--backend all --json`` (schema in the README)."""
+    """The document of ``--backend all --json`` (schema in docs/scripts.md)."""
     return {
         "schema_version": SCHEMA_VERSION,
         "tool_version": __version__,
@@ -334,7 +334,7 @@ def _input(spec: InputSpec) -> dict[str, Any]:
 
 
 def scan_document(scan: ScanResult) -> dict[str, Any]:
-    """The document of ``mha-explain scan --json`` (schema in the README)."""
+    """The document of ``mha-explain scan --json`` (schema in docs/scripts.md)."""
     calls = []
     for found in scan.calls:
         call = found.call
@@ -397,7 +397,7 @@ def get_path(document: dict[str, Any], path: str) -> Any:
 
 
 def shell_form(value: Any) -> str:
-    """A value as ``$(...)`` wants it, never ambiguous (README, "Output for scripts").
+    """A value as ``$(...)`` wants it, never ambiguous (docs/scripts.md).
 
     null is ``None`` (as a shape's batch axis) and booleans ``true``/``false``; a
     list of numbers and nulls, a shape, is one line joined by commas
