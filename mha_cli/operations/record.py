@@ -243,8 +243,7 @@ def _edit_calls(path: Path, fmt: str, calls: dict[str, dict[str, Any]], recorded
         document = json.loads(text)
         document["calls"] = calls
         document["recorded"] = recorded
-        indent = re.search(r"^( +)\S", text, re.MULTILINE)
-        return json.dumps(document, indent=len(indent.group(1)) if indent else 2, ensure_ascii=False) + "\n"
+        return _json_like(text, document)
     import tomlkit
 
     document = tomlkit.parse(text)
@@ -265,14 +264,27 @@ def _edit_calls(path: Path, fmt: str, calls: dict[str, dict[str, Any]], recorded
             entry = tomlkit.table()
             entry.update(values)
             table.add(key, entry)
+    _set_recorded(document, recorded)
+    return tomlkit.dumps(document)
+
+
+def _set_recorded(document: Any, recorded: dict[str, str]) -> None:
+    """Update the TOML document's [recorded] table, or add it (with a comment saying what it is)."""
+    import tomlkit
+
     if "recorded" in document:
         document["recorded"].update(recorded)
-    else:
-        recorded_table = tomlkit.table()
-        recorded_table.update(recorded)
-        recorded_table.comment("written by mha-explain record: the Keras that produced the expectations")
-        document.add("recorded", recorded_table)
-    return tomlkit.dumps(document)
+        return
+    table = tomlkit.table()
+    table.update(recorded)
+    table.comment("written by mha-explain record: the Keras that produced the expectations")
+    document.add("recorded", table)
+
+
+def _json_like(text: str, document: Any) -> str:
+    """``document`` as JSON, indented as ``text`` was."""
+    indent = re.search(r"^( +)\S", text, re.MULTILINE)
+    return json.dumps(document, indent=len(indent.group(1)) if indent else 2, ensure_ascii=False) + "\n"
 
 
 #: By case index: the values to write, and whether they form a new expect block.
@@ -359,13 +371,7 @@ def _edit_toml(text: str, edits: Edits, recorded: dict[str, str]) -> str:
                         expect[field][name] = value[name]
                 else:
                     expect[field] = value
-    if "recorded" in document:
-        document["recorded"].update(recorded)
-    else:
-        table = tomlkit.table()
-        table.update(recorded)
-        table.comment("written by mha-explain record: the Keras that produced the expectations")
-        document.add("recorded", table)
+    _set_recorded(document, recorded)
     return tomlkit.dumps(document)
 
 
@@ -401,5 +407,4 @@ def _edit_json(text: str, edits: Edits, recorded: dict[str, str]) -> str:
                 else:
                     entry["expect"][field] = value
     document["recorded"] = recorded
-    indent = re.search(r"^( +)\S", text, re.MULTILINE)
-    return json.dumps(document, indent=len(indent.group(1)) if indent else 2, ensure_ascii=False) + "\n"
+    return _json_like(text, document)
