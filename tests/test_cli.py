@@ -462,3 +462,15 @@ def test_no_run_does_not_claim_what_the_backend_rejects() -> None:
     assert refused.exit_code == 2
     assert "--axes 1,2,3: the attention scores would have rank 11; on TensorFlow" in refused.stderr
     assert invoke(*args, "--backend", "jax").exit_code == 0  # JAX takes it
+
+
+def test_get_given_several_times_prints_one_value_per_line_in_order() -> None:
+    """Issue 14: all but the last --get were silently dropped."""
+    result = invoke(
+        "--shape", "32,64,4", "--axes", "1", "--no-run", "--get", "params", "--get", "shapes.output"
+    )
+    assert result.exit_code == 0, result.output
+    d = derive(MHAConfig((32, 64, 4), attention_axes=(1,)))
+    assert result.stdout == f"{d.params}\nNone,32,64,4\n"
+    wrong = invoke("--shape", "32,64,4", "--no-run", "--get", "params", "--get", "nope")
+    assert wrong.exit_code == 2 and wrong.stdout == ""  # nothing printed when one path is wrong

@@ -51,11 +51,12 @@ def explain_command(
     ] = False,
     json_output: JsonOption = False,
     get: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--get",
             metavar="PATH",
-            help="Print one value of the JSON document, e.g. shapes.attention_scores.",
+            help="Print one value of the JSON document, e.g. shapes.attention_scores; give it several "
+            "times for one value per line, in order.",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -173,9 +174,12 @@ def explain_command(
 
     from mha_cli.output import document
 
-    if get is not None:
-        value = guarded(lambda: document.get_path(document.to_document(result, drawn), get), debug)
-        typer.echo(document.shell_form(value))
+    if get:
+        answer = document.to_document(result, drawn)
+        for wanted in get:  # every path is checked before anything is printed
+            guarded(partial(document.get_path, answer, wanted), debug)
+        for wanted in get:
+            typer.echo(document.shell_form(document.get_path(answer, wanted)))
     elif code:
         from mha_cli.output.code import snippet
 
