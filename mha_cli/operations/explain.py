@@ -126,6 +126,15 @@ class PlainCallCheck(Check):
 
 
 @dataclass(frozen=True)
+class ModelCallCheck(Check):
+    """scan: the model's layer, re-run on one call's inputs, against the output that call produced."""
+
+    name: ClassVar[str] = "model_call"
+    tolerance: float = 0.0
+    output_max_abs_diff: float | None = None
+
+
+@dataclass(frozen=True)
 class ReducedRunCheck(Check):
     """--verify-small: the same layer run on shrunken inputs."""
 

@@ -10,7 +10,7 @@ layer reproduces the output the model's call produced.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.derivation import Derivation, derive
@@ -22,6 +22,7 @@ from mha_cli.operations.explain import (
     TOLERANCE,
     Check,
     ExplainResult,
+    ModelCallCheck,
     Status,
     algebra_only,
     compare_with_layer,
@@ -32,15 +33,6 @@ from mha_cli.operations.explain import (
 
 if TYPE_CHECKING:
     from mha_cli.runtime.models import CapturedCall
-
-
-@dataclass(frozen=True)
-class ModelCallCheck(Check):
-    """The layer, re-run on the call's inputs, against the output the model's call produced."""
-
-    name: ClassVar[str] = "model_call"
-    tolerance: float = 0.0
-    output_max_abs_diff: float | None = None
 
 
 @dataclass(frozen=True)

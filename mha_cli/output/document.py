@@ -19,12 +19,12 @@ from mha_cli.operations.explain import (
     Check,
     DerivationCheck,
     ExplainResult,
+    ModelCallCheck,
     NumpyCheck,
     PlainCallCheck,
     ReducedRunCheck,
     SymbolicCheck,
 )
-from mha_cli.operations.scan import ModelCallCheck
 
 if TYPE_CHECKING:  # an explain document needs none of these: --no-run stays instant
     from mha_cli.operations.backends import BackendsRun

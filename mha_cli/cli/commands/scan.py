@@ -20,7 +20,12 @@ from mha_cli.cli.options import (
 from mha_cli.cli.process import fail, guarded
 from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.core.grammar import parse_int
-from mha_cli.core.models import model_spec, parse_input
+
+
+def _parse_input(option: str, text: str) -> Any:
+    from mha_cli.core.models import parse_input  # imported when --input is given, not for --help
+
+    return parse_input(option, text)
 
 
 @screen_options
@@ -54,7 +59,7 @@ def scan_command(
         typer.Option(
             "--input",
             metavar="NAME=SHAPE[:DTYPE]",
-            parser=converter(parse_input, "--input"),
+            parser=converter(_parse_input, "--input"),
             help="Sizes the model leaves unknown (None), and dtypes, e.g. tokens=128:int32 (repeatable).",
         ),
     ] = None,
@@ -104,6 +109,7 @@ def scan_command(
     unless --trust-model. Exit codes: 0 answer (also: no attention layer),
     1 a check failed, 2 bad input or an unusable model file, 3 environment problem.
     """
+    from mha_cli.core.models import model_spec
     from mha_cli.operations.scan import CallResult, scan
 
     spec = guarded(
