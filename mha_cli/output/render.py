@@ -414,6 +414,31 @@ def _call_status(found: CallResult) -> Text:
     return Text("")
 
 
+#: Below this many columns the scan overview is a list rather than a seven-column table.
+_SCAN_TABLE_WIDTH = 100
+
+
+def _scan_row(found: CallResult) -> tuple[str, str, str, str, str, str, Text]:
+    """One call's overview: label, heads and axes, shapes, path, params, scores per item, status."""
+    call = found.call
+    label = call.key + (" (scores)" if call.scores_requested else "")
+    if call.class_name != "MultiHeadAttention":
+        label += f" [{call.class_name}]"
+    if found.result is None:
+        return label, "", shapes_line(found), "", "", "", _call_status(found)
+    d = found.result.derivation
+    return (
+        label,
+        f"{call.arguments['num_heads']} x {call.arguments['key_dim']}, "
+        f"{format_shape(d.layer.attention_axes)}",
+        shapes_line(found),
+        str(d.execution_path),
+        f"{d.params:,}",
+        format_bytes(d.scores_bytes_per_item()),
+        _call_status(found),
+    )
+
+
 def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ...] = ()) -> None:
     """The overview of every attention call (like model.summary(), about attention), then any details."""
     inputs = ", ".join(f"{spec.name} {format_shape((None, *spec.shape))}" for spec in scan.inputs)
@@ -427,38 +452,30 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
         )
         return
     console.print(Text(f"inputs: {inputs}; batch {scan.spec.batch}, seed {scan.spec.seed}", style="dim"))
-    table = _table(
+    title = (
         f"{len(scan.calls)} attention call(s) in {scan.layer_count} layer(s), Keras {scan.keras_version} "
         f"on {scan.backend}"
     )
-    # Nothing is cut: long paths and shapes fold inside their cells, never end in an ellipsis.
-    table.add_column("layer", overflow="fold")
-    table.add_column("heads x key_dim, axes", overflow="fold")
-    table.add_column("query -> scores -> output", overflow="fold")
-    table.add_column("path", overflow="fold")
-    table.add_column("params", justify="right", overflow="fold")
-    table.add_column("scores/item", justify="right", overflow="fold")
-    table.add_column("status", overflow="fold")
-    for found in scan.calls:
-        call = found.call
-        arguments = call.arguments
-        label = call.key + (" (scores)" if call.scores_requested else "")
-        if call.class_name != "MultiHeadAttention":
-            label += f" [{call.class_name}]"
-        if found.result is None:
-            table.add_row(label, "", shapes_line(found), "", "", "", _call_status(found))
-            continue
-        d = found.result.derivation
-        table.add_row(
-            label,
-            f"{arguments['num_heads']} x {arguments['key_dim']}, {format_shape(d.layer.attention_axes)}",
-            shapes_line(found),
-            str(d.execution_path),
-            f"{d.params:,}",
-            format_bytes(d.scores_bytes_per_item()),
-            _call_status(found),
-        )
-    console.print(table)
+    rows = [_scan_row(found) for found in scan.calls]
+    if console.width >= _SCAN_TABLE_WIDTH:
+        table = _table(title)
+        for column in ("layer", "heads x key_dim, axes", "query -> scores -> output", "path"):
+            table.add_column(column, overflow="fold")  # nothing is cut: long values fold
+        for column in ("params", "scores/item"):
+            table.add_column(column, justify="right", overflow="fold")
+        table.add_column("status", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:  # too narrow for seven columns: a short list, one block per call
+        console.print(Text(title, style="bold"))
+        for label, arguments, shapes, path, params, scores, status in rows:
+            line = Text(f"{label}  ")
+            line.append_text(status)
+            console.print(line)
+            console.print(Text(f"  heads x key_dim, axes {arguments}; {shapes}", style="dim"))
+            if path:
+                console.print(Text(f"  {path} path, {params} params, scores {scores} per item", style="dim"))
     notes = []
     if scan.not_executed_reason is not None:
         notes.append(Text(f"NOT EXECUTED: {scan.not_executed_reason}", style="yellow"))
@@ -500,7 +517,7 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
     for note in notes:
         console.print(note)
     if not layers:
-        console.print(Text("Details of one layer: --layer PATH (as in the first column).", style="dim"))
+        console.print(Text("Details of one layer: --layer PATH (the call's path, as listed).", style="dim"))
     for found in layers:
         console.print()
         console.print(Text(f"== {found.call.key} ({found.call.class_name})", style="bold"))
@@ -563,8 +580,14 @@ def render_compare(comparison: Comparison, console: Console) -> None:
     row("roles", [", ".join(axis.role.value for axis in d.axes[1:-1]) for d in derivations])
     for name in derivations[0].shapes:
         row(name, [format_shape(d.shapes[name].shape) for d in derivations])
-    for name in derivations[0].equations:
-        row(f"{name} einsum", [d.equations[name] for d in derivations])
+    labels = [_axes_label(d.config.attention_axes) for d in derivations]
+    longest = max(len(equation) for d in derivations for equation in d.equations.values())
+    # Side by side only where every equation fits whole in its column (with the row label and the
+    # differs column); on a narrower screen they are stacked below the table, one line each.
+    stacked = console.width < 20 + len(derivations) * (longest + 2) + 9
+    if not stacked:
+        for name in derivations[0].equations:
+            row(f"{name} einsum", [d.equations[name] for d in derivations])
     row("params", [f"{d.params:,}" for d in derivations])
     row("FLOPs / item", [f"{d.flops_per_item:,}" for d in derivations])
     row("weights / query", [f"{d.weights_per_query:,}" for d in derivations])
@@ -574,6 +597,18 @@ def render_compare(comparison: Comparison, console: Console) -> None:
         [" ".join(_STATUS_MARK[check.status][0] for check in result.checks) for result in results],
     )
     console.print(table)
+    if stacked:
+        console.print(Text("Einsum equations", style="bold"))
+        width = max(len(label) for label in labels)
+        for name in derivations[0].equations:
+            equations = [d.equations[name] for d in derivations]
+            if len(set(equations)) == 1:
+                console.print(Text(f"{name}: {equations[0]} (the same for all)"))
+                continue
+            console.print(Text(f"{name}: differs", style="bold yellow"))
+            for label, equation in zip(labels, equations, strict=True):
+                console.print(Text(f"  {label:<{width}}  {equation}"))
+        console.print()
     console.print(Text("Equivalence", style="bold"))
     found = comparison.equivalence
     if found is None:
