@@ -274,10 +274,6 @@ def _pinned_result(
     )
 
 
-def _has_model(file: Selected) -> int:
-    return int(file.case_file is not None and file.case_file.model is not None)
-
-
 def _problem_result(problem: CaseFileError) -> CaseResult:
     return CaseResult(
         problem.path, problem.case or "?", problem.line, CaseStatus.ERROR, error=problem.problem
@@ -293,6 +289,11 @@ class Selected:
     cases: tuple[Case, ...] = ()
     problems: tuple[CaseFileError, ...] = ()
     error: str | None = None
+
+    @property
+    def runs(self) -> int:
+        """What a progress bar counts for this file: its selected cases, and its model if it names one."""
+        return len(self.cases) + int(self.case_file is not None and self.case_file.model is not None)
 
 
 def select(paths: Sequence[Path], pattern: str | None) -> list[Selected]:
@@ -352,7 +353,7 @@ def check_files(
     """Run every selected case of every file; a bad file never stops the others."""
     started = time.perf_counter()
     selected = select(paths, pattern)
-    total = sum(len(file.cases) + _has_model(file) for file in selected)
+    total = sum(file.runs for file in selected)
     done = 0
     files = []
     for file in selected:

@@ -115,10 +115,7 @@ def record_files(
 ) -> RecordReport:
     """Run the selected cases file by file, then write each file's new expectations."""
     selected = select(paths, pattern)
-    total = sum(
-        len(file.cases) + int(file.case_file is not None and file.case_file.model is not None)
-        for file in selected
-    )
+    total = sum(file.runs for file in selected)
     done = 0
     outcomes = []
     keras_version = None

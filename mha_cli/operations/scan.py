@@ -139,13 +139,15 @@ def scan(
     inputs = resolve_inputs(loaded.inputs, spec.inputs, spec.shown)
     base = replace(base, inputs=inputs)
     symbolic = symbolic_calls(loaded, inputs)
-    configs: list[Derivation | None] = []
+    # Each call's derivation, or why there is none; the memory guard's estimate and, when it
+    # stops the run, the answers come from these.
+    derived: list[Derivation | ConfigError] = []
     for call in symbolic:
         try:
-            configs.append(derive(config_of(call, spec.batch, spec.seed)))
-        except ConfigError:
-            configs.append(None)
-    estimate = sum(d.forward_pass_bytes() for d in configs if d is not None)
+            derived.append(derive(config_of(call, spec.batch, spec.seed)))
+        except ConfigError as error:
+            derived.append(error)
+    estimate = sum(d.forward_pass_bytes() for d in derived if isinstance(d, Derivation))
     if estimate > max_memory:
         reason = (
             f"the attention layers' forward pass and checks would need about {format_bytes(estimate)}, "
@@ -154,19 +156,16 @@ def scan(
         )
         return replace(
             base,
-            calls=tuple(_unrun(call, spec, backend, reason) for call in symbolic),
+            calls=tuple(
+                CallResult(call, None, str(d))
+                if isinstance(d, ConfigError)
+                else CallResult(call, algebra_only(d, backend, "memory guard", reason))
+                for call, d in zip(symbolic, derived, strict=True)
+            ),
             not_executed_reason=reason,
         )
     real = real_calls(loaded, inputs, batch=spec.batch, seed=spec.seed)
     return replace(base, calls=tuple(_explained(call, spec, backend) for call in real))
-
-
-def _unrun(call: CapturedCall, spec: ModelSpec, backend: str, reason: str) -> CallResult:
-    try:
-        derivation = derive(config_of(call, spec.batch, spec.seed))
-    except ConfigError as error:
-        return CallResult(call, None, str(error))
-    return CallResult(call, algebra_only(derivation, backend, "memory guard", reason))
 
 
 def _explained(call: CapturedCall, spec: ModelSpec, backend: str) -> CallResult:

@@ -42,6 +42,10 @@ def filled_arguments(d: Derivation) -> dict[str, object]:
     }
 
 
+#: The derivation's tensor behind each name input_names gives (x is the query, also the value).
+INPUT_TENSOR = {"x": "query", "query": "query", "value": "value", "key": "key"}
+
+
 def input_names(d: Derivation) -> tuple[str, ...]:
     """The tensors a user passes: x for self-attention, else query, value; and key when given."""
     names = ("x",) if d.config.value_shape is None else ("query", "value")
@@ -64,10 +68,9 @@ def call(d: Derivation) -> str:
 def snippet(d: Derivation) -> str:
     """A script that builds this layer, runs it once and prints both shapes, each with the expected one."""
     batch = d.config.batch
-    tensor_of = {"x": "query", "query": "query", "value": "value", "key": "key"}
     lines = ["import numpy as np", "import keras", "", f"rng = np.random.default_rng({d.config.seed})"]
     for name in input_names(d):
-        shape = d.inputs[tensor_of[name]].with_batch(batch)
+        shape = d.inputs[INPUT_TENSOR[name]].with_batch(batch)
         lines.append(f'{name} = rng.standard_normal({shape}).astype("float32")')
     if d.config.mask_shape is not None:
         mask_shape = tuple(batch if size is None else size for size in d.config.mask_shape)

@@ -37,7 +37,7 @@ from mha_cli.operations.picture import Picture
 from mha_cli.operations.record import GONE, RecordReport
 from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
 from mha_cli.output import EXPORT_WIDTH, PIPED_WIDTH
-from mha_cli.output.code import call, constructor, filled_arguments, input_names
+from mha_cli.output.code import INPUT_TENSOR, call, constructor, filled_arguments, input_names
 
 if TYPE_CHECKING:  # no NumPy at run time: --no-run and --help never import it
     import numpy as np
@@ -140,8 +140,9 @@ def _size(size: int | None) -> str:
 
 def _code(d: Derivation) -> Text:
     """The constructor and the call, as the user would write them."""
-    tensor_of = {"x": "query", "query": "query", "value": "value", "key": "key"}
-    inputs = ", ".join(f"{name}: {format_shape(d.inputs[tensor_of[name]].shape)}" for name in input_names(d))
+    inputs = ", ".join(
+        f"{name}: {format_shape(d.inputs[INPUT_TENSOR[name]].shape)}" for name in input_names(d)
+    )
     code = Text()
     code.append(f"layer = {constructor(d)}\n", style="bold")
     code.append(f"output, scores = {call(d)}\n", style="bold")

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mha_cli.core.errors import ConfigError
-from mha_cli.core.grammar import format_shape, quoted
+from mha_cli.core.grammar import quoted
 from mha_cli.core.models import InputSpec, ModelSpec
 from mha_cli.runtime.keras_adapter import keras_rejects, load_keras, uninterrupted
 from mha_cli.runtime.quiet import native_output_silenced
@@ -420,8 +420,3 @@ def real_calls(
         with _captured(keras, loaded.attention_layers, real=True) as seen:
             loaded.model(_structured(loaded.model, tensors), training=False)
     return tuple(seen)
-
-
-def describe(call: CapturedCall) -> str:
-    """``block/attention: query (8, 16), value (4, 16)`` for messages."""
-    return f"{call.key}: query {format_shape(call.query_shape)}, value {format_shape(call.value_shape)}"
