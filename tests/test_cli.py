@@ -346,8 +346,18 @@ def test_without_a_backend_loaded_the_process_exits_as_python_does() -> None:
         ["--shape", "8,x"],
         ["--shape", "8,16", "--no-run", "--json"],
         ["compare", "--shape", "8,16", "--axes", "1", "--axes", "none", "--no-run", "--json"],
+        ["compare", "--shape", "4,1,6,8", "--axes", "all"],
     ],
-    ids=["help", "explain-help", "compare-help", "check-help", "usage-error", "no-run", "compare-no-run"],
+    ids=[
+        "help",
+        "explain-help",
+        "compare-help",
+        "check-help",
+        "usage-error",
+        "no-run",
+        "compare-no-run",
+        "compare-axes-all",
+    ],
 )
 def test_instant_answers_import_no_backend(args: list[str]) -> None:
     probe = (

@@ -44,6 +44,11 @@ CASES: dict[str, tuple[list[str], bool]] = {
         ["compare", "--shape", "32,64,4", "--axes", "1", "--axes", "2", "--axes", "none"],
         True,
     ),
+    "compare-forum-image-axes-all-run": (
+        ["compare", "--shape", "32,64,4", "--axes", "all", "--run", "--width", "80"],
+        True,
+    ),
+    "compare-rank-5-axes-all": (["compare", "--shape", "4,1,6,8", "--axes", "all", "--width", "80"], False),
     "check-examples": (["check", "examples/cross_attention.mha.toml"], True),  # run from the repository
 }
 
@@ -103,6 +108,10 @@ JSON_CASES: dict[str, tuple[list[str], bool]] = {
     "explain-forum-image-no-run": (["--shape", "32,64,4", "--no-run", "--json"], False),
     "explain-forum-image-axes-1-no-run": (["--shape", "32,64,4", "--axes", "1", "--no-run", "--json"], False),
     "explain-forum-sentence-no-run": (["--shape", "10,16", "--axes", "1", "--no-run", "--json"], False),
+    "compare-forum-image-axes-all-run": (
+        ["compare", "--shape", "32,64,4", "--axes", "all", "--run", "--json"],
+        True,
+    ),
     "check-examples": (["check", "examples/cross_attention.mha.toml", "--json"], True),
 }
 

@@ -33,6 +33,8 @@ COMMANDS: list[tuple[list[str], bool, MHAConfig | None]] = [
         None,
     ),
     (["compare", "--shape", "32,64,4", "--axes", "1", "--axes", "2", "--axes", "none"], True, None),
+    (["compare", "--shape", "4,1,6,8", "--axes", "all"], False, None),
+    (["compare", "--shape", "32,64,4", "--axes", "all", "--run"], True, None),
     (["check", "examples"], True, None),
     (["scan", "--build", "tests.scan_models:encoder_decoder", "--layer", "decoder_cross"], True, None),
 ]

@@ -21,7 +21,9 @@ import typer
 from mha_cli.core.config import BACKENDS, DTYPES, MHAConfig
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import (
+    ALL_AXES,
     parse_axes,
+    parse_axes_or_all,
     parse_bytes,
     parse_int,
     parse_mask_shape,
@@ -199,8 +201,9 @@ _SEVERAL_AXES = inspect.Parameter(
         typer.Option(
             "--axes",
             metavar="AXES",
-            parser=converter(parse_axes, "--axes"),
-            help="Give it twice or more, one per configuration: " + _AXES_HELP,
+            parser=converter(parse_axes_or_all, "--axes"),
+            help="Give it twice or more, one per configuration, or once as all (every legal choice "
+            "for the input): " + _AXES_HELP,
             show_default=False,
             rich_help_panel=LAYER,
         ),
@@ -403,6 +406,13 @@ def _replace_parameter(
     return with_target  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class EveryChoice:
+    """compare's ``--axes all``: the layer and inputs of ``base``, with every attention_axes choice."""
+
+    base: MHAConfig
+
+
 def layer_options(*, several_axes: bool = False) -> Callable[[F], F]:
     """Give the decorated command the layer's options, and call it with the configuration they state.
 
@@ -419,9 +429,14 @@ def layer_options(*, several_axes: bool = False) -> Callable[[F], F]:
     ]
     options = [layer[0], _SEVERAL_AXES if several_axes else _SINGLE_AXES, *layer[1:]]
 
-    def build(given: dict[str, Any]) -> MHAConfig | list[MHAConfig]:
+    def build(given: dict[str, Any]) -> MHAConfig | list[MHAConfig] | EveryChoice:
         axes = given.pop("axes")
         base = MHAConfig(**{name: given.pop(name) for name in _LAYER_FIELDS})
+        if several_axes and ALL_AXES in axes:
+            if len(axes) > 1:
+                problem = "all stands for every choice, so give it alone, without other --axes"
+                raise BadValue(ConfigError("--axes", ALL_AXES, problem))
+            return EveryChoice(base)
         if several_axes:
             return [replace(base, attention_axes=choice) for choice in axes]
         return replace(base, attention_axes=axes)

@@ -104,6 +104,10 @@ def parse_position(option: str, text: str) -> tuple[int, ...]:
     return tuple(parse_int(option, item, minimum=0) for item in items)
 
 
+#: ``--axes all`` in compare: every legal choice for the input.
+ALL_AXES = "all"
+
+
 def parse_axes(option: str, text: str) -> tuple[int, ...] | None:
     """``none`` (all axes but batch, heads and features) or a list of axes.
 
@@ -112,6 +116,13 @@ def parse_axes(option: str, text: str) -> tuple[int, ...] | None:
     """
     if text.strip().lower() in _NONE_WORDS:
         return None
+    if text.strip().lower() == ALL_AXES:
+        raise ConfigError(
+            option,
+            quoted(text),
+            "every choice is listed by compare (mha-explain compare --shape S --axes all); "
+            "here give one, e.g. 1 or 1,2 or none",
+        )
     items = _items(option, text)
     if not items:
         raise ConfigError(option, quoted(text), "no axes given; write e.g. 1 or 1,2, or none for all axes")
@@ -123,6 +134,11 @@ def parse_axes(option: str, text: str) -> tuple[int, ...] | None:
             )
         axes.append(int(item))
     return tuple(axes)
+
+
+def parse_axes_or_all(option: str, text: str) -> tuple[int, ...] | str | None:
+    """What compare's ``--axes`` takes: :func:`parse_axes`, or ``all`` (:data:`ALL_AXES`)."""
+    return ALL_AXES if text.strip().lower() == ALL_AXES else parse_axes(option, text)
 
 
 def parse_names(option: str, text: str) -> tuple[str, ...]:

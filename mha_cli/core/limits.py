@@ -17,6 +17,36 @@ from mha_cli.core.grammar import format_shape
 TF_MAX_MULTI_AXIS_SCORES_RANK = 8
 
 
+#: oneDNN's Softmax kernel, which TensorFlow uses on x86 CPUs unless
+#: TF_ENABLE_ONEDNN_OPTS=0, takes at most this rank in float32 and bfloat16:
+#: "Input dims must be <= 5 and >=1 [Op:Softmax]" (measured, TF 2.21). Keras
+#: softmaxes single-axis scores over their last axis with that op, so every
+#: single-axis attention over a rank-5 input fails there; multi-axis scores
+#: are reshaped first and are not affected. Whether oneDNN runs depends on the
+#: machine, so the runtime probes it (keras_adapter.softmax_rank_limit).
+ONEDNN_MAX_SOFTMAX_RANK = 5
+#: The dtypes oneDNN's Softmax limit applies to (float64 and float16 run elsewhere).
+ONEDNN_DTYPES = ("float32", "bfloat16")
+
+
+def machine_limit(derivation: Derivation, backend: str) -> str | None:
+    """Why the real layer may refuse ``derivation`` on some machines (None: no such limit applies).
+
+    The algebra cannot tell whether this machine has the limit; a run can.
+    """
+    scores_rank = len(derivation.shapes["attention_scores"].shape)
+    single = len(derivation.layer.attention_axes) == 1
+    if backend != "tensorflow" or not single or scores_rank <= ONEDNN_MAX_SOFTMAX_RANK:
+        return None
+    if derivation.layer.dtype not in ONEDNN_DTYPES:
+        return None
+    return (
+        f"the attention scores would have rank {scores_rank}; TensorFlow's oneDNN Softmax (on by "
+        f"default on x86 CPUs) takes at most rank {ONEDNN_MAX_SOFTMAX_RANK}, so the real layer fails "
+        "where oneDNN runs; --run tells for this machine"
+    )
+
+
 def check_shape_limits(derivation: Derivation, backend: str) -> None:
     """ConfigError for a configuration ``backend`` rejects whatever the machine."""
     if backend != "tensorflow":

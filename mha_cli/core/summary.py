@@ -13,7 +13,8 @@ if TYPE_CHECKING:  # sentences are written about a derivation, which summarize c
     from mha_cli.core.derivation import Derivation
 
 
-def _join(words: list[str]) -> str:
+def join_words(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
@@ -43,7 +44,7 @@ def _reach(derivation: Derivation, key_positions: int, names: str) -> tuple[str,
         *(["the causal mask"] if "causal" in sources else []),
         *([f"the sliding window of {window}"] if window is not None else []),
     ]
-    decided = f", as {_join(masks)} {'allows' if len(masks) == 1 else 'allow'}"
+    decided = f", as {join_words(masks)} {'allows' if len(masks) == 1 else 'allow'}"
     reach = f"{min(counts)} to {max(counts)} of the {key_positions:,} key positions ({names})"
     empty = counts.count(0)
     none_left = ""
@@ -65,11 +66,11 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
     free = derivation.free_axes
     feature = derivation.axes[-1]
     rank = derivation.rank
-    attended_names = _join([axis.name for axis in attended])
+    attended_names = join_words([axis.name for axis in attended])
     key_positions = derivation.weights_per_query
     lines = []
     if free:
-        same = _join([axis.name for axis in free])
+        same = join_words([axis.name for axis in free])
         lines.append(
             f"Each query position attends to the {key_positions:,} key positions along {attended_names} "
             f"that share its {same}, in the same batch item, {_heads(layer.num_heads)}."

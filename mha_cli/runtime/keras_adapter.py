@@ -27,7 +27,7 @@ from mha_cli.core.config import BACKENDS, ExecutionPath
 from mha_cli.core.derivation import Derivation
 from mha_cli.core.errors import ConfigError, EnvironmentProblem
 from mha_cli.core.grammar import format_shape
-from mha_cli.core.limits import check_shape_limits
+from mha_cli.core.limits import ONEDNN_MAX_SOFTMAX_RANK, check_shape_limits
 from mha_cli.runtime.quiet import native_output_silenced, sigint_held
 
 #: What to install for each backend. Keras's numpy backend imports scipy and jax
@@ -124,13 +124,6 @@ def _check_supported(keras: ModuleType, derivation: Derivation) -> None:
         )
 
 
-#: oneDNN's Softmax kernel, which TensorFlow uses on x86 CPUs unless
-#: TF_ENABLE_ONEDNN_OPTS=0, takes at most this rank in float32 and bfloat16:
-#: "Input dims must be <= 5 and >=1 [Op:Softmax]" (measured, TF 2.21). Keras
-#: softmaxes single-axis scores over their last axis with that op, so every
-#: single-axis attention over a rank-5 input fails there; multi-axis scores
-#: are reshaped first and are not affected.
-ONEDNN_MAX_SOFTMAX_RANK = 5
 _softmax_rank_limits: dict[str, int | None] = {}
 
 

@@ -10,6 +10,7 @@ from mha_cli.cli.options import (
     DEFAULT_SCREEN,
     BackendOption,
     DebugOption,
+    EveryChoice,
     JsonOption,
     MaxMemoryOption,
     Screen,
@@ -24,10 +25,18 @@ from mha_cli.core.errors import ExitCode
 @screen_options
 @layer_options(several_axes=True)
 def compare_command(
-    configs: list[MHAConfig],
+    configs: list[MHAConfig] | EveryChoice,
     backend: BackendOption = "tensorflow",
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Compare from the shape algebra alone: no Keras, no outputs.")
+    ] = False,
+    run: Annotated[
+        bool,
+        typer.Option(
+            "--run",
+            help="With --axes all: run every choice through the real layer and compare the outputs "
+            "(listed --axes always run, unless --no-run).",
+        ),
     ] = False,
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
     json_output: JsonOption = False,
@@ -39,8 +48,15 @@ def compare_command(
     One column per --axes; every shape, equation and count, with the rows that
     differ marked. The configurations get identical weights and inputs, so the
     answer to "do they compute the same thing?" is their outputs' max |difference|.
+    --axes all lists every legal choice for the input instead, a row each, and
+    which of them compute the same function (from the algebra; --run verifies).
     Exit codes: 0 answer (equal or not), 1 a check failed, 2 bad input, 3 environment.
     """
+    if run and no_run:
+        fail(ExitCode.BAD_INPUT, "--run and --no-run: give one of them")
+    if isinstance(configs, EveryChoice):
+        _every_choice(configs.base, backend, run, max_memory, json_output, screen, debug)
+        return
     from mha_cli.operations.compare import compare
 
     if len(configs) < 2:
@@ -57,3 +73,21 @@ def compare_command(
     failed = sorted({check.name for result in comparison.results for check in result.failed})
     if failed:
         fail(ExitCode.CHECK_FAILED, f"check failed: {', '.join(failed)} (see the explain output)")
+
+
+def _every_choice(
+    base: MHAConfig, backend: str, run: bool, max_memory: int, json_output: bool, screen: Screen, debug: bool
+) -> None:
+    from mha_cli.operations.explore import explore
+
+    found = guarded(lambda: explore(base, backend, run=run, max_memory=max_memory), debug)
+    if json_output:
+        from mha_cli.output import document
+
+        typer.echo(document.dumps(document.choices_document(found)))
+    else:
+        from mha_cli.output.render import make_console, render_choices
+
+        render_choices(found, make_console(width=screen.width, color=screen.color))
+    if found.failures:
+        fail(ExitCode.CHECK_FAILED, f"check failed: {found.failures[0]}")
