@@ -20,14 +20,22 @@ ratios. Measured:
   sizes do; check reuses a built layer), and one where every case has a layer
   of its own (check must build each, as plain Keras does).
 
-Targets (issues 3, 5 and 12): --help < 0.3 s; --no-run > 10x faster than the
+- ``explain --jsonl`` over 100 configurations (one process, ``--get``) against
+  100 separate ``--get`` invocations, estimated as 100 times the median of one
+  (each is a fresh process that pays the backend's import: 100 real ones would
+  take minutes a round); and its marginal cost per configuration in one process
+  after warm-up, next to plain Keras building each layer and running it.
+
+Targets (issues 3, 5, 12 and 14): --help < 0.3 s; --no-run > 10x faster than the
 script; a full explain within 10% of it; a case in check < 25 ms; scanning the
-encoder within 1.3x of loading it and predicting once.
+encoder within 1.3x of loading it and predicting once; --jsonl >= 30x faster
+than separate runs, and within 1.1x of plain Keras per configuration.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -108,6 +116,18 @@ def case_file(count: int, *, own_layers: bool = False) -> str:
     return "\n".join(lines)
 
 
+def jsonl_lines(count: int) -> str:
+    """The same configurations as :func:`case_file`, one JSON object per line, for --jsonl."""
+    lines = []
+    for i in range(count):
+        rank4 = i % 2 == 1
+        shape = [4 + i % 5, 3 + i % 4, 8] if rank4 else [4 + i % 7, 8 + 8 * (i % 3)]
+        axes: object = [1] if rank4 and i % 4 == 1 else "none"
+        entry = {"name": f"config-{i:03d}", "shape": shape, "axes": axes, "num_heads": 1 + i % 3}
+        lines.append(json.dumps({**entry, "key_dim": 2 + i % 4}))
+    return "\n".join(lines) + "\n"
+
+
 def timed(command: list[str]) -> tuple[float, float, float]:
     """Wall-clock, CPU (user + system) and to-the-answer seconds of one run of ``command``.
 
@@ -182,10 +202,58 @@ def in_process(paths: list[Path], count: int) -> list[tuple[int, float, float]]:
     return found
 
 
+def jsonl_in_process(path: Path) -> tuple[int, float, float]:
+    """(layers, seconds per configuration through --jsonl's loop, seconds in plain Keras), in one process.
+
+    Ours is :func:`mha_cli.operations.many.answer_lines` on one line at a time
+    (the whole explain: forward pass, NumPy re-execution, symbolic and plain
+    calls) plus the document --jsonl prints; plain Keras builds a new layer for
+    every configuration and runs the same forward pass with scores, nothing else.
+    """
+    import numpy as np
+
+    from mha_cli.core.derivation import derive
+    from mha_cli.operations.many import answer_lines, config_line
+    from mha_cli.output.document import line_form, to_document
+    from mha_cli.runtime.keras_adapter import build_signature, load_keras
+
+    keras = load_keras("tensorflow")
+    lines = path.read_text().splitlines()
+    configs = [config_line(line)[1] for line in lines]
+    derivations = [derive(config) for config in configs]
+    layers = len({build_signature(derivation) for derivation in derivations})
+    list(answer_lines(lines[:1], "tensorflow"))  # import and first-call warm-up
+    arguments = [d.layer.keras_kwargs(d.config.attention_axes) for d in derivations]
+    inputs = [np.ones((2, *config.query_shape), "float32") for config in configs]
+
+    def plain_keras(kwargs: dict[str, object], x: np.ndarray) -> float:
+        started = time.perf_counter()
+        keras.layers.MultiHeadAttention(**kwargs)(x, x, return_attention_scores=True)
+        return time.perf_counter() - started
+
+    def ours(line: str) -> float:
+        started = time.perf_counter()
+        for answer in answer_lines([line], "tensorflow"):
+            assert answer.result is not None, answer.problem
+            line_form(to_document(answer.result))
+        return time.perf_counter() - started
+
+    mine = plain = 0.0
+    for number, (line, kwargs, x) in enumerate(zip(lines, arguments, inputs, strict=True)):
+        if number % 2:  # taking turns at going first, as in_process does
+            plain += plain_keras(kwargs, x)
+            mine += ours(line)
+        else:
+            mine += ours(line)
+            plain += plain_keras(kwargs, x)
+    return layers, mine / len(lines), plain / len(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="rounds of every command [5]")
     parser.add_argument("--cases", type=int, default=200, help="generated cases for check [200]")
+    parser.add_argument("--configs", type=int, default=100, help="generated configurations for --jsonl [100]")
     parser.add_argument(
         "--only",
         metavar="WORDS",
@@ -204,6 +272,9 @@ def main() -> None:
             path.write_text(SCRIPTS[name])
         recording = [CLI, "record", str(one), str(shared), str(own)]
         subprocess.run(recording, env=ENV, capture_output=True, check=True)
+        many, single = folder / "many.jsonl", folder / "one.jsonl"
+        many.write_text(jsonl_lines(args.configs))
+        single.write_text(jsonl_lines(1))
         encoder = folder / "encoder.keras"
         (folder / "encoder.py").write_text(ENCODER)
         (folder / "predict.py").write_text(LOAD_AND_PREDICT)
@@ -222,6 +293,15 @@ def main() -> None:
             f"check, {args.cases} cases, own layers": [CLI, "check", str(own), "--json"],
             "load + predict, 12-layer encoder": [sys.executable, str(folder / "predict.py"), str(encoder)],
             "mha-explain scan, 12-layer encoder": [CLI, "scan", str(encoder), "--json"],
+            "explain --get, one configuration": [CLI, *_first_config(), "--get", "shapes.attention_scores"],
+            "explain --jsonl --get, 1 configuration": [CLI, "--jsonl", str(single), "--get", "shapes.output"],
+            f"explain --jsonl --get, {args.configs} configurations": [
+                CLI,
+                "--jsonl",
+                str(many),
+                "--get",
+                "shapes.output",
+            ],
         }
         if args.only:
             words = args.only.split(",")
@@ -237,6 +317,7 @@ def main() -> None:
                 cpu[name].append(used)
                 answer[name].append(answered)
         in_process_rows = in_process([shared, own], args.cases) if not args.only else []
+        jsonl_row = jsonl_in_process(many) if not args.only or "jsonl" in args.only else None
 
     print(f"{'command':<40} {'wall median':>11} {'min':>7} {'max':>7} {'cpu median':>11} {'answer':>7}")
     for name in commands:
@@ -247,9 +328,17 @@ def main() -> None:
         )
     print()
     print(f"{'ratios (medians of the same run)':<56} {'wall':>9} {'cpu':>9} {'answer':>9}   target")
-    clocks = zip(ratios(wall, args.cases), ratios(cpu, args.cases), ratios(answer, args.cases), strict=True)
+    counts = (args.cases, args.configs)
+    clocks = zip(ratios(wall, *counts), ratios(cpu, *counts), ratios(answer, *counts), strict=True)
     for (label, wall_value, target), (_, cpu_value, _), (_, answer_value, _) in clocks:
         print(f"{label:<56} {wall_value:>9.2f} {cpu_value:>9.2f} {answer_value:>9.2f}   {target}")
+    if jsonl_row is not None:
+        layers, mine, plain = jsonl_row
+        print()
+        print(f"in one process, ms per configuration ({args.configs} configurations over {layers} layers)")
+        print(f"{'':<40} {'--jsonl':>9} {'plain Keras':>12} {'ratio':>7}   target")
+        figures = f"{mine * 1000:>9.2f} {plain * 1000:>12.2f} {mine / plain:>7.2f}"
+        print(f"{'explain, whole document':<40} {figures}   <= 1.1")
     if not in_process_rows:
         return
     print()
@@ -260,11 +349,11 @@ def main() -> None:
         print(f"{label:<40} {ours * 1000:>9.2f} {plain * 1000:>12.2f} {ours / plain:>7.2f}   check < 25")
 
 
-def ratios(times: dict[str, list[float]], cases: int) -> list[tuple[str, float, str]]:
+def ratios(times: dict[str, list[float]], cases: int, configs: int) -> list[tuple[str, float, str]]:
     """(label, value, target) from one clock's medians, for the commands that ran (--only)."""
     median = {name: statistics.median(values) for name, values in times.items()}
     found = []
-    for label, value, target in _ratios(median, cases):
+    for label, value, target in _ratios(median, cases, configs):
         try:
             found.append((label, value(), target))
         except KeyError:  # a command --only left out
@@ -272,7 +361,7 @@ def ratios(times: dict[str, list[float]], cases: int) -> list[tuple[str, float, 
     return found
 
 
-def _ratios(median: dict[str, float], cases: int) -> list[tuple[str, Callable[[], float], str]]:
+def _ratios(median: dict[str, float], cases: int, configs: int) -> list[tuple[str, Callable[[], float], str]]:
     def script() -> float:
         return median["hand-written tf.keras script"]
 
@@ -315,6 +404,42 @@ def _ratios(median: dict[str, float], cases: int) -> list[tuple[str, Callable[[]
             ratio("mha-explain scan, 12-layer encoder", "load + predict, 12-layer encoder"),
             "<= 1.3",
         ),
+        (
+            f"{configs} separate --get runs (est.) / one --jsonl",
+            lambda: (
+                configs
+                * median["explain --get, one configuration"]
+                / median[f"explain --jsonl --get, {configs} configurations"]
+            ),
+            ">= 30",
+        ),
+        (
+            "--jsonl: marginal ms per configuration, end to end",
+            lambda: (
+                (
+                    median[f"explain --jsonl --get, {configs} configurations"]
+                    - median["explain --jsonl --get, 1 configuration"]
+                )
+                / (configs - 1)
+                * 1000
+            ),
+            "",
+        ),
+    ]
+
+
+def _first_config() -> list[str]:
+    """The first --jsonl configuration as explain's options, for the separate runs."""
+    entry = json.loads(jsonl_lines(1))
+    return [
+        "--shape",
+        ",".join(map(str, entry["shape"])),
+        "--axes",
+        entry["axes"] if isinstance(entry["axes"], str) else ",".join(map(str, entry["axes"])),
+        "--num-heads",
+        str(entry["num_heads"]),
+        "--key-dim",
+        str(entry["key_dim"]),
     ]
 
 

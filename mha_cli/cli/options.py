@@ -376,6 +376,21 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
 _LAYER_FIELDS = tuple(name for name, _, _ in _LAYER)
 
 
+def _flag(annotation: Any) -> str:
+    """The option as --help names it (``--num-heads``, ``--bias/--no-bias``), from its typer.Option."""
+    info = annotation.__metadata__[0]
+    first = (
+        info.default
+        if isinstance(info.default, str) and info.default.startswith("-")
+        else info.param_decls[0]
+    )
+    return str(first)
+
+
+#: The layer's options by parameter name, for saying which were given (--jsonl refuses them).
+LAYER_OPTION_NAMES = {"axes": "--axes", **{name: _flag(annotation) for name, annotation, _ in _LAYER}}
+
+
 def _replace_parameter(
     command: F, target: str, options: list[inspect.Parameter], build: Callable[[dict[str, Any]], Any]
 ) -> F:
@@ -413,24 +428,32 @@ class EveryChoice:
     base: MHAConfig
 
 
-def layer_options(*, several_axes: bool = False) -> Callable[[F], F]:
+def layer_options(*, several_axes: bool = False, shape_optional: bool = False) -> Callable[[F], F]:
     """Give the decorated command the layer's options, and call it with the configuration they state.
 
     The command declares a parameter ``config`` (one ``--axes``) or, with
     ``several_axes``, ``configs`` (``--axes`` given once per configuration);
     --help lists ``--shape``, ``--axes`` and the rest of the layer's options in
     its place. The configurations are built here, from one place, but not
-    validated: the operation's derivation does that.
+    validated: the operation's derivation does that. With ``shape_optional``
+    (explain, whose --jsonl reads configurations instead), ``config`` is None
+    when --shape is not given, and the command says what is missing.
     """
     target = "configs" if several_axes else "config"
     layer = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         for name, annotation, default in _LAYER
     ]
+    if shape_optional:
+        layer[0] = layer[0].replace(default=None)
     options = [layer[0], _SEVERAL_AXES if several_axes else _SINGLE_AXES, *layer[1:]]
 
-    def build(given: dict[str, Any]) -> MHAConfig | list[MHAConfig] | EveryChoice:
+    def build(given: dict[str, Any]) -> MHAConfig | list[MHAConfig] | EveryChoice | None:
         axes = given.pop("axes")
+        if given["query_shape"] is None:  # only when shape_optional
+            for name in _LAYER_FIELDS:
+                given.pop(name)
+            return None
         base = MHAConfig(**{name: given.pop(name) for name in _LAYER_FIELDS})
         if several_axes and ALL_AXES in axes:
             if len(axes) > 1:

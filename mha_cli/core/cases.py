@@ -144,7 +144,7 @@ class Case:
 
     def config_problem(self, error: ConfigError) -> CaseFileError:
         """A ConfigError (named by CLI option) as a problem at this case's key."""
-        key = _key_of_option(error.option, "attention_axes" if "attention_axes" in self.lines else "axes")
+        key = key_of_option(error.option, "attention_axes" if "attention_axes" in self.lines else "axes")
         value = "" if error.value is None else f" {error.value}"
         return self.problem(key, f"{key}{value}: {error.problem}")
 
@@ -237,7 +237,7 @@ def parse(path: Path, text: str, fmt: str) -> CaseFile:
         raise CaseFileError(path, 1, None, "the top level must be a table (object) with [[case]] entries")
     for key in data:
         if key not in TOP_LEVEL_KEYS:
-            raise CaseFileError(path, lines.at(key), None, _unknown("top-level key", key, TOP_LEVEL_KEYS))
+            raise CaseFileError(path, lines.at(key), None, unknown_name("top-level key", key, TOP_LEVEL_KEYS))
     recorded = _recorded(path, data.get("recorded"), lines)
     if "model" in data or "calls" in data:
         return CaseFile(path, fmt, (), (), recorded, _model_case(path, data, lines))
@@ -249,7 +249,7 @@ def parse(path: Path, text: str, fmt: str) -> CaseFile:
             problem = (
                 f"{key!r} cannot have a default; set it in each case"
                 if key in CASE_KEYS
-                else _unknown("key in [defaults]", key, tuple(KNOBS))
+                else unknown_name("key in [defaults]", key, tuple(KNOBS))
             )
             raise CaseFileError(path, lines.at("defaults", key), None, problem)
     entries = data.get("case", [])
@@ -280,7 +280,8 @@ def parse(path: Path, text: str, fmt: str) -> CaseFile:
     return CaseFile(path, fmt, tuple(cases), tuple(problems), recorded)
 
 
-def _unknown(what: str, key: str, known: Sequence[str]) -> str:
+def unknown_name(what: str, key: str, known: Sequence[str]) -> str:
+    """``unknown key 'heads'; did you mean 'num_heads'?``, or the known names."""
     close = difflib.get_close_matches(key, known, n=1)
     if close:
         return f"unknown {what} {key!r}; did you mean {close[0]!r}?"
@@ -319,7 +320,7 @@ def _model_case(path: Path, data: dict[str, Any], lines: _Lines) -> ModelCase:
     for key in table:
         if key not in MODEL_KEYS:
             raise CaseFileError(
-                path, lines.at("model", key), None, _unknown("key in [model]", key, MODEL_KEYS)
+                path, lines.at("model", key), None, unknown_name("key in [model]", key, MODEL_KEYS)
             )
 
     def problem(key: str, text: str) -> CaseFileError:
@@ -374,7 +375,7 @@ def _model_case(path: Path, data: dict[str, Any], lines: _Lines) -> ModelCase:
         for field, value in expect.items():
             if field not in CALL_FIELDS:
                 raise CaseFileError(
-                    path, lines.at("calls", key, field), key, _unknown("field", field, CALL_FIELDS)
+                    path, lines.at("calls", key, field), key, unknown_name("field", field, CALL_FIELDS)
                 )
             if field in ("query", "value", "key", "attention_scores", "output") and not _is_shape(value):
                 raise CaseFileError(
@@ -402,7 +403,7 @@ def _case(path: Path, index: int, entry: dict[str, Any], defaults: dict[str, Any
     shown = name if isinstance(name, str) and name else f"#{index + 1}"
     for key in entry:
         if key not in CASE_KEYS:
-            raise CaseFileError(path, key_lines[key], shown, _unknown("key", key, CASE_KEYS))
+            raise CaseFileError(path, key_lines[key], shown, unknown_name("key", key, CASE_KEYS))
     if not isinstance(name, str) or not name.strip():
         raise CaseFileError(path, line, shown, 'every case needs a name, e.g. name = "image-height-only"')
     if "axes" in entry and "attention_axes" in entry:
@@ -422,15 +423,44 @@ def _case(path: Path, index: int, entry: dict[str, Any], defaults: dict[str, Any
         if key not in entry:
             key_lines[key] = lines.at("defaults", key)
     key_lines[""] = line
+    try:
+        config = config_from(merged)
+    except KeyProblem as error:
+        raise CaseFileError(path, key_lines[error.key], name, str(error)) from None
+    case = Case(name, path, line, index, config, expect, key_lines)
+    try:
+        derive(config)
+    except ConfigError as error:
+        raise case.config_problem(error) from None
+    if expect is not None:
+        _check_expect(path, name, expect, key_lines, line)
+    return case
+
+
+class KeyProblem(ValueError):
+    """A value of one key in a configuration's mapping that is not what the key holds."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {problem}")
+
+
+def config_from(knobs: Mapping[str, Any]) -> MHAConfig:
+    """The configuration a mapping of knobs states: a case merged with [defaults], or an --jsonl line.
+
+    ``knobs`` holds only keys of :data:`KNOBS` (the caller says what an unknown
+    key is) and must have ``shape``. Raises KeyProblem for a value of the wrong
+    kind; whether the configuration is valid is the derivation's business.
+    """
     values: dict[str, Any] = {}
     for key, kind in KNOBS.items():
-        if key in merged:
+        if key in knobs:
             try:
-                values[key] = _value(kind, merged[key])
+                values[key] = _value(kind, knobs[key])
             except ValueError as error:
-                raise CaseFileError(path, key_lines[key], name, f"{key}: {error}") from None
-    axes_key = "attention_axes" if "attention_axes" in merged else "axes"
-    config = MHAConfig(
+                raise KeyProblem(key, str(error)) from None
+    axes_key = "attention_axes" if "attention_axes" in knobs else "axes"
+    return MHAConfig(
         query_shape=values["shape"],
         value_shape=values.get("value_shape"),
         key_shape=values.get("key_shape"),
@@ -450,17 +480,9 @@ def _case(path: Path, index: int, entry: dict[str, Any], defaults: dict[str, Any
         causal=values.get("causal", False),
         sliding_window=values.get("sliding_window"),
     )
-    case = Case(name, path, line, index, config, expect, key_lines)
-    try:
-        derive(config)
-    except ConfigError as error:
-        raise case.config_problem(error) from None
-    if expect is not None:
-        _check_expect(path, name, expect, key_lines, line)
-    return case
 
 
-def _key_of_option(option: str, axes_key: str) -> str:
+def key_of_option(option: str, axes_key: str = "axes") -> str:
     """The case-file key for a CLI option named in a ConfigError (``--num-heads`` -> ``num_heads``)."""
     if option == "--axes":
         return axes_key
@@ -538,7 +560,7 @@ def _check_expect(path: Path, name: str, expect: object, key_lines: Mapping[str,
     for key, value in expect.items():
         at = key_lines.get(f"expect.{key}", here)
         if key not in EXPECT_FIELDS:
-            raise CaseFileError(path, at, name, _unknown("expect field", key, EXPECT_FIELDS))
+            raise CaseFileError(path, at, name, unknown_name("expect field", key, EXPECT_FIELDS))
         if key in SHAPE_FIELDS:
             try:
                 _value("shape", value)
@@ -557,7 +579,7 @@ def _check_expect(path: Path, name: str, expect: object, key_lines: Mapping[str,
                 )
             for equation in value:
                 if equation not in EQUATION_NAMES:
-                    raise CaseFileError(path, at, name, _unknown("equation", equation, EQUATION_NAMES))
+                    raise CaseFileError(path, at, name, unknown_name("equation", equation, EQUATION_NAMES))
 
 
 # --- Expectations against a derivation -------------------------------------------

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # an explain document needs none of these: --no-run stays ins
     from mha_cli.operations.check import CaseResult, CheckReport
     from mha_cli.operations.compare import Comparison
     from mha_cli.operations.explore import Exploration
+    from mha_cli.operations.many import Answer
     from mha_cli.operations.picture import Picture
     from mha_cli.operations.record import Change, RecordReport
     from mha_cli.operations.scan import ScanResult
@@ -453,6 +454,29 @@ def scan_document(scan: ScanResult) -> dict[str, Any]:
 
 def dumps(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2)
+
+
+def line_form(document: dict[str, Any]) -> str:
+    """A document on one line, for ``--jsonl``."""
+    return json.dumps(document, separators=(",", ":"))
+
+
+def line_value(value: Any) -> str:
+    """A --get value on an --jsonl output line: its shell form, or compact JSON where that would
+    take more than one line or hold a tab (a list of names, say)."""
+    shown = shell_form(value)
+    return json.dumps(value, separators=(",", ":")) if "\n" in shown or "\t" in shown else shown
+
+
+def line_error_document(answer: Answer) -> dict[str, Any]:
+    """What ``explain --jsonl`` prints for a line it cannot answer (schema in docs/scripts.md)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "line": answer.line,
+        "name": answer.name,
+        "error": answer.problem,
+        "exit_code": int(answer.exit_code),
+    }
 
 
 def get_path(document: dict[str, Any], path: str) -> Any:

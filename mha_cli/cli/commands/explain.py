@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import typer
 
 from mha_cli.cli.options import (
     DEFAULT_SCREEN,
+    INPUTS,
+    LAYER_OPTION_NAMES,
     OUTPUT,
     RUN,
     AnyBackendOption,
@@ -22,16 +25,17 @@ from mha_cli.cli.options import (
     layer_options,
     screen_options,
 )
-from mha_cli.cli.process import fail, guarded, saved
+from mha_cli.cli.process import fail, guarded, saved, say_error
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.errors import ExitCode
-from mha_cli.core.grammar import parse_position
+from mha_cli.core.grammar import parse_position, quoted
 
 
 @screen_options
-@layer_options()
+@layer_options(shape_optional=True)
 def explain_command(
-    config: MHAConfig,
+    ctx: typer.Context,
+    config: MHAConfig | None,
     backend: AnyBackendOption = "tensorflow",
     no_run: Annotated[
         bool,
@@ -109,6 +113,17 @@ def explain_command(
             rich_help_panel=OUTPUT,
         ),
     ] = False,
+    jsonl: Annotated[
+        str | None,
+        typer.Option(
+            "--jsonl",
+            metavar="FILE",
+            help="Explain one configuration per line of FILE (- for stdin): a JSON object with a case "
+            'file\'s keys, e.g. {"shape": [10, 16], "axes": 1}; one explain JSON document per line '
+            "out, in order, each as soon as it is done (with --get: one line of values).",
+            rich_help_panel=INPUTS,
+        ),
+    ] = None,
     screen: Screen = DEFAULT_SCREEN,
     brief: Annotated[
         bool,
@@ -135,6 +150,36 @@ def explain_command(
     Exit codes: 0 answer, 1 a check failed, 2 bad input, 3 environment problem.
     This is the default command: mha-explain --shape ... runs it.
     """
+    if jsonl is not None:
+        forms = {
+            "--json": json_output,
+            "--code": code,
+            "--picture": picture,
+            "--at": at is not None,
+            "--svg": svg is not None,
+            "--html": html is not None,
+            "--brief": brief,
+            "--verbose": verbose,
+            "--backend all": backend == "all",
+        }
+        form = next((option for option, present in forms.items() if present), None)
+        if form is not None:
+            fail(
+                ExitCode.BAD_INPUT,
+                f"--jsonl and {form}: --jsonl prints one JSON document per line (or, with --get, one "
+                f"line of values); leave out {form}",
+            )
+        layer = next((o for name, o in LAYER_OPTION_NAMES.items() if _from_command_line(ctx, name)), None)
+        if layer is not None:
+            fail(
+                ExitCode.BAD_INPUT,
+                f"--jsonl and {layer}: --jsonl takes each configuration from its line; give the layer's "
+                'arguments there, e.g. {"shape": [10, 16], "num_heads": 4}',
+            )
+        _many(jsonl, backend, not no_run, max_memory, verify_small, graph, get or [], debug)
+        return
+    if config is None:
+        fail(ExitCode.BAD_INPUT, "Missing option '--shape'. (see mha-explain explain --help)")
     outputs = [name for name, given in (("--json", json_output), ("--get", get), ("--code", code)) if given]
     if len(outputs) > 1:
         fail(
@@ -229,3 +274,81 @@ def _all_backends(config: MHAConfig, max_memory: int, json_output: bool, screen:
             ExitCode.CHECK_FAILED,
             f"check failed on {', '.join(found.failed)} (run --backend {found.failed[0]} for details)",
         )
+
+
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _many(
+    path: str,
+    backend: str,
+    execute: bool,
+    max_memory: int,
+    verify_small: bool,
+    graph: bool,
+    get: list[str],
+    debug: bool,
+) -> None:
+    """--jsonl: answer each line as it comes, flushed; the exit code is the worst line's."""
+    from mha_cli.operations.many import answer_lines
+    from mha_cli.output import document
+
+    source = "stdin" if path == "-" else path
+    lines = _lines(path)
+    worst = ExitCode.OK
+    answers = answer_lines(
+        lines, backend, execute=execute, max_memory=max_memory, verify_small=verify_small, graph=graph
+    )
+    checked: set[str] = set()
+    while True:
+        answer = guarded(lambda: next(answers, None), debug)
+        if answer is None:
+            break
+        worst = max(worst, answer.exit_code)
+        if answer.result is None:
+            where = f"{source}:{answer.line}" + ("" if answer.name is None else f" ({answer.name})")
+            if get:
+                say_error(f"--jsonl {where}: {answer.problem}")
+                typer.echo("")  # one output line per input line, whatever happened
+            else:
+                typer.echo(document.line_form(document.line_error_document(answer)))
+        else:
+            found = document.to_document(answer.result)
+            if get:
+                for wanted in set(get) - checked:  # a path wrong for one document is wrong for all
+                    guarded(partial(document.get_path, found, wanted), debug)
+                    checked.add(wanted)
+                typer.echo("\t".join(document.line_value(document.get_path(found, w)) for w in get))
+            else:
+                typer.echo(document.line_form(found))
+            for check in answer.result.failed:
+                say_error(f"--jsonl {source}:{answer.line}: check failed: {check.name}")
+        sys.stdout.flush()
+    if worst:
+        raise typer.Exit(int(worst))
+
+
+def _lines(path: str) -> Iterator[str]:
+    """The lines of FILE or stdin, read as they come; bytes that are not UTF-8 become U+FFFD.
+
+    The file is opened here, before the first line is asked for: a path that
+    cannot be read is the user's mistake (exit 2), said before anything else.
+    """
+    if path == "-":
+        return _decoded(sys.stdin.buffer, close=False)
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - _decoded closes it after the last line
+    except OSError as error:
+        fail(ExitCode.BAD_INPUT, f"--jsonl {quoted(path)}: cannot read it: {error.strerror or error}")
+    return _decoded(stream, close=True)
+
+
+def _decoded(stream: BinaryIO, *, close: bool) -> Iterator[str]:
+    try:
+        for raw in stream:
+            yield raw.decode("utf-8", errors="replace")
+    finally:
+        if close:
+            stream.close()
