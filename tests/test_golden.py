@@ -12,6 +12,7 @@ the diff.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -204,6 +205,8 @@ def test_each_readme_example_shows_real_output(
     args = command.split()
     if "all" in args and not all(installed(backend) for backend in ("jax", "torch")):
         pytest.skip("the --backend all example needs every backend (CI installs them)")
+    if "--keras" in args and importlib.util.find_spec("tf_keras") is None:
+        pytest.skip("--keras 2 needs tf-keras: pip install 'mha-explain[keras2]' (CI installs it)")
     for argument, option in (("use_gate", "--gate"), ("sliding_window", "--sliding-window")):
         if option in args and not keras_supports(argument):
             pytest.skip(f"{option} needs Keras >= {ADDED_IN[argument]}")

@@ -49,7 +49,7 @@ def test_a_line_takes_every_key_a_case_takes_and_means_the_same() -> None:
         "causal": True,
         "sliding_window": 2,
     }
-    assert set(knobs) | {"axes"} == set(KNOBS)
+    assert set(knobs) | {"axes", "keras"} == set(KNOBS)  # keras = 2 has no use_gate: tests/test_keras2.py
     name, config = config_line(json.dumps({"name": "all", **knobs}))
     case_file = parse(Path("c.mha.json"), json.dumps({"case": [{"name": "all", **knobs}]}), "json")
     assert case_file.problems == ()
@@ -87,13 +87,15 @@ def test_bad_lines_are_answered_in_place_and_the_rest_go_on() -> None:
             "\udcff not utf-8",
             '{"name": "sentence", "shape": [10], "axes": 1}',
             '{"shape": [8, 8, 4], "axes": [1, 2]}',
+            '{"name": "typo", "shape": [8, 8, 4], "heads": 2}',
+            '{"shape": [8, 8, 4], "axes": null}',
         ]
     )
     data = text.encode("utf-8", errors="surrogateescape")
     result = invoke("--jsonl", "-", "--no-run", input=data)
     assert result.exit_code == 2, result.output
     answers = lines_of(result.stdout)
-    assert len(answers) == 5
+    assert len(answers) == 7
     assert answers[0]["shapes"]["attention_scores"] == [None, 2, 10, 10]
     assert answers[1] == {
         "schema_version": 1,
@@ -103,9 +105,11 @@ def test_bad_lines_are_answered_in_place_and_the_rest_go_on() -> None:
         "exit_code": 2,
     }
     assert answers[2]["line"] == 4 and "not JSON" in answers[2]["error"]
-    assert answers[3]["line"] == 5 and answers[3]["name"] == "sentence"
+    assert answers[3]["line"] == 5 and answers[3]["name"] == "sentence"  # named, though it is bad
     assert answers[3]["error"].startswith("shape (10,): rank 2")
     assert answers[4]["shapes"]["attention_scores"] == [None, 2, 8, 8, 8, 8]
+    assert answers[5]["name"] == "typo" and "did you mean 'num_heads'" in answers[5]["error"]
+    assert answers[6]["attention_axes_given"] is None  # JSON null is None
 
 
 def test_get_prints_one_line_of_values_per_input_line() -> None:
@@ -120,6 +124,21 @@ def test_get_prints_one_line_of_values_per_input_line() -> None:
         'None,8,2,8,8\t["key_dim","num_heads","output_shape","value_dim"]',
     ]
     assert result.stderr == "mha-explain: error: --jsonl stdin:2: shape: size 0 is not positive\n"
+    # A path only some documents have: that line's field is empty, the rest go on (exit 2).
+    mixed = invoke(
+        "--jsonl",
+        "-",
+        "--no-run",
+        "--get",
+        "axes.3.role",
+        input='{"shape": [4, 6, 16]}\n{"shape": [10, 16]}\n',
+    )
+    assert mixed.exit_code == 2
+    assert mixed.stdout.splitlines() == ["feature", ""]
+    assert (
+        mixed.stderr
+        == "mha-explain: error: --jsonl stdin:2: --get axes.3.role: no '3' in axes; it has an index 0..2\n"
+    )
     wrong = invoke("--jsonl", "-", "--no-run", "--get", "shapes.nope", input=text)
     assert wrong.exit_code == 2 and wrong.stdout == ""
     assert wrong.stderr.startswith("mha-explain: error: --get shapes.nope: no 'nope'")
@@ -199,12 +218,10 @@ def test_each_answer_is_the_document_explain_json_prints() -> None:
         alone = runner.invoke(app, [*args, "--json"], env={"COLUMNS": "120"})
         assert masked_document(answer) == masked_document(json.loads(alone.stdout))
         # ... and the scores shape is the real layer's, built here.
-        layer = keras.layers.MultiHeadAttention(num_heads=line.get("num_heads", 2), key_dim=8)
+        heads, axes = line.get("num_heads", 2), line.get("axes")
+        layer = keras.layers.MultiHeadAttention(num_heads=heads, key_dim=8, attention_axes=axes)
         query = np.ones((2, *line["shape"]), "float32")
         value = np.ones((2, *line.get("value_shape", line["shape"])), "float32")
-        axes = line.get("axes")
-        if axes is not None:
-            layer = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8, attention_axes=axes)
         _, scores = layer(query, value, return_attention_scores=True)
         assert answer["shapes"]["attention_scores"][1:] == list(scores.shape[1:])
         assert all(check["status"] != "failed" for check in answer["checks"].values())

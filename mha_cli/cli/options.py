@@ -86,6 +86,12 @@ def _choose(option: str, choices: tuple[str, ...]) -> Callable[[str], str]:
     return converter(choose, option)
 
 
+def _keras_major(option: str, text: str) -> int:
+    if text.strip() not in ("2", "3"):
+        raise ConfigError(option, quoted(text), "choose 3 (the keras package) or 2 (tf_keras)")
+    return int(text)
+
+
 def _rate(option: str, text: str) -> float:
     try:
         value = float(text)
@@ -371,6 +377,21 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
             ),
         ],
         None,
+    ),
+    (
+        "keras",
+        Annotated[
+            int,
+            typer.Option(
+                "--keras",
+                metavar="3|2",
+                parser=converter(_keras_major, "--keras"),
+                help="Which Keras runs the layer: 3 (keras) or 2 (tf_keras, with Keras 2's rules; "
+                "pip install 'mha-explain[keras2]').",
+                rich_help_panel=RUN,
+            ),
+        ],
+        3,
     ),
 )
 _LAYER_FIELDS = tuple(name for name, _, _ in _LAYER)

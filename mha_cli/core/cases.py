@@ -50,6 +50,7 @@ KNOBS: dict[str, str] = {
     "mask_shape": "mask shape",
     "causal": "bool",
     "sliding_window": "int",
+    "keras": "int",
 }
 CASE_KEYS = ("name", *KNOBS, "expect")
 TOP_LEVEL_KEYS = ("defaults", "case", "model", "calls", "recorded")
@@ -479,6 +480,7 @@ def config_from(knobs: Mapping[str, Any]) -> MHAConfig:
         mask_shape=values.get("mask_shape"),
         causal=values.get("causal", False),
         sliding_window=values.get("sliding_window"),
+        keras=values.get("keras", 3),
     )
 
 
@@ -508,7 +510,7 @@ def _value(kind: str, value: object) -> Any:
             return (None, *(_size(item) for item in value[1:]))
         return tuple(_size(item) for item in value)
     if kind == "axes":
-        if isinstance(value, str) and value.strip().lower() == "none":
+        if value is None or (isinstance(value, str) and value.strip().lower() == "none"):  # JSON null too
             return None
         items = value if isinstance(value, list) else [value]
         if not items or not all(_is_int(item) for item in items):

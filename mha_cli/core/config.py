@@ -34,6 +34,8 @@ class Backend(StrEnum):
 
 
 BACKENDS = tuple(backend.value for backend in Backend)
+#: The Keras major versions the tool runs: 3 (the ``keras`` package) and 2 (``tf_keras``, TensorFlow only).
+KERAS_MAJORS = (3, 2)
 
 
 class ExecutionPath(StrEnum):
@@ -82,6 +84,8 @@ class MHAConfig:
     causal: bool = False
     #: The layer's sliding_window argument (Keras >= 3.15).
     sliding_window: int | None = None
+    #: Which Keras runs the layer: 3 (``keras``) or 2 (``tf_keras``, Keras 2's rules).
+    keras: int = 3
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from mha_cli.core.config import (
     DEFAULT_NUM_HEADS,
     DTYPE_BYTES,
+    KERAS_MAJORS,
     BatchShape,
     ExecutionPath,
     LayerArgs,
@@ -160,6 +161,8 @@ class Derivation:
         ``MultiHeadAttention._compute_attention``). Requesting the scores always
         takes the einsum path.
         """
+        if self.config.keras == 2:  # Keras 2 has only the einsum path (tf_keras 2.21)
+            return ExecutionPath.EINSUM
         fused = self.rank == 3 and self.layer.dropout == 0.0
         return ExecutionPath.FUSED if fused else ExecutionPath.EINSUM
 
@@ -249,21 +252,38 @@ def _positive(option: str, value: int | None) -> None:
         raise ConfigError(option, value, "must be a positive integer")
 
 
-def _resolve_axes(given: tuple[int, ...] | None, rank: int) -> tuple[int, ...]:
-    """Keras's resolution (3.12+): None -> 1..rank-2; negative a -> rank + a."""
+def _resolve_axes(given: tuple[int, ...] | None, rank: int, keras: int = 3) -> tuple[int, ...]:
+    """Keras's resolution: None -> 1..rank-2; negative a -> rank + a (3.12+).
+
+    Keras 2 resolves a negative axis against the projected rank instead (batch,
+    the axes between, heads, key_dim): a -> rank + 1 + a, so -2 is the heads
+    axis and -3 the last axis before the features (measured, tf_keras 2.21).
+    """
     if given is None:
         return tuple(range(1, rank - 1))
     shown = format_shape(given)
     if not given:
         raise ConfigError("--axes", "()", "no axes given; write e.g. 1 or 1,2, or none for all axes")
-    legal = f"attention axes must be in 1..{rank - 2} (or {-(rank - 1)}..-2)"
+    shift = 1 if keras == 2 else 0
+    legal = f"attention axes must be in 1..{rank - 2} (or {-(rank - 1) - shift}..{-2 - shift})"
+    if keras == 2:
+        legal += " in Keras 2, which counts negative axes from the end of the projected query"
     resolved = []
     for axis in given:
-        if not -rank <= axis < rank:
+        if keras == 2 and axis in (-1, -2):
+            what = "heads" if axis == -2 else "key_dim"
+            raise ConfigError(
+                "--axes",
+                shown,
+                f"axis {axis} is, in Keras 2, the {what} axis: Keras 2 resolves negative attention_axes "
+                f"against the projected rank {rank + 1} (batch, ..., heads, key_dim), not the input's "
+                f"(Keras 3.12+ does); write {rank - 2} (or {-3}) for the last axis before the features",
+            )
+        if not -rank - shift <= axis < rank:
             raise ConfigError(
                 "--axes", shown, f"axis {axis} is out of range for a rank-{rank} input; {legal}"
             )
-        positive = axis + rank if axis < 0 else axis
+        positive = axis + rank + shift if axis < 0 else axis
         if positive == 0:
             raise ConfigError("--axes", shown, f"axis {axis} is the batch axis; {legal}")
         if positive == rank - 1:
@@ -348,8 +368,17 @@ def derive(config: MHAConfig) -> Derivation:
         raise ConfigError("--dtype", config.dtype, f"unknown dtype; choose one of {', '.join(DTYPE_BYTES)}")
     _positive("--batch", config.batch)
     _positive("--sliding-window", config.sliding_window)
+    if config.keras not in KERAS_MAJORS:
+        raise ConfigError("--keras", config.keras, "choose 3 (the keras package) or 2 (tf_keras)")
+    if config.keras == 2:
+        for option, present, since in (
+            ("--gate", config.use_gate, "use_gate (Keras 3.14)"),
+            ("--sliding-window", config.sliding_window is not None, "sliding_window (Keras 3.15)"),
+        ):
+            if present:
+                raise ConfigError(option, None, f"Keras 2 has no {since}; leave it out, or use --keras 3")
 
-    attended = _resolve_axes(config.attention_axes, rank)
+    attended = _resolve_axes(config.attention_axes, rank, config.keras)
     middle = rank - 2
     names = _axis_names(config, middle)
     # Free axes are shared letters between query and key in the dot product;

@@ -53,7 +53,13 @@ def _reach(derivation: Derivation, key_positions: int, names: str) -> tuple[str,
             f" {empty} query positions have none left: with return_attention_scores their weights are "
             "all zero (Keras's softmax zeroes a fully masked row)"
         )
-        if derivation.execution_path is ExecutionPath.FUSED:
+        if derivation.config.keras == 2:
+            none_left = (
+                f" {empty} query positions have none left: Keras 2's softmax adds -1e9 to masked logits "
+                "and does not zero them, so in float32 their weights come out uniform over every key "
+                "position (Keras 3 gives them zeros)"
+            )
+        elif derivation.execution_path is ExecutionPath.FUSED:
             none_left += "; the fused path a plain call takes gives them other outputs (see plain_call)"
         none_left += "."
     return reach, decided, none_left
@@ -114,7 +120,12 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
     scores_text = (
         f"{format_shape(scores.shape)} scores ({derivation.scores_bytes_per_item():,} bytes per item)"
     )
-    if derivation.execution_path is ExecutionPath.FUSED:
+    if derivation.config.keras == 2:
+        lines.append(
+            f"Keras 2 computes this with the explicit einsum + softmax path whatever the input (it has no "
+            f"fused path), which materialises the {scores_text} on every call."
+        )
+    elif derivation.execution_path is ExecutionPath.FUSED:
         lines.append(
             "Called without return_attention_scores, Keras takes the fused ops.dot_product_attention path "
             "(rank-3 input, dropout 0); asking for the scores switches to the einsum + softmax path. "
@@ -150,13 +161,38 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
             "(the NumPy check applies it exactly so)."
         )
     if rank == 3:  # the only legal axis is 1, so every choice resolves to it
+        negative = "-3 in Keras 2, -2 in Keras 3" if derivation.config.keras == 2 else "-2"
         lines.append(
-            "For a rank-3 input, attention_axes=None and attention_axes=(1,) (also written (1), 1 or -2) "
-            "resolve to the same axes (1,): the layer, its weights and its output are identical."
+            f"For a rank-3 input, attention_axes=None and attention_axes=(1,) (also written (1), 1 or "
+            f"{negative}) resolve to the same axes (1,): the layer, its weights and its output are identical."
         )
+    written = derivation.config.attention_axes or ()
+    if derivation.config.keras == 2 and any(axis < 0 for axis in written):
+        lines.append(_keras2_negative_axes(derivation, written))
     if list(layer.attention_axes) != sorted(layer.attention_axes):
         lines.append(
             f"The axes are given out of order {format_shape(layer.attention_axes)}: Keras keeps that order "
             "in the scores tensor, so it differs in layout (not in values) from the sorted order."
         )
     return tuple(lines)
+
+
+def _keras2_negative_axes(derivation: Derivation, given: tuple[int, ...]) -> str:
+    """What Keras 2 makes of negative attention_axes, and what Keras 3 would make of the same value."""
+    rank = derivation.rank
+    names = {axis.index: axis.name for axis in derivation.axes}
+    parts = []
+    for axis in (axis for axis in given if axis < 0):
+        keras2 = rank + 1 + axis
+        keras3 = rank + axis
+        if 1 <= keras3 <= rank - 2:
+            there = f"Keras 3.12+ reads {axis} as {names[keras3]} (axis {keras3})"
+        else:
+            role = "feature" if keras3 == rank - 1 else "batch"
+            there = f"Keras 3.12+ refuses {axis} (it would be the {role} axis)"
+        parts.append(f"{axis} is {names[keras2]} (axis {keras2}); {there}")
+    return (
+        f"Keras 2 counts negative attention_axes from the end of the projected query (batch, ..., heads, "
+        f"key_dim), one axis further than the input: {'; '.join(parts)}. The same value attends over "
+        "another axis in Keras 2 and in Keras 3; write positive axes to mean the same in both."
+    )

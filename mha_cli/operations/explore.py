@@ -76,6 +76,13 @@ class Exploration:
     tolerance: float
 
     @property
+    def unverified(self) -> tuple[int, ...]:
+        """Groups none of whose members ran (with --run), by number."""
+        if self.group_checks is None:
+            return ()
+        return tuple(n for n, check in enumerate(self.group_checks) if not check.compared)
+
+    @property
     def failures(self) -> tuple[str, ...]:
         """One sentence per failed verification: a choice's checks, or the grouping."""
         found: list[str] = []
@@ -93,7 +100,10 @@ class Exploration:
                         f"{members}: grouped as one function, but their outputs differ by up to "
                         f"{check.max_abs_diff:.3g} (tolerance {self.tolerance:g})"
                     )
-        if self.closest is not None and self.closest.max_abs_diff <= self.tolerance:
+        masked = self.choices.choices[0].derivation.mask is not None
+        # With a mask, the algebra only groups the same axes in the same order and claims nothing about
+        # the other groups: a mask that broadcasts over a size-1 axis can make two of them one function.
+        if self.closest is not None and self.closest.max_abs_diff <= self.tolerance and not masked:
             first, second = (labels[self.choices.groups[g].members[0]] for g in self.closest.groups)
             found.append(
                 f"{first} and {second}: in different groups, but their outputs agree "
@@ -130,7 +140,7 @@ def _group_check(members: tuple[int, ...], runs: tuple[ChoiceRun, ...]) -> Group
     from mha_cli.runtime.arrays import max_abs_diff, same_arrays
 
     compared = tuple(index for index in members if runs[index].executed)
-    if len(compared) < 2:
+    if len(compared) < 2:  # one member ran (the group is verified, with nothing to compare) or none
         return GroupCheck(compared, True, None)
     layers = [_layer_run(runs[index]) for index in compared]
     first = layers[0]

@@ -27,6 +27,11 @@ _EXAMPLE = '{"shape": [10, 16], "axes": 1}'
 class LineProblem(ValueError):
     """What is wrong with one input line, in a sentence naming the key where there is one."""
 
+    def __init__(self, problem: str, name: str | None = None) -> None:
+        super().__init__(problem)
+        #: The line's name, when it has a readable one.
+        self.name = name
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -51,20 +56,20 @@ def config_line(text: str) -> tuple[str | None, MHAConfig]:
         raise LineProblem(f"not a configuration ({type(error).__name__}); write e.g. {_EXAMPLE}") from None
     if not isinstance(entry, dict):
         raise LineProblem(f"a line is one JSON object with case-file keys, e.g. {_EXAMPLE}")
-    for key in entry:
-        if key not in LINE_KEYS:
-            raise LineProblem(unknown_name("key", key, LINE_KEYS))
     name = entry.get("name")
     if name is not None and not isinstance(name, str):
         raise LineProblem(f"name: expected a string, got {name!r}")
+    for key in entry:
+        if key not in LINE_KEYS:
+            raise LineProblem(unknown_name("key", key, LINE_KEYS), name)
     if "axes" in entry and "attention_axes" in entry:
-        raise LineProblem("give axes or attention_axes, not both")
+        raise LineProblem("give axes or attention_axes, not both", name)
     if "shape" not in entry:
-        raise LineProblem("no shape; give the query shape without the batch axis, e.g. [10, 16]")
+        raise LineProblem("no shape; give the query shape without the batch axis, e.g. [10, 16]", name)
     try:
         return name, config_from({key: value for key, value in entry.items() if key in KNOBS})
     except KeyProblem as error:
-        raise LineProblem(str(error)) from None
+        raise LineProblem(str(error), name) from None
 
 
 def answer_lines(
@@ -97,7 +102,7 @@ def answer_lines(
                 graph=graph,
             )
         except LineProblem as error:
-            yield Answer(number, name, problem=str(error), exit_code=ExitCode.BAD_INPUT)
+            yield Answer(number, error.name, problem=str(error), exit_code=ExitCode.BAD_INPUT)
             continue
         except ConfigError as error:  # the derivation or the real layer refuses it
             yield Answer(number, name, problem=_at_key(error), exit_code=ExitCode.BAD_INPUT)

@@ -351,11 +351,27 @@ def verification_section(result: ExplainResult, *, verbose: bool = False) -> Gro
 
 
 def call_convention_section(convention: dict[str, dict[str, Any]]) -> Group:
+    keras2 = any("inbound_nodes" in recorded for recorded in convention.values())
     table = _table("Call convention (the real Model.get_config())", "layer", "called as", "args", "kwargs")
     for name, recorded in convention.items():
         # Text, not markup: "[query, value]" is not a rich style.
         cells = (recorded["call"], json.dumps(recorded["args"]), json.dumps(recorded["kwargs"]))
         table.add_row(name, *(Text(cell) for cell in cells))
+    if keras2:
+        raw = [
+            Text(f'"{name}" inbound_nodes: {json.dumps(recorded["inbound_nodes"])}')
+            for name, recorded in convention.items()
+        ]
+        paragraph = (
+            "Keras 2 (tf_keras) records a call as a list of [input, node, tensor, kwargs] entries: one per "
+            "tensor of the first positional argument, and every other argument in the first entry's kwargs. "
+            "So mha(query, value) stores query as the entry and value as a keyword, "
+            '{"value": [input, 0, 0]}, though it was passed by position; Attention\'s one list argument '
+            "becomes one entry per tensor. Keras 3 records args and kwargs as they were passed. A converter "
+            "reading both formats binds MultiHeadAttention's tensors by MultiHeadAttention.call(query, "
+            "value, key=None, ...): Keras 2's entries are the first argument, its kwargs the rest by name."
+        )
+        return Group(table, *raw, Text(paragraph))
     paragraph = (
         "Each inbound node's args and kwargs, with every tensor named by the input it comes from. "
         "A converter must read MultiHeadAttention's tensors from both args and kwargs of each inbound "
@@ -683,7 +699,8 @@ def _group_sentence(found: Exploration, number: int) -> str:
     elif mixed:
         reach = f"over {join_words(mixed)}"
     else:
-        reach = "its own position only (every attended axis has one key position)"
+        reach = "to the one key position there is along " + join_words(single)
+        single = []
     text = f"{' = '.join(choice.label for choice in choices)}: each query attends {reach}"
     if free:
         text += f", separately for each {join_words(free)}"
@@ -699,12 +716,13 @@ def render_choices(found: Exploration, console: Console) -> None:
     query = format_shape(first.inputs["query"].shape)
     count = len(choices.choices)
     functions = len(choices.groups)
-    functions_text = (
-        "all compute the same function" if functions == 1 else f"they compute {functions} different functions"
-    )
-    console.print(
-        Text(f"{count} attention_axes choices for a query of shape {query}; {functions_text}:", style="bold")
-    )
+    if count == 1:
+        functions_text = "one choice"
+    elif functions == 1:
+        functions_text = f"{count} choices, all computing the same function"
+    else:
+        functions_text = f"{count} choices, computing {functions} different functions"
+    console.print(Text(f"attention_axes for a query of shape {query}: {functions_text}", style="bold"))
     groups = Table.grid(padding=(0, 2), pad_edge=True)
     groups.add_column(no_wrap=True)
     groups.add_column()
@@ -761,12 +779,11 @@ def render_choices(found: Exploration, console: Console) -> None:
     for reason, number in notes.items():
         console.print(Text(f"[{number}] {reason}", style="yellow"))
     if choices.omitted:
+        first_omitted = choices.omitted[0]
+        shown = "None" if first_omitted.argument is None else format_shape(first_omitted.argument)
+        more = "1 more choice is" if len(choices.omitted) == 1 else f"{len(choices.omitted)} more choices are"
         console.print(
-            Text(
-                f"{len(choices.omitted)} more choices are not legal for these inputs, e.g. "
-                f"{format_shape(choices.omitted[0].argument or ())}: {choices.omitted[0].problem}",
-                style="dim",
-            )
+            Text(f"{more} not legal for these inputs, e.g. {shown}: {first_omitted.problem}", style="dim")
         )
     console.print()
     console.print(_exploration_verdict(found))
@@ -780,13 +797,17 @@ def _exploration_verdict(found: Exploration) -> Text:
             style="dim",
         )
     ran = [run for run in found.runs if run.executed]
-    refused = sum(run.rejected is not None for run in found.runs)
+    pairs = list(zip(found.choices.choices, found.runs, strict=True))
+    known = sum(choice.rejected is not None for choice, _ in pairs)
+    refused = sum(run.rejected is not None and choice.rejected is None for choice, run in pairs)
     failures = found.failures
     keras = next((run.result.run.keras_version for run in found.runs if run.result and run.result.run), "?")
     line = Text(f"verified on Keras {keras} ({found.choices.backend}): ", style="bold")
     line.append(f"{len(ran)} of {len(found.runs)} choices ran")
-    if refused:
-        line.append(f" ({refused} refused by the real layer)")
+    not_run = [f"{known} not run: a known limit, [n] above"] if known else []
+    not_run += [f"{refused} refused by the real layer"] if refused else []
+    if not_run:
+        line.append(f" ({'; '.join(not_run)})")
     letters = [group_letter(number) for number in range(len(found.choices.groups))]
     same = [
         f"{letters[number]} within {check.max_abs_diff:.1e}"
@@ -795,11 +816,20 @@ def _exploration_verdict(found: Exploration) -> Text:
     ]
     if same:
         line.append(f"; outputs agree within each group ({', '.join(same)}; tolerance {found.tolerance:.0e})")
-    if found.closest is not None:
-        one, other = (letters[number] for number in found.closest.groups)
-        line.append(
-            f"; groups differ (closest: {one} and {other}, max |diff| {found.closest.max_abs_diff:.2g})"
-        )
+    closest = found.closest
+    if closest is not None:
+        one, other = (letters[number] for number in closest.groups)
+        if closest.max_abs_diff > found.tolerance:
+            line.append(
+                f"; groups differ (closest: {one} and {other}, max |diff| {closest.max_abs_diff:.2g})"
+            )
+        elif found.choices.choices[0].derivation.mask is not None:
+            line.append(
+                f"; groups {one} and {other} gave the same outputs here: with a mask, the algebra groups "
+                "only the same axes in the same order and does not claim that other groups differ"
+            )
+    if found.unverified:
+        line.append(f"; no choice of group {', '.join(letters[n] for n in found.unverified)} ran")
     warned: dict[str, list[str]] = {}
     for choice, run in zip(found.choices.choices, found.runs, strict=True):
         for check in run.result.checks if run.result else ():
@@ -807,7 +837,9 @@ def _exploration_verdict(found: Exploration) -> Text:
                 warned.setdefault(check.name, []).append(choice.label)
     for name, labels in warned.items():
         line.append(f"\nWARN {name} on {len(labels)} choice{'s' if len(labels) > 1 else ''}", style="yellow")
-        line.append(f" (mha-explain --axes {_axes_argument(labels[0])} --verbose says more)")
+        line.append(
+            f" (explain with --axes {_axes_argument(labels[0])}, the same options and --verbose says more)"
+        )
     for failure in failures:
         line.append(f"\nFAIL {failure}", style="bold red")
     return line

@@ -25,7 +25,7 @@ import numpy as np
 
 from mha_cli.core.config import BACKENDS, ExecutionPath
 from mha_cli.core.derivation import Derivation
-from mha_cli.core.errors import ConfigError, EnvironmentProblem
+from mha_cli.core.errors import ConfigError, EnvironmentProblem, InternalError
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.limits import ONEDNN_MAX_SOFTMAX_RANK, check_shape_limits
 from mha_cli.runtime.quiet import native_output_silenced, sigint_held
@@ -76,11 +76,14 @@ class LayerRun:
         return {name: array for name, array in self.arrays.items() if name not in self.COMPUTED}
 
 
-def load_keras(backend: str) -> ModuleType:
-    """Import Keras on ``backend``, silencing native log noise.
+def load_keras(backend: str, major: int = 3) -> ModuleType:
+    """Import Keras on ``backend``, silencing native log noise (``major`` 2: tf_keras, TensorFlow only).
 
     Keras binds its backend at import, so a process can only ever use one.
+    Keras 2 and Keras 3 on TensorFlow share one process.
     """
+    if major == 2:
+        return _load_keras2(backend)
     if backend not in BACKENDS:
         raise ConfigError("--backend", backend, f"unknown backend; choose one of {', '.join(BACKENDS)}")
     loaded = sys.modules.get("keras")
@@ -107,6 +110,8 @@ def load_keras(backend: str) -> ModuleType:
 
 
 def _check_supported(keras: ModuleType, derivation: Derivation) -> None:
+    if is_keras2(keras):  # derive refuses what Keras 2 lacks (use_gate, sliding_window)
+        return
     parameters = inspect.signature(keras.layers.MultiHeadAttention.__init__).parameters
     if derivation.layer.use_gate and "use_gate" not in parameters:
         raise ConfigError(
@@ -178,7 +183,7 @@ def known_wrong_results(derivation: Derivation, backend: str) -> tuple[str, ...]
     has num_heads positions. Shapes are right; numbers are not (measured,
     Keras 3.15.1, TF 2.21). This mirrors that condition.
     """
-    if backend != "tensorflow" or not derivation.layer.use_bias:
+    if backend != "tensorflow" or not derivation.layer.use_bias or derivation.config.keras == 2:
         return ()
     einsum_of = {"attention_output": "output"}
     found = []
@@ -246,8 +251,59 @@ def inspect_layer(derivation: Derivation, backend: str) -> LayerRun:
         return _read_back(keras, layer, derivation, backend, {"output": output_shape}, {}, executed=False)
 
 
+def _load_keras2(backend: str) -> ModuleType:
+    if backend != "tensorflow":
+        raise ConfigError(
+            "--keras", 2, f"Keras 2 (tf_keras) runs on TensorFlow only, not {backend}; leave out --backend"
+        )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with sigint_held(), native_output_silenced():  # see uninterrupted
+            return importlib.import_module("tf_keras")
+    except ImportError as error:
+        raise EnvironmentProblem(
+            f"--keras 2: cannot import tf_keras ({error}); install Keras 2 for your TensorFlow with: "
+            "pip install 'mha-explain[keras2]' (or pip install tf-keras==<your TensorFlow's version>)"
+        ) from error
+
+
+def is_keras2(keras: ModuleType) -> bool:
+    return keras.__name__ == "tf_keras"
+
+
+def _to_tensor(keras: ModuleType, value: Any, dtype: str | None = None) -> Any:
+    if is_keras2(keras):
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(value, dtype=dtype)
+    return keras.ops.convert_to_tensor(value, dtype=dtype)
+
+
+def _to_numpy(keras: ModuleType, tensor: Any) -> np.ndarray:
+    if is_keras2(keras):
+        return np.asarray(tensor.numpy() if hasattr(tensor, "numpy") else tensor)
+    return np.asarray(keras.ops.convert_to_numpy(tensor))
+
+
+def _variable_path(variable: Any) -> str:
+    """``.../query/kernel``: Keras 3's ``path``, or Keras 2's name without its ``:0``."""
+    path = getattr(variable, "path", None)
+    return str(path) if isinstance(path, str) else str(variable.name).split(":")[0]
+
+
+def _variable_array(keras: ModuleType, variable: Any) -> np.ndarray:
+    return np.asarray(variable.numpy()) if is_keras2(keras) else _to_numpy(keras, variable.value)
+
+
+def _resolved_axes(keras: ModuleType, layer: Any, rank: int) -> tuple[int, ...]:
+    """The attended input axes the built layer holds (Keras 2 keeps negatives, on the projected rank)."""
+    if not is_keras2(keras):
+        return tuple(int(axis) for axis in layer.attention_axes)
+    return tuple(int(axis) + rank + 1 if axis < 0 else int(axis) for axis in layer._attention_axes)
+
+
 def _prepared(derivation: Derivation, backend: str) -> ModuleType:
-    keras = load_keras(backend)
+    keras = load_keras(backend, derivation.config.keras)
     _check_supported(keras, derivation)
     _check_backend_limits(derivation, backend)
     return keras
@@ -292,7 +348,17 @@ def _built_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, .
             kernel_initializer="zeros",  # every weight is assigned before a forward pass
             bias_initializer="zeros",
         )
-        layer.build(*input_shapes)
+        if is_keras2(keras):
+            # Keras 2's MultiHeadAttention builds its projections on the first call, not in build():
+            # one call on zeros creates every weight (their values are assigned before each run).
+            import tensorflow as tf
+
+            query, value, key = (
+                None if shape is None else tf.zeros(shape, derivation.layer.dtype) for shape in input_shapes
+            )
+            layer(query, value, key=key)
+        else:
+            layer.build(*input_shapes)
     return layer
 
 
@@ -317,7 +383,8 @@ def build_signature(derivation: Derivation) -> Hashable:
     """
     arguments = derivation.layer.keras_kwargs(derivation.config.attention_axes)
     inputs = (derivation.inputs[name].shape for name in ("query", "value", "key"))
-    return (repr(sorted(arguments.items())), *((len(shape), shape[-1]) for shape in inputs))
+    keras = derivation.config.keras
+    return (keras, repr(sorted(arguments.items())), *((len(shape), shape[-1]) for shape in inputs))
 
 
 def _reusable_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, ...] | None) -> Any:
@@ -349,20 +416,27 @@ def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -
 
     def draw(name: str) -> Any:
         shape = derivation.inputs[name].with_batch(config.batch)
-        return keras.ops.convert_to_tensor(rng.standard_normal(shape), dtype=dtype)
+        return _to_tensor(keras, rng.standard_normal(shape), dtype)
 
     # Called as users call it: layer(x, x) for self-attention, key only when given.
     query = draw("query")
     value = query if config.value_shape is None else draw("value")
     key = None if config.key_shape is None else draw("key")
     layer = _reusable_layer(keras, derivation, query.shape, value.shape, None if key is None else key.shape)
+    expected = len(_sublayers(layer)) * (2 if derivation.layer.use_bias else 1)
+    if len(layer.weights) != expected:  # a weight left unassigned would pass every check with zeros
+        raise InternalError(
+            f"the built layer holds {len(layer.weights)} weights, not the {expected} expected"
+        )
     for variable in layer.weights:
-        variable.assign(_random_weight(rng, variable.path, tuple(variable.shape)))  # converted to its dtype
+        drawn = _random_weight(rng, _variable_path(variable), tuple(variable.shape))
+        # Keras 3 converts to the variable's dtype; Keras 2's assign wants that dtype already.
+        variable.assign(_to_tensor(keras, drawn, variable.dtype.name) if is_keras2(keras) else drawn)
     # The call's masks: a random attention_mask (3 in 4 positions attend) and/or use_causal_mask.
     masks: dict[str, Any] = {"use_causal_mask": True} if config.causal else {}
     if config.mask_shape is not None:
         mask_shape = tuple(config.batch if size is None else size for size in config.mask_shape)
-        masks["attention_mask"] = keras.ops.convert_to_tensor(rng.random(mask_shape) < 0.75)
+        masks["attention_mask"] = _to_tensor(keras, rng.random(mask_shape) < 0.75)
     return _forward(keras, layer, layer, derivation, backend, (query, value, key), masks, observe_path)
 
 
@@ -422,12 +496,11 @@ def run_captured(
     keras = load_keras(backend)
     dtype = derivation.layer.dtype
     tensors = [
-        None if arrays.get(name) is None else keras.ops.convert_to_tensor(arrays[name], dtype=dtype)
-        for name in _INPUTS
+        None if arrays.get(name) is None else _to_tensor(keras, arrays[name], dtype) for name in _INPUTS
     ]
     masks: dict[str, Any] = {"use_causal_mask": True} if causal else {}
     if arrays.get("attention_mask") is not None:
-        masks["attention_mask"] = keras.ops.convert_to_tensor(arrays["attention_mask"])
+        masks["attention_mask"] = _to_tensor(keras, arrays["attention_mask"])
     invoke = functools.partial(keras.layers.MultiHeadAttention.call, layer) if base_call else layer
     query, value, key = tensors
     with native_output_silenced():
@@ -485,21 +558,21 @@ def _read_back(
 
     def numpy64(tensor: Any) -> np.ndarray:
         # NumPy widens every float dtype (bfloat16 through ml_dtypes) exactly.
-        return np.asarray(keras.ops.convert_to_numpy(tensor)).astype(np.float64)
+        return _to_numpy(keras, tensor).astype(np.float64)
 
     arrays = {name: numpy64(tensor) for name, tensor in tensors.items()}
     weights = {}
     for variable in layer.weights:
         # "query/kernel": the sublayer and the variable, whatever the layer is nested in.
-        name = "/".join(variable.path.split("/")[-2:])
+        name = "/".join(_variable_path(variable).split("/")[-2:])
         weights[name] = tuple(variable.shape)
         if executed:
-            arrays[name] = numpy64(variable.value)
+            arrays[name] = _variable_array(keras, variable).astype(np.float64)
     return LayerRun(
         keras_version=keras.__version__,
         backend=backend,
         executed=executed,
-        resolved_axes=tuple(int(axis) for axis in layer.attention_axes),
+        resolved_axes=_resolved_axes(keras, layer, derivation.rank),
         shapes=shapes,
         equations=equations,
         weights=weights,
@@ -570,24 +643,33 @@ def call_convention(derivation: Derivation, backend: str) -> dict[str, dict[str,
     ``[query, value]``. Each entry gives the call, and the ``args`` and
     ``kwargs`` of its inbound node with every tensor named by its input.
     """
-    keras = load_keras(backend)
+    keras = load_keras(backend, derivation.config.keras)
+    keras2 = is_keras2(keras)
     config = derivation.config
     shape_of = {name: derivation.inputs[name].shape[1:] for name in _INPUTS}
+    # Keras 2 names inputs input_1, input_2, ... in a fresh session: seed 002's model, exactly.
+    numbered = iter(f"input_{number}" for number in range(1, 5))
+
+    def named(name: str) -> str:
+        return next(numbered) if keras2 else name
+
     with native_output_silenced(), keras_rejects():
         if config.value_shape is None:
-            query = value = keras.Input(shape=shape_of["query"], name="x")
+            query = value = keras.Input(shape=shape_of["query"], name=named("x"))
             inputs, arguments = [query], ["x, x"]
         else:
-            query = keras.Input(shape=shape_of["query"], name="query")
-            value = keras.Input(shape=shape_of["value"], name="value")
+            query = keras.Input(shape=shape_of["query"], name=named("query"))
+            value = keras.Input(shape=shape_of["value"], name=named("value"))
             inputs, arguments = [query, value], ["query, value"]
         keywords: dict[str, Any] = {}
         if config.key_shape is not None:
-            keywords["key"] = keras.Input(shape=shape_of["key"], name="key")
+            keywords["key"] = keras.Input(shape=shape_of["key"], name=named("key"))
             inputs.append(keywords["key"])
             arguments.append("key=key")
         if config.mask_shape is not None:  # None in the mask's first axis is the batch, as in --mask-shape
-            keywords["attention_mask"] = keras.Input(batch_shape=config.mask_shape, name="mask", dtype="bool")
+            keywords["attention_mask"] = keras.Input(
+                batch_shape=config.mask_shape, name=named("mask"), dtype="bool"
+            )
             inputs.append(keywords["attention_mask"])
             arguments.append("attention_mask=mask")
         if config.causal:
@@ -611,12 +693,26 @@ def call_convention(derivation: Derivation, backend: str) -> dict[str, dict[str,
     recorded = {}
     for name, call_text in calls.items():
         (node,) = layers[name]["inbound_nodes"]
+        if keras2:  # [[input, node, tensor, {keyword: [input, node, tensor]}], ...]: one entry per positional
+            recorded[name] = {
+                "call": call_text,
+                "args": [entry[0] for entry in node],
+                "kwargs": {key: _keras2_tensor(item) for key, item in node[0][3].items()},
+                "inbound_nodes": layers[name]["inbound_nodes"],
+            }
+            continue
         recorded[name] = {
             "call": call_text,
             "args": _named_tensors(node["args"]),
             "kwargs": _named_tensors(node["kwargs"]),
         }
     return recorded
+
+
+def _keras2_tensor(value: Any) -> Any:
+    """A Keras 2 inbound node's keyword value: ``[input, node, tensor]`` is that input's name."""
+    is_tensor = isinstance(value, list) and len(value) == 3 and isinstance(value[0], str)
+    return value[0] if is_tensor else value
 
 
 def _named_tensors(value: Any) -> Any:

@@ -29,7 +29,14 @@ def reexecute(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict[str
     value = project("value", arrays["value"])
     logits = contract(einsums["dot_product"].equation, key, query)
     mask = _mask(derivation, arrays, logits.ndim)
-    if mask is not None:  # as Keras's Softmax: masked logits to -1e9, masked weights to 0
+    keras2 = derivation.config.keras == 2
+    if mask is not None and keras2:
+        # Keras 2's Softmax adds (1 - mask) * -1e9 (float16: its lowest) in the layer's dtype and
+        # keeps every weight, so a fully masked row, its logits all rounded to -1e9, comes out flat.
+        dtype = np.dtype(derivation.layer.dtype) if derivation.layer.dtype != "bfloat16" else np.float32
+        large = np.finfo(np.float16).min if dtype == np.float16 else -1e9
+        logits = (logits.astype(dtype) + np.where(mask, 0.0, large).astype(dtype)).astype(np.float64)
+    elif mask is not None:  # as Keras 3's Softmax: masked logits to -1e9, masked weights to 0
         logits = np.where(mask, logits, -1e9)
     key_axes = tuple(range(-len(derivation.layer.attention_axes), 0))
     # In place: the scores can be the largest tensor by far (170 MB for a 48x48 image).
@@ -37,7 +44,7 @@ def reexecute(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict[str
     scores -= scores.max(axis=key_axes, keepdims=True)
     np.exp(scores, out=scores)
     scores /= scores.sum(axis=key_axes, keepdims=True)
-    if mask is not None:
+    if mask is not None and not keras2:
         scores = np.where(mask, scores, 0.0)
     attended = contract(einsums["combine"].equation, scores, value)
     if derivation.layer.use_gate:

@@ -27,7 +27,7 @@ from mha_cli.cli.options import (
 )
 from mha_cli.cli.process import fail, guarded, saved, say_error
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.errors import ExitCode
+from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.core.grammar import parse_position, quoted
 
 
@@ -301,7 +301,7 @@ def _many(
     answers = answer_lines(
         lines, backend, execute=execute, max_memory=max_memory, verify_small=verify_small, graph=graph
     )
-    checked: set[str] = set()
+    answered = False
     while True:
         answer = guarded(lambda: next(answers, None), debug)
         if answer is None:
@@ -317,10 +317,18 @@ def _many(
         else:
             found = document.to_document(answer.result)
             if get:
-                for wanted in set(get) - checked:  # a path wrong for one document is wrong for all
-                    guarded(partial(document.get_path, found, wanted), debug)
-                    checked.add(wanted)
-                typer.echo("\t".join(document.line_value(document.get_path(found, w)) for w in get))
+                values = []
+                for wanted in get:
+                    try:
+                        values.append(document.line_value(document.get_path(found, wanted)))
+                    except ConfigError as error:  # a path some documents have (shapes.gate), not this one
+                        if not answered:  # wrong for the first document: most likely a typo, stop
+                            fail(ExitCode.BAD_INPUT, str(error))
+                        say_error(f"--jsonl {source}:{answer.line}: {error}")
+                        worst = max(worst, ExitCode.BAD_INPUT)
+                        values.append("")
+                typer.echo("\t".join(values))
+                answered = True
             else:
                 typer.echo(document.line_form(found))
             for check in answer.result.failed:
