@@ -135,10 +135,12 @@ def test_json_lists_every_choice_with_its_resolved_axes_and_the_groups() -> None
     assert doc["schema_version"] == 1 and doc["executed"] is False and doc["keras_version"] is None
     by_label = {choice["label"]: choice for choice in doc["choices"]}
     assert list(by_label) == ["None", "(1,)", "(2,)", "(1, 2)", "(2, 1)"]
-    assert by_label["None"]["attention_axes"] == [1, 2] and by_label["None"]["given"] is None
+    assert by_label["None"]["attention_axes"] == [1, 2] and by_label["None"]["attention_axes_given"] is None
     assert by_label["(2, 1)"]["attention_axes"] == [2, 1]
     assert by_label["(1,)"]["attention_scores"] == [None, 64, 2, 32, 32]
-    assert by_label["(1,)"]["free_axes"] == ["width"] and by_label["(1,)"]["weights_per_query"] == 32
+    assert (
+        by_label["(1,)"]["free_axes"] == ["width"] and by_label["(1,)"]["attention_weights_per_query"] == 32
+    )
     assert by_label["(1,)"]["runs"] is True and by_label["(1,)"]["checks"] is None
     assert [(g["name"], [doc["choices"][i]["label"] for i in g["members"]]) for g in doc["groups"]] == [
         ("A", ["None", "(1, 2)", "(2, 1)"]),

@@ -332,14 +332,14 @@ def choices_document(found: Exploration) -> dict[str, Any]:
         entries.append(
             {
                 "attention_axes": list(choice.resolved),
-                "given": None if choice.argument is None else list(choice.argument),
+                "attention_axes_given": None if choice.argument is None else list(choice.argument),
                 "label": choice.label,
                 "group": group_letter(choices.group_of(index)),
                 "attends_over": [axis.name for axis in d.attended_axes],
                 "free_axes": [axis.name for axis in d.free_axes],
-                "weights_per_query": d.weights_per_query,
+                "attention_weights_per_query": d.weights_per_query,
                 "attention_scores": _shape(d.shapes["attention_scores"]),
-                "scores_bytes_per_item": d.scores_bytes_per_item(),
+                "attention_scores_bytes_per_item": d.scores_bytes_per_item(),
                 "flops_per_item": d.flops_per_item,
                 "execution_path": d.execution_path.value,
                 "runs": False if rejected else (None if run is None and choice.caveat else True),
@@ -358,7 +358,7 @@ def choices_document(found: Exploration) -> dict[str, Any]:
             {
                 "name": group_letter(number),
                 "members": list(group.members),
-                "axes": list(group.axes),
+                "mixes_axes": list(group.axes),
                 "mixes": [names[axis] for axis in group.axes],
                 "output_max_abs_diff": None if check is None else check.max_abs_diff,
                 "same_weights": None if check is None else check.same_weights,
@@ -380,7 +380,7 @@ def choices_document(found: Exploration) -> dict[str, Any]:
         "choices": entries,
         "groups": groups,
         "omitted": [
-            {"given": None if o.argument is None else list(o.argument), "problem": o.problem}
+            {"attention_axes_given": None if o.argument is None else list(o.argument), "problem": o.problem}
             for o in choices.omitted
         ],
         "closest_groups": None
