@@ -139,9 +139,20 @@ def test_get_prints_one_line_of_values_per_input_line() -> None:
         mixed.stderr
         == "mha-explain: error: --jsonl stdin:2: --get axes.3.role: no '3' in axes; it has an index 0..2\n"
     )
-    wrong = invoke("--jsonl", "-", "--no-run", "--get", "shapes.nope", input=text)
+    # Only the first line lacks the gate: its field is empty, the next has it.
+    gated = invoke(
+        "--jsonl",
+        "-",
+        "--no-run",
+        "--get",
+        "shapes.gate",
+        input='{"shape": [10, 16]}\n{"shape": [10, 16], "use_gate": true}\n',
+    )
+    assert gated.exit_code == 2 and gated.stdout.splitlines() == ["", "None,10,2,8"]
+    # A path no document has is a typo: stop at once.
+    wrong = invoke("--jsonl", "-", "--no-run", "--get", "shapez.output", input=text)
     assert wrong.exit_code == 2 and wrong.stdout == ""
-    assert wrong.stderr.startswith("mha-explain: error: --get shapes.nope: no 'nope'")
+    assert wrong.stderr.startswith("mha-explain: error: --get shapez.output: no 'shapez'")
 
 
 @pytest.mark.parametrize(

@@ -301,7 +301,6 @@ def _many(
     answers = answer_lines(
         lines, backend, execute=execute, max_memory=max_memory, verify_small=verify_small, graph=graph
     )
-    answered = False
     while True:
         answer = guarded(lambda: next(answers, None), debug)
         if answer is None:
@@ -322,13 +321,12 @@ def _many(
                     try:
                         values.append(document.line_value(document.get_path(found, wanted)))
                     except ConfigError as error:  # a path some documents have (shapes.gate), not this one
-                        if not answered:  # wrong for the first document: most likely a typo, stop
+                        if wanted.split(".")[0] not in found:  # no document has it: a typo, stop
                             fail(ExitCode.BAD_INPUT, str(error))
                         say_error(f"--jsonl {source}:{answer.line}: {error}")
                         worst = max(worst, ExitCode.BAD_INPUT)
                         values.append("")
                 typer.echo("\t".join(values))
-                answered = True
             else:
                 typer.echo(document.line_form(found))
             for check in answer.result.failed:
