@@ -45,6 +45,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mha_cli.core.config import MHAConfig
 
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "mha-explain")
@@ -151,102 +155,84 @@ def timed(command: list[str]) -> tuple[float, float, float]:
     return elapsed, cpu, answered
 
 
-def in_process(paths: list[Path], count: int) -> list[tuple[int, float, float]]:
-    """Per case file: (layers, seconds per case in check, seconds per case in plain Keras).
+def side_by_side(configs: list[MHAConfig], ours: Callable[[int], object]) -> tuple[int, float, float]:
+    """(layers, seconds per configuration in ``ours(i)``, seconds in plain Keras), in this one process.
 
-    Both in this one process, after the backend import and a warm-up case.
-    check's figure is its run_case; plain Keras builds a new layer for every
-    case and runs the same forward pass with nothing else: the floor for a tool
-    that builds each layer and runs it.
+    Plain Keras builds a new layer for every configuration and runs the same
+    forward pass with scores, nothing else: the floor for a tool that builds
+    each layer and runs it. ``ours(0)`` runs once first, as warm-up (and the
+    backend's import). Interleaved configuration by configuration, taking turns
+    at going first: the first pass over new shapes also pays TensorFlow's
+    (oneDNN's) set-up for them, ~4 ms here.
     """
     import numpy as np
 
-    from mha_cli.core.cases import Case, load
     from mha_cli.core.derivation import derive
-    from mha_cli.operations.check import run_case
     from mha_cli.runtime.keras_adapter import build_signature, load_keras
 
     keras = load_keras("tensorflow")  # imported quietly, as the CLI does
+    derivations = [derive(config) for config in configs]
+    layers = len({build_signature(derivation) for derivation in derivations})
+    ours(0)
+    arguments = [d.layer.keras_kwargs(d.config.attention_axes) for d in derivations]
+    inputs = [np.ones((2, *config.query_shape), "float32") for config in configs]
 
-    def plain_keras(kwargs: dict[str, object], x: np.ndarray) -> float:
+    def mine(number: int) -> float:
         started = time.perf_counter()
-        keras.layers.MultiHeadAttention(**kwargs)(x, x, return_attention_scores=True)
+        ours(number)
         return time.perf_counter() - started
 
-    def check(case: Case) -> float:
+    def plain(number: int) -> float:
         started = time.perf_counter()
-        run_case(case, "tensorflow")
+        x = inputs[number]
+        keras.layers.MultiHeadAttention(**arguments[number])(x, x, return_attention_scores=True)
         return time.perf_counter() - started
+
+    total_mine = total_plain = 0.0
+    for number in range(len(configs)):
+        if number % 2:
+            total_plain += plain(number)
+            total_mine += mine(number)
+        else:
+            total_mine += mine(number)
+            total_plain += plain(number)
+    return layers, total_mine / len(configs), total_plain / len(configs)
+
+
+def in_process(paths: list[Path], count: int) -> list[tuple[int, float, float]]:
+    """Per case file: (layers, seconds per case in check's run_case, seconds in plain Keras)."""
+    from mha_cli.core.cases import Case, load
+    from mha_cli.operations.check import run_case
 
     found = []
     for path in paths:
         cases = load(path).cases[:count]
-        derivations = [derive(case.config) for case in cases]
-        layers = len({build_signature(derivation) for derivation in derivations})
-        run_case(cases[0], "tensorflow")  # import and first-call warm-up
-        arguments = [d.layer.keras_kwargs(d.config.attention_axes) for d in derivations]
-        inputs = [np.ones((2, *case.config.query_shape), "float32") for case in cases]
 
-        # Interleaved case by case, taking turns at going first: the first pass over
-        # new shapes also pays TensorFlow's (oneDNN's) set-up for them, ~4 ms here.
-        ours = plain = 0.0
-        for number, (case, kwargs, x) in enumerate(zip(cases, arguments, inputs, strict=True)):
-            if number % 2:
-                plain += plain_keras(kwargs, x)
-                ours += check(case)
-            else:
-                ours += check(case)
-                plain += plain_keras(kwargs, x)
-        ours, plain = ours / len(cases), plain / len(cases)
-        found.append((layers, ours, plain))
+        def check(number: int, cases: tuple[Case, ...] = cases) -> None:
+            run_case(cases[number], "tensorflow")
+
+        found.append(side_by_side([case.config for case in cases], check))
     return found
 
 
 def jsonl_in_process(path: Path) -> tuple[int, float, float]:
-    """(layers, seconds per configuration through --jsonl's loop, seconds in plain Keras), in one process.
+    """(layers, seconds per configuration through --jsonl's loop, seconds in plain Keras).
 
     Ours is :func:`mha_cli.operations.many.answer_lines` on one line at a time
     (the whole explain: forward pass, NumPy re-execution, symbolic and plain
-    calls) plus the document --jsonl prints; plain Keras builds a new layer for
-    every configuration and runs the same forward pass with scores, nothing else.
+    calls) plus the document --jsonl prints.
     """
-    import numpy as np
-
-    from mha_cli.core.derivation import derive
     from mha_cli.operations.many import answer_lines, config_line
     from mha_cli.output.document import line_form, to_document
-    from mha_cli.runtime.keras_adapter import build_signature, load_keras
 
-    keras = load_keras("tensorflow")
     lines = path.read_text().splitlines()
-    configs = [config_line(line)[1] for line in lines]
-    derivations = [derive(config) for config in configs]
-    layers = len({build_signature(derivation) for derivation in derivations})
-    list(answer_lines(lines[:1], "tensorflow"))  # import and first-call warm-up
-    arguments = [d.layer.keras_kwargs(d.config.attention_axes) for d in derivations]
-    inputs = [np.ones((2, *config.query_shape), "float32") for config in configs]
 
-    def plain_keras(kwargs: dict[str, object], x: np.ndarray) -> float:
-        started = time.perf_counter()
-        keras.layers.MultiHeadAttention(**kwargs)(x, x, return_attention_scores=True)
-        return time.perf_counter() - started
-
-    def ours(line: str) -> float:
-        started = time.perf_counter()
-        for answer in answer_lines([line], "tensorflow"):
+    def ours(number: int) -> None:
+        for answer in answer_lines([lines[number]], "tensorflow"):
             assert answer.result is not None, answer.problem
             line_form(to_document(answer.result))
-        return time.perf_counter() - started
 
-    mine = plain = 0.0
-    for number, (line, kwargs, x) in enumerate(zip(lines, arguments, inputs, strict=True)):
-        if number % 2:  # taking turns at going first, as in_process does
-            plain += plain_keras(kwargs, x)
-            mine += ours(line)
-        else:
-            mine += ours(line)
-            plain += plain_keras(kwargs, x)
-    return layers, mine / len(lines), plain / len(lines)
+    return side_by_side([config_line(line)[1] for line in lines], ours)
 
 
 def main() -> None:
