@@ -261,3 +261,17 @@ def test_observed_values_leave_out_the_batch_axis() -> None:
     assert values["key_projected"] == [4, 2, 8]
     assert values["params"] == derivation.params
     assert "gate" not in values
+
+
+def test_the_real_layers_refusal_is_at_the_case_not_at_its_keras_key() -> None:
+    """--keras sets the knob keras; a ConfigError from the real layer (option "keras") is not about it."""
+    from mha_cli.core.cases import at_key
+    from mha_cli.core.errors import ConfigError
+
+    refused = ConfigError("keras", None, "the real layer rejects this configuration: bad thing")
+    assert at_key(refused) == (None, "the real layer rejects this configuration: bad thing")
+    assert at_key(ConfigError("--keras", 4, "choose 3 or 2")) == ("keras", "keras 4: choose 3 or 2")
+    assert at_key(ConfigError("--axes", "(3,)", "no"), "attention_axes") == (
+        "attention_axes",
+        "attention_axes (3,): no",
+    )

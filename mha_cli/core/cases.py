@@ -145,9 +145,7 @@ class Case:
 
     def config_problem(self, error: ConfigError) -> CaseFileError:
         """A ConfigError (named by CLI option) as a problem at this case's key."""
-        key = key_of_option(error.option, "attention_axes" if "attention_axes" in self.lines else "axes")
-        value = "" if error.value is None else f" {error.value}"
-        return self.problem(key, f"{key}{value}: {error.problem}")
+        return self.problem(*at_key(error, "attention_axes" if "attention_axes" in self.lines else "axes"))
 
 
 @dataclass(frozen=True)
@@ -482,6 +480,19 @@ def config_from(knobs: Mapping[str, Any]) -> MHAConfig:
         sliding_window=values.get("sliding_window"),
         keras=values.get("keras", 3),
     )
+
+
+def at_key(error: ConfigError, axes_key: str = "axes") -> tuple[str | None, str]:
+    """A ConfigError, named by CLI option, as (its case-file key, the problem at it: ``num_heads 0: ...``).
+
+    The real layer's own refusal (option ``keras``, no dashes) names no key:
+    it is not about the ``keras`` knob that ``--keras`` sets.
+    """
+    if not error.option.startswith("--"):
+        return None, error.problem
+    key = key_of_option(error.option, axes_key)
+    value = "" if error.value is None else f" {error.value}"
+    return key, f"{key}{value}: {error.problem}"
 
 
 def key_of_option(option: str, axes_key: str = "axes") -> str:

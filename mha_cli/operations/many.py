@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from mha_cli.core.cases import CASE_KEYS, KNOBS, KeyProblem, config_from, key_of_option, unknown_name
+from mha_cli.core.cases import CASE_KEYS, KNOBS, KeyProblem, at_key, config_from, unknown_name
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, ExplainResult, explain
@@ -105,16 +105,7 @@ def answer_lines(
             yield Answer(number, error.name, problem=str(error), exit_code=ExitCode.BAD_INPUT)
             continue
         except ConfigError as error:  # the derivation or the real layer refuses it
-            yield Answer(number, name, problem=_at_key(error), exit_code=ExitCode.BAD_INPUT)
+            yield Answer(number, name, problem=at_key(error)[1], exit_code=ExitCode.BAD_INPUT)
             continue
         code = ExitCode.CHECK_FAILED if result.failed else ExitCode.OK
         yield Answer(number, name, result=result, exit_code=code)
-
-
-def _at_key(error: ConfigError) -> str:
-    """A ConfigError, named by CLI option, as a problem at the line's key (``num_heads 0: ...``)."""
-    if error.option == "keras":  # the real layer's own refusal names no option
-        return error.problem
-    key = key_of_option(error.option)
-    value = "" if error.value is None else f" {error.value}"
-    return f"{key}{value}: {error.problem}"
