@@ -92,6 +92,20 @@ def _keras_major(option: str, text: str) -> int:
     return int(text)
 
 
+#: ``--keras all`` (explain): Keras 3 and Keras 2 side by side.
+ALL_KERAS = "all"
+
+
+def _keras_major_or_all(option: str, text: str) -> int | str:
+    if text.strip() == ALL_KERAS:
+        return ALL_KERAS
+    if text.strip() not in ("2", "3"):
+        raise ConfigError(
+            option, quoted(text), "choose 3 (the keras package), 2 (tf_keras) or all (both, side by side)"
+        )
+    return int(text)
+
+
 def _rate(option: str, text: str) -> float:
     try:
         value = float(text)
@@ -395,6 +409,18 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
     ),
 )
 _LAYER_FIELDS = tuple(name for name, _, _ in _LAYER)
+#: explain's --keras, which also takes all.
+_KERAS_OR_ALL = Annotated[
+    Any,
+    typer.Option(
+        "--keras",
+        metavar="3|2|all",
+        parser=converter(_keras_major_or_all, "--keras"),
+        help="Which Keras runs the layer: 3 (keras), 2 (tf_keras, with Keras 2's rules; "
+        "pip install 'mha-explain[keras2]'), or all: both on identical weights, every difference named.",
+        rich_help_panel=RUN,
+    ),
+]
 
 
 def _flag(annotation: Any) -> str:
@@ -443,13 +469,22 @@ def _replace_parameter(
 
 
 @dataclass(frozen=True)
+class EveryKeras:
+    """explain's ``--keras all``: the configuration ``base`` under Keras 3 and Keras 2."""
+
+    base: MHAConfig
+
+
+@dataclass(frozen=True)
 class EveryChoice:
     """compare's ``--axes all``: the layer and inputs of ``base``, with every attention_axes choice."""
 
     base: MHAConfig
 
 
-def layer_options(*, several_axes: bool = False, shape_optional: bool = False) -> Callable[[F], F]:
+def layer_options(
+    *, several_axes: bool = False, shape_optional: bool = False, every_keras: bool = False
+) -> Callable[[F], F]:
     """Give the decorated command the layer's options, and call it with the configuration they state.
 
     The command declares a parameter ``config`` (one ``--axes``) or, with
@@ -458,7 +493,8 @@ def layer_options(*, several_axes: bool = False, shape_optional: bool = False) -
     its place. The configurations are built here, from one place, but not
     validated: the operation's derivation does that. With ``shape_optional``
     (explain, whose --jsonl reads configurations instead), ``config`` is None
-    when --shape is not given, and the command says what is missing.
+    when --shape is not given, and the command says what is missing. With
+    ``every_keras``, ``--keras all`` gives ``config`` as an :class:`EveryKeras`.
     """
     target = "configs" if several_axes else "config"
     layer = [
@@ -467,15 +503,22 @@ def layer_options(*, several_axes: bool = False, shape_optional: bool = False) -
     ]
     if shape_optional:
         layer[0] = layer[0].replace(default=None)
+    if every_keras:
+        layer = [p.replace(annotation=_KERAS_OR_ALL) if p.name == "keras" else p for p in layer]
     options = [layer[0], _SEVERAL_AXES if several_axes else _SINGLE_AXES, *layer[1:]]
 
-    def build(given: dict[str, Any]) -> MHAConfig | list[MHAConfig] | EveryChoice | None:
+    def build(given: dict[str, Any]) -> MHAConfig | list[MHAConfig] | EveryChoice | EveryKeras | None:
         axes = given.pop("axes")
         if given["query_shape"] is None:  # only when shape_optional
             for name in _LAYER_FIELDS:
                 given.pop(name)
             return None
+        every = given["keras"] == ALL_KERAS
+        if every:
+            given["keras"] = 3
         base = MHAConfig(**{name: given.pop(name) for name in _LAYER_FIELDS})
+        if every:
+            return EveryKeras(replace(base, attention_axes=axes))
         if several_axes and ALL_AXES in axes:
             if len(axes) > 1:
                 problem = "all stands for every choice, so give it alone, without other --axes"

@@ -114,16 +114,28 @@ class CheckReport:
         return sum(result.status is status for result in self.results)
 
     def version_note(self, file: FileReport) -> str | None:
-        """Says so when a file's expectations came from another Keras or backend."""
+        """Says so when a file's expectations came from another Keras or backend.
+
+        Compared per file, with the versions that ran its cases ("3.15.1, 2.21.0" when some say
+        keras = 2); when the Keras major changed, it says how to see what differs.
+        """
         recorded = file.recorded
-        if recorded is None or self.keras_version is None:
+        ran = keras_version_of(file.results)
+        if recorded is None or ran is None:
             return None
-        if (recorded.keras_version, recorded.backend) == (self.keras_version, self.backend):
+        if (recorded.keras_version, recorded.backend) == (ran, self.backend):
             return None
-        return (
+        note = (
             f"expectations recorded with Keras {recorded.keras_version} on {recorded.backend}; "
-            f"this run: Keras {self.keras_version} on {self.backend}"
+            f"this run: Keras {ran} on {self.backend}"
         )
+        before, now = _majors(recorded.keras_version), _majors(ran)
+        if before and now and before != now:
+            note += (
+                f" (Keras major {'/'.join(before)} then, {'/'.join(now)} now: mha-explain --keras all on a "
+                "changed case names what differs)"
+            )
+        return note
 
     def problems(self, *, strict: bool = False) -> list[str]:
         """One line per unreadable file and per case that did not pass, with its location."""
@@ -337,9 +349,17 @@ def _model_matches(file: Selected, pattern: str) -> bool:
 
 
 def keras_version_of(results: Sequence[CaseResult]) -> str | None:
-    """The Keras version that ran any of ``results`` (None when none ran)."""
+    """The Keras versions that ran ``results``, in order of first use: "3.15.1", or "3.15.1, 2.21.0"
+    when some cases say keras = 2 (None when none ran)."""
     ran = (r.result.run.keras_version for r in results if r.result is not None and r.result.run is not None)
-    return next(ran, None)
+    return ", ".join(dict.fromkeys(ran)) or None
+
+
+def _majors(versions: str) -> tuple[str, ...]:
+    """The distinct majors in a ``keras_version_of`` string, sorted: ("2", "3")."""
+    return tuple(
+        sorted({version.strip().split(".")[0] for version in versions.split(",") if version.strip()})
+    )
 
 
 def check_files(

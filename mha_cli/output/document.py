@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # an explain document needs none of these: --no-run stays ins
     from mha_cli.operations.check import CaseResult, CheckReport
     from mha_cli.operations.compare import Comparison
     from mha_cli.operations.explore import Exploration
+    from mha_cli.operations.majors import MajorsRun
     from mha_cli.operations.many import Answer
     from mha_cli.operations.picture import Picture
     from mha_cli.operations.record import Change, RecordReport
@@ -161,6 +162,7 @@ def to_document(result: ExplainResult, picture: Picture | None = None) -> dict[s
         "schema_version": SCHEMA_VERSION,
         "tool_version": __version__,
         "keras_version": None if run is None else run.keras_version,
+        "keras": d.config.keras,
         "backend": result.backend,
         "executed": result.executed,
         "not_executed_reason": result.not_executed_reason,
@@ -408,6 +410,48 @@ def backends_document(found: BackendsRun) -> dict[str, Any]:
             }
             for run in found.runs
         },
+    }
+
+
+def majors_document(found: MajorsRun) -> dict[str, Any]:
+    """The document of ``explain --keras all --json`` (schema in docs/scripts.md)."""
+    from mha_cli.operations.majors import BACKEND
+
+    migration = found.migration
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "backend": BACKEND,
+        "kerases": {
+            str(run.major): {
+                "keras_version": None
+                if run.result is None or run.result.run is None
+                else run.result.run.keras_version,
+                "document": None if run.result is None else to_document(run.result),
+                "get_config": None
+                if run.result is None or run.result.run is None
+                else run.result.run.layer_config,
+                "problem": run.problem,
+            }
+            for run in found.runs
+        },
+        "same_weights": found.same_weights,
+        "output_max_abs_diff": found.output_max_abs_diff,
+        "attention_scores_max_abs_diff": found.scores_max_abs_diff,
+        "model_call_output_max_abs_diff": found.model_call_max_abs_diff,
+        "tolerance": found.tolerance,
+        "migration": None
+        if migration is None
+        else {
+            "keras_version": migration.keras_version,
+            "as_saved_refused": migration.as_saved_refused,
+            "changes": [asdict(change) for change in migration.migration.changes],
+            "config": migration.migration.config,
+            "problem": migration.problem,
+            "output_max_abs_diff": found.migration_output_max_abs_diff,
+        },
+        "differences": [asdict(difference) for difference in found.differences],
+        "failures": list(found.failures),
     }
 
 

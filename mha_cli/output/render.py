@@ -36,6 +36,7 @@ from mha_cli.operations.check import CaseStatus, CheckReport, Progress
 from mha_cli.operations.compare import Comparison
 from mha_cli.operations.explain import ExplainResult, Status
 from mha_cli.operations.explore import Exploration
+from mha_cli.operations.majors import MajorsRun
 from mha_cli.operations.picture import Picture
 from mha_cli.operations.record import GONE, RecordReport
 from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
@@ -44,6 +45,8 @@ from mha_cli.output.code import INPUT_TENSOR, call, constructor, filled_argument
 
 if TYPE_CHECKING:  # no NumPy at run time: --no-run and --help never import it
     import numpy as np
+
+    from mha_cli.runtime.migration import MigrationRun
 
 _ROLE_STYLE = {Role.BATCH: "dim", Role.ATTENDED: "bold green", Role.FREE: "yellow", Role.FEATURE: "cyan"}
 _ROLE_MEANING = {
@@ -576,6 +579,167 @@ def render_backends(found: BackendsRun, console: Console) -> None:
             "" if run.scores_diff is None else f"{run.scores_diff:.1e}",
         )
     console.print(table)
+
+
+# --- --keras all -----------------------------------------------------------------
+
+
+def _recorded(result: ExplainResult | None) -> str:
+    """MultiHeadAttention's recorded call, compactly: its args, then its kwargs."""
+    convention = None if result is None else result.call_convention
+    if convention is None:
+        return ""
+    recorded = convention["multi_head_attention"]
+    return f"args {json.dumps(recorded['args'])} kwargs {json.dumps(recorded['kwargs'])}"
+
+
+def _diff_cell(value: float | None, tolerance: float) -> Text:
+    if value is None:
+        return Text("not compared", style="dim")
+    return Text(f"{value:.1e}", style="bold yellow" if value > tolerance else "green")
+
+
+def render_majors(found: MajorsRun, console: Console) -> None:
+    """Keras 3 and Keras 2 side by side on identical weights, then every difference in a sentence."""
+    keras3, keras2 = found.runs
+    results = [run.result for run in found.runs]
+    ran = [result for result in results if result is not None]
+    title = Text(f"{keras3.version} beside {keras2.version} (tf_keras)", style="bold")
+    title.append(", identical weights and inputs" if found.same_weights else "")
+    console.print(title)
+    console.print(_majors_verdict(found))
+    if ran:
+        console.print(_code(ran[0].derivation))
+    table = _table("Side by side", "", keras3.version, keras2.version, "")
+
+    def row(label: str, values: list[str]) -> None:
+        differs = len(set(values)) > 1
+        style = "bold yellow" if differs else ""
+        table.add_row(label, *(Text(v, style=style) for v in values), Text("differs" if differs else "same"))
+
+    def each(cell: Any) -> list[str]:
+        return [cell(result) if result is not None else "" for result in results]
+
+    if any(result is None for result in results):
+        row("runs", ["yes" if run.result is not None else f"no: {run.problem}" for run in found.runs])
+    if len(ran) == 2:
+        row("attention_axes", each(lambda r: format_shape(r.derivation.layer.attention_axes)))
+        for name in ("output", "attention_scores"):
+            row(name, each(lambda r, n=name: format_shape(r.derivation.shapes[n].shape)))
+        for name in ("output", "attention_scores"):
+            row(
+                f"summary() {name.replace('attention_', '')}",
+                each(lambda r, n=name: "" if r.run is None else format_shape(r.run.symbolic[n])),
+            )
+        row("path (no scores)", each(lambda r: str(r.derivation.execution_path)))
+        row("params", each(lambda r: f"{r.derivation.params:,}"))
+        row("checks", each(lambda r: " ".join(_STATUS_MARK[check.status][0] for check in r.checks)))
+        row("recorded call", each(_recorded))
+    console.print(table)
+    if len(ran) == 2:
+        _majors_equations(found, console)
+        console.print(Text("Outputs", style="bold"))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        grid.add_row("called with scores", _diff_cell(found.output_max_abs_diff, found.tolerance))
+        grid.add_row("as a model calls it", _diff_cell(found.model_call_max_abs_diff, found.tolerance))
+        grid.add_row("attention scores", _diff_cell(found.scores_max_abs_diff, found.tolerance))
+        grid.add_row(
+            "",
+            Text(f"max |difference| (tolerance {found.tolerance:g} for {found.config.dtype})", style="dim"),
+        )
+        console.print(grid)
+        console.print()
+    migration = found.migration
+    if migration is not None:
+        console.print(
+            Text(f"{keras2.version}'s get_config() in Keras {migration.keras_version}", style="bold")
+        )
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        refused = migration.as_saved_refused
+        grid.add_row(
+            "as saved", Text(f"refused: {refused}" if refused else "loads", style="yellow" if refused else "")
+        )
+        for keys, why in _grouped_changes(migration).items():
+            grid.add_row("rewrite", Text(f"{keys}: {why}"))
+        if migration.problem is not None:
+            grid.add_row("rewritten", Text(f"refused: {migration.problem}", style="bold red"))
+        elif found.migration_output_max_abs_diff is not None:
+            grid.add_row(
+                "rewritten",
+                Text.assemble(
+                    "loads; on Keras 2's weights and inputs, as a model calls it, max |diff| from "
+                    "its output ",
+                    _diff_cell(found.migration_output_max_abs_diff, found.tolerance),
+                ),
+            )
+        console.print(grid)
+        console.print()
+    console.print(Text("Differences", style="bold"))
+    if not found.differences:
+        console.print(Text("none: the two compute and report the same here"))
+    listed = Table.grid(padding=(0, 1))
+    listed.add_column(justify="right", no_wrap=True)
+    listed.add_column(overflow="fold")
+    for number, difference in enumerate(found.differences, 1):
+        style = "" if difference.explained else "bold red"
+        mark = "" if difference.explained else " (UNEXPLAINED)"
+        listed.add_row(f"{number}.", Text(f"{difference.sentence}{mark}", style=style))
+    console.print(listed)
+
+
+def _grouped_changes(migration: MigrationRun) -> dict[str, str]:
+    """The rewrite's changes, those with one reason on one line: "remove a, b, c" -> why."""
+    grouped: dict[str, list[str]] = {}
+    for change in migration.migration.changes:
+        if change.removed:
+            grouped.setdefault(change.why, []).append(change.key)
+        else:
+            grouped.setdefault(change.why, []).append(f"{change.key} {change.old} -> {change.new}")
+    return {
+        ("remove " if all(" -> " not in key for key in keys) else "") + ", ".join(keys): why
+        for why, keys in grouped.items()
+    }
+
+
+def _majors_equations(found: MajorsRun, console: Console) -> None:
+    """The einsum equations each Keras built: one line when they agree, both when not."""
+    equations = [run.result.run.equations for run in found.runs if run.result and run.result.run]
+    if len(equations) != 2:
+        return
+    console.print(Text("Einsum equations (from the built layers)", style="bold"))
+    width = max(len(run.version) for run in found.runs)
+    for step, first in equations[0].items():
+        second = equations[1].get(step, "")
+        if first == second:
+            console.print(Text(f"{step}: {first} (the same in both)"))
+            continue
+        console.print(Text(f"{step}: differs", style="bold yellow"))
+        for run, equation in zip(found.runs, (first, second), strict=True):
+            console.print(Text(f"  {run.version:<{width}}  {equation}"))
+    console.print()
+
+
+def _majors_verdict(found: MajorsRun) -> Text:
+    if found.failures:
+        return Text(f"check failed: {found.failures[0]}", style="bold red")
+    count = len(found.differences)
+    diff = found.output_max_abs_diff
+    outputs = (
+        ""
+        if diff is None
+        else f"outputs {'equal' if diff <= found.tolerance else 'differ'} (max |diff| {diff:.1e}); "
+    )
+    if not count:
+        return Text(f"{outputs}no other difference between the two here", style="green")
+    return Text(
+        f"{outputs}{count} difference{'s' if count != 1 else ''} named below, each accounted for by the two "
+        "versions' rules",
+        style="green",
+    )
 
 
 # --- compare ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
 
@@ -67,6 +67,8 @@ class LayerRun:
     arrays: dict[str, np.ndarray]
     #: The path a call without return_attention_scores took, as observed (None when not observed).
     execution_path: ExecutionPath | None = None
+    #: The built layer's get_config(), as JSON values (a Keras 2 TensorShape becomes a list).
+    layer_config: dict[str, Any] = field(default_factory=dict)
 
     #: The arrays the layer computed; every other one was fed to it (inputs, mask, weights).
     COMPUTED: ClassVar[tuple[str, ...]] = ("output", "attention_scores", "output_without_scores")
@@ -573,6 +575,7 @@ def _read_back(
         backend=backend,
         executed=executed,
         resolved_axes=_resolved_axes(keras, layer, derivation.rank),
+        layer_config=_plain(layer.get_config()),
         shapes=shapes,
         equations=equations,
         weights=weights,
@@ -582,6 +585,19 @@ def _read_back(
         },
         arrays=arrays,
     )
+
+
+def _plain(value: Any) -> Any:
+    """A get_config() value as JSON values: tuples and TensorShapes become lists."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if hasattr(value, "as_list"):  # tf.TensorShape (Keras 2's query_shape, ...)
+        return None if value.rank is None else value.as_list()
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def _random_weight(rng: np.random.Generator, path: str, shape: tuple[int, ...]) -> np.ndarray:

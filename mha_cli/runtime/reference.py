@@ -131,3 +131,17 @@ def max_abs_diffs(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict
         difference = np.subtract(ours[name], arrays[name], out=ours[name])  # in place, as above
         diffs[name] = float(np.abs(difference, out=difference).max()) if difference.size else 0.0
     return diffs
+
+
+def fully_masked_rows(derivation: Derivation, arrays: dict[str, np.ndarray]) -> int:
+    """How many (item, head, query position) rows of the scores the mask leaves no key to attend to.
+
+    Keras 3's softmax gives such a row zero weights; Keras 2's a flat 1/keys.
+    """
+    scores_rank = len(derivation.shapes["attention_scores"].shape)
+    mask = _mask(derivation, arrays, scores_rank)
+    if mask is None:
+        return 0
+    key_axes = tuple(range(-len(derivation.layer.attention_axes), 0))
+    shape = arrays["attention_scores"].shape
+    return int(np.count_nonzero(~np.broadcast_to(mask, shape).any(axis=key_axes)))

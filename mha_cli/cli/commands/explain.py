@@ -18,6 +18,7 @@ from mha_cli.cli.options import (
     RUN,
     AnyBackendOption,
     DebugOption,
+    EveryKeras,
     JsonOption,
     MaxMemoryOption,
     Screen,
@@ -32,10 +33,10 @@ from mha_cli.core.grammar import parse_position, quoted
 
 
 @screen_options
-@layer_options(shape_optional=True)
+@layer_options(shape_optional=True, every_keras=True)
 def explain_command(
     ctx: typer.Context,
-    config: MHAConfig | None,
+    config: MHAConfig | EveryKeras | None,
     backend: AnyBackendOption = "tensorflow",
     no_run: Annotated[
         bool,
@@ -194,6 +195,30 @@ def explain_command(
             fail(ExitCode.BAD_INPUT, f"{name} {path}: no directory {path.parent} to save it in")
     if graph and no_run:
         fail(ExitCode.BAD_INPUT, "--graph builds a model around the real layer; leave out --no-run to use it")
+    if isinstance(config, EveryKeras):
+        refused = {
+            "--no-run": no_run,
+            "--get": bool(get),
+            "--code": code,
+            "--picture": picture or at is not None,
+            "--svg": svg is not None,
+            "--html": html is not None,
+        }
+        given = next((option for option, present in refused.items() if present), None)
+        if given is not None:
+            fail(
+                ExitCode.BAD_INPUT,
+                f"--keras all and {given}: --keras all runs both Kerases and prints them side by side "
+                f"(tables or --json); run {given} with --keras 3 or --keras 2",
+            )
+        if backend != "tensorflow" and _from_command_line(ctx, "backend"):
+            fail(
+                ExitCode.BAD_INPUT,
+                f"--keras all and --backend {backend}: Keras 2 runs only on TensorFlow, so both run there; "
+                "leave out --backend",
+            )
+        _both_kerases(config.base, max_memory, json_output, screen, debug)
+        return
     if backend == "all":
         _all_backends(config, max_memory, json_output, screen, debug)
         return
@@ -274,6 +299,23 @@ def _all_backends(config: MHAConfig, max_memory: int, json_output: bool, screen:
             ExitCode.CHECK_FAILED,
             f"check failed on {', '.join(found.failed)} (run --backend {found.failed[0]} for details)",
         )
+
+
+def _both_kerases(config: MHAConfig, max_memory: int, json_output: bool, screen: Screen, debug: bool) -> None:
+    """--keras all: Keras 3 and Keras 2 on identical weights, every difference named."""
+    from mha_cli.operations.majors import both_kerases
+
+    found = guarded(lambda: both_kerases(config, max_memory=max_memory), debug)
+    if json_output:
+        from mha_cli.output import document
+
+        typer.echo(document.dumps(document.majors_document(found)))
+    else:
+        from mha_cli.output.render import make_console, render_majors
+
+        render_majors(found, make_console(width=screen.width, color=screen.color))
+    if found.failures:
+        fail(ExitCode.CHECK_FAILED, f"--keras all: {found.failures[0]}")
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
