@@ -140,3 +140,17 @@ def gpt2_backbone() -> keras.Model:
         intermediate_dim=32,
         max_sequence_length=12,
     )
+
+
+def keras2_model() -> Any:
+    """A Keras 2 (tf_keras) model: a text encoder (self-attention, then causal cross-attention) and an
+    image branch attending over axis -3, which is the width in Keras 2 (scan --keras 2 / all)."""
+    import tf_keras
+
+    tokens = tf_keras.Input((6, 8), name="tokens")
+    image = tf_keras.Input((5, 6, 4), name="image")
+    attention = tf_keras.layers.MultiHeadAttention
+    encoded = attention(num_heads=2, key_dim=4, name="self_attn")(tokens, tokens)
+    crossed = attention(num_heads=2, key_dim=4, name="cross")(encoded, tokens, use_causal_mask=True)
+    pictured = attention(num_heads=2, key_dim=3, attention_axes=(-3,), name="width")(image, image)
+    return tf_keras.Model([tokens, image], [crossed, pictured], name="keras2_model")

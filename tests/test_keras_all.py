@@ -255,3 +255,108 @@ def test_a_case_pinned_under_keras2_and_checked_under_keras3_says_the_major_chan
         f"this run: Keras {keras.__version__} on tensorflow"
     )
     assert "Keras major 2 then, 3 now" in note and "--keras all" in note
+
+
+# --- scan: Keras 2 model files --------------------------------------------------------
+
+
+def _keras2_model(folder: Path) -> tuple[Any, Path, Path]:
+    """tests.scan_models.keras2_model with random weights (not Keras's zero biases, so every weight
+    shows in the outputs), saved as .h5 and as model.to_json()."""
+    from tests.scan_models import keras2_model
+
+    model = keras2_model()
+    rng = np.random.default_rng(3)
+    for variable in model.weights:
+        variable.assign(rng.normal(0, 0.5, variable.shape).astype("float32"))
+    h5, as_json = folder / "model.h5", folder / "model.json"
+    model.save(h5)
+    as_json.write_text(model.to_json())
+    return model, h5, as_json
+
+
+@needs_tf_keras
+def test_scan_reads_a_keras2_h5_and_json_with_tf_keras_and_keras2s_rules(tmp_path: Path) -> None:
+    model, h5, as_json = _keras2_model(tmp_path)
+    for path in (h5, as_json):
+        result = runner.invoke(app, ["scan", str(path), "--keras", "2", "--json"])
+        assert result.exit_code == 0, result.output
+        document = json.loads(result.stdout)
+        assert document["keras_version"].startswith("2.")
+        calls = {call["layer"]: call for call in document["calls"]}
+        assert set(calls) == {"self_attn", "cross", "width"}
+        # The image layer's scores shape, as tf_keras's own layer gives it.
+        x = np.zeros((1, 5, 6, 4), "float32")
+        _, scores = model.get_layer("width")(x, x, return_attention_scores=True)
+        assert calls["width"]["shapes"]["attention_scores"][1:] == list(scores.shape[1:])
+        assert calls["width"]["config"]["attention_axes"] == [2]  # -3: width in Keras 2
+        for call in calls.values():
+            assert call["error"] is None and call["checks"]["model_call"]["status"] == "passed"
+            assert {check["status"] for check in call["checks"].values()} <= {"passed", "warning"}
+    # Keras 3 cannot load it as it is: one line that says which Keras saved it and what to run.
+    refused = runner.invoke(app, ["scan", str(h5)])
+    assert refused.exit_code == 2
+    assert "saved by Keras 2" in refused.stderr and "--keras 2" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+@needs_tf_keras
+def test_scan_keras_all_rewrites_each_layer_for_keras3_and_the_rewrite_holds(tmp_path: Path) -> None:
+    import keras
+
+    model, h5, _ = _keras2_model(tmp_path)
+    result = runner.invoke(app, ["scan", str(h5), "--keras", "all", "--json"])
+    assert result.exit_code == 0, result.output
+    migrations = {found["layer"]: found for found in json.loads(result.stdout)["migrations"]}
+    assert set(migrations) == {"self_attn", "cross", "width"}
+    for found in migrations.values():
+        assert "Unrecognized keyword arguments" in found["as_saved_refused"]
+        assert found["problem"] is None and found["output_max_abs_diff"] <= found["tolerance"]
+    assert migrations["width"]["config"]["attention_axes"] == [2]
+    # Independently: the rewritten config, built by Keras 3 here with the Keras 2 layer's weights.
+    original = model.get_layer("width")
+    rewritten = keras.layers.MultiHeadAttention.from_config(migrations["width"]["config"])
+    x = np.random.default_rng(0).standard_normal((2, 5, 6, 4)).astype("float32")
+    rewritten(x, x)
+    for variable, value in zip(rewritten.weights, original.get_weights(), strict=True):
+        variable.assign(value)
+    assert np.allclose(np.asarray(rewritten(x, x)), original(x, x).numpy(), atol=1e-5)
+    text = runner.invoke(app, ["scan", str(h5), "--keras", "all"], env={"COLUMNS": "80"}).stdout
+    assert "attention_axes [-3] -> [2]" in " ".join(text.split())
+    assert all(len(line) <= 80 for line in text.splitlines())
+
+
+@needs_tf_keras
+def test_a_keras2_lambda_runs_no_code_unless_trusted(tmp_path: Path) -> None:
+    import tf_keras
+
+    marker = tmp_path / "ran"
+    x = tf_keras.Input((4, 8))
+    touched = tf_keras.layers.Lambda(lambda t, m=str(marker): (open(m, "w").close(), t)[1])(x)
+    attended = tf_keras.layers.MultiHeadAttention(num_heads=1, key_dim=2)(touched, touched)
+    path = tmp_path / "lambda.json"
+    path.write_text(tf_keras.Model(x, attended).to_json())
+    marker.unlink()  # building the model called it
+    refused = runner.invoke(app, ["scan", str(path), "--keras", "2"])
+    assert refused.exit_code == 2 and "--trust-model" in refused.stderr
+    assert not marker.exists()
+    trusted = runner.invoke(app, ["scan", str(path), "--keras", "2", "--trust-model"])
+    assert trusted.exit_code == 0, trusted.output
+    assert marker.exists()  # the same file runs its code when trusted: the refusal is what kept it out
+
+
+@needs_tf_keras
+def test_a_keras2_model_is_pinned_and_checked_from_a_case_file(tmp_path: Path) -> None:
+    _keras2_model(tmp_path)
+    cases = tmp_path / "model.mha.toml"
+    cases.write_text('[model]\npath = "model.h5"\nkeras = 2\n')
+    recorded = runner.invoke(app, ["record", str(cases)])
+    assert recorded.exit_code == 0, recorded.output
+    pinned = cases.read_text()
+    assert "[calls.width]" in pinned and 'keras_version = "2.' in pinned
+    checked = runner.invoke(app, ["check", str(cases), "--json"])
+    assert checked.exit_code == 0, checked.output
+    assert {case["status"] for case in json.loads(checked.stdout)["cases"]} == {"passed"}
+    cases.write_text(pinned.replace("keras = 2\n", "keras = 4\n"))
+    refused = runner.invoke(app, ["check", str(cases)])
+    assert refused.exit_code == 2 and "model.keras: 3 (the keras package) or 2" in refused.stderr

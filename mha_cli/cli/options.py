@@ -409,6 +409,18 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
     ),
 )
 _LAYER_FIELDS = tuple(name for name, _, _ in _LAYER)
+#: scan's --keras: which Keras loads the model (3|2); all: Keras 2 loads it, each layer tried in Keras 3.
+ScanKerasOption = Annotated[
+    Any,
+    typer.Option(
+        "--keras",
+        metavar="3|2|all",
+        parser=converter(_keras_major_or_all, "--keras"),
+        help="Which Keras loads and runs the model: 3 (keras), 2 (tf_keras: Keras 2 .h5 and tf.keras JSON "
+        "files; pip install 'mha-explain[keras2]'), or all: as 2, and each attention layer's config "
+        "loaded in Keras 3 and run on the same weights (what a migration must change).",
+    ),
+]
 #: explain's --keras, which also takes all.
 _KERAS_OR_ALL = Annotated[
     Any,

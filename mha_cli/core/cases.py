@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mha_cli.core.config import MHAConfig
+from mha_cli.core.config import KERAS_MAJORS, MHAConfig
 from mha_cli.core.derivation import Derivation, derive
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import MAX_SIZE, format_shape
@@ -55,7 +55,7 @@ KNOBS: dict[str, str] = {
 CASE_KEYS = ("name", *KNOBS, "expect")
 TOP_LEVEL_KEYS = ("defaults", "case", "model", "calls", "recorded")
 #: A ``[model]`` table: the model a file pins, instead of configurations.
-MODEL_KEYS = ("path", "build", "inputs", "custom_objects", "seed", "batch")
+MODEL_KEYS = ("path", "build", "inputs", "custom_objects", "seed", "batch", "keras")
 #: What ``record`` pins for each call of a model (``[calls."layer/path"]``), shapes without batch.
 CALL_FIELDS = (
     "class",
@@ -342,6 +342,9 @@ def _model_case(path: Path, data: dict[str, Any], lines: _Lines) -> ModelCase:
         if not _is_int(value) or value < least:
             raise problem(key, f"an integer >= {least}")
         numbers[key] = value
+    keras = table.get("keras", 3)
+    if not _is_int(keras) or keras not in KERAS_MAJORS:
+        raise problem("keras", "3 (the keras package) or 2 (tf_keras, for a Keras 2 model file)")
     # A model file is found beside the case file, wherever check runs from.
     model_path = None if "path" not in table else path.parent / table["path"]
     try:
@@ -354,6 +357,7 @@ def _model_case(path: Path, data: dict[str, Any], lines: _Lines) -> ModelCase:
             batch=numbers["batch"],
             seed=numbers["seed"],
             option="[model]",
+            keras=keras,
         )
     except ConfigError as error:
         key = {"--build": "build", "inputs": "inputs", "--custom-objects": "custom_objects"}.get(

@@ -50,6 +50,8 @@ class ModelSpec:
     seed: int = 0
     #: Let the model file run code it carries (a Lambda's Python bytecode): Keras's safe_mode off.
     trust: bool = False
+    #: Which Keras loads and runs it: 3 (keras) or 2 (tf_keras: Keras 2 .h5 and tf.keras JSON files).
+    keras: int = 3
 
     @property
     def kind(self) -> str:
@@ -73,6 +75,7 @@ def model_spec(
     seed: int = 0,
     trust: bool = False,
     option: str = "MODEL",
+    keras: int = 3,
 ) -> ModelSpec:
     """A checked ModelSpec: exactly one of a model file and a builder, each well formed."""
     if (path is None) == (build is None):
@@ -103,7 +106,7 @@ def model_spec(
     for name in names:
         if names.count(name) > 1:
             raise ConfigError("--input", name, "is given twice; give each input once")
-    return ModelSpec(path, build, tuple(custom_objects), tuple(inputs), batch, seed, trust)
+    return ModelSpec(path, build, tuple(custom_objects), tuple(inputs), batch, seed, trust, keras)
 
 
 def parse_input(option: str, text: str) -> InputSpec:

@@ -32,6 +32,7 @@ from mha_cli.operations.explain import (
 )
 
 if TYPE_CHECKING:
+    from mha_cli.runtime.migration import MigrationRun
     from mha_cli.runtime.models import CapturedCall
 
 
@@ -58,6 +59,25 @@ class CallResult:
 
 
 @dataclass(frozen=True)
+class LayerMigration:
+    """``scan --keras all``: one Keras 2 layer's config loaded in Keras 3 and run on its first call."""
+
+    #: The layer's path in the model.
+    path: str
+    migration: MigrationRun
+    #: The Keras 3 layer's output against the Keras 2 layer's on that call (None: it did not run).
+    output_max_abs_diff: float | None
+    tolerance: float
+
+    @property
+    def failed(self) -> bool:
+        """The rewritten config does not load in Keras 3, or does not give Keras 2's output."""
+        if self.migration.problem is not None:
+            return True
+        return self.output_max_abs_diff is not None and self.output_max_abs_diff > self.tolerance
+
+
+@dataclass(frozen=True)
 class ScanResult:
     spec: ModelSpec
     model_name: str
@@ -70,6 +90,8 @@ class ScanResult:
     not_executed_reason: str | None = None
     #: How many MultiHeadAttention layers the model holds (a layer may be called several times).
     layer_count: int = 0
+    #: ``--keras all``: each Keras 2 layer in Keras 3 (empty otherwise, or when nothing ran).
+    migrations: tuple[LayerMigration, ...] = ()
 
     @property
     def executed(self) -> bool:
@@ -79,12 +101,16 @@ class ScanResult:
     def failed(self) -> tuple[CallResult, ...]:
         return tuple(call for call in self.calls if call.failed)
 
+    @property
+    def failed_migrations(self) -> tuple[LayerMigration, ...]:
+        return tuple(migration for migration in self.migrations if migration.failed)
+
     def select(self, layer: str) -> tuple[CallResult, ...]:
         """The calls of the layer at path ``layer`` (or the one call ``path#index``)."""
         return tuple(c for c in self.calls if layer in (c.call.path, c.call.key))
 
 
-def config_of(call: CapturedCall, batch: int, seed: int) -> MHAConfig:
+def config_of(call: CapturedCall, batch: int, seed: int, keras: int = 3) -> MHAConfig:
     """The configuration one call states: the layer's arguments and the shapes and mask it received."""
     arguments = call.arguments
     return MHAConfig(
@@ -107,6 +133,7 @@ def config_of(call: CapturedCall, batch: int, seed: int) -> MHAConfig:
         # (as the derivation and the re-run do) changes nothing.
         causal=call.causal,
         sliding_window=arguments["sliding_window"],
+        keras=keras,
     )
 
 
@@ -115,11 +142,15 @@ def scan(
     backend: str,
     *,
     max_memory: int = DEFAULT_MAX_MEMORY,
+    migrate: bool = False,
 ) -> ScanResult:
     """Load ``spec``'s model, find every attention call, and explain each one.
 
     Shapes come from a symbolic pass first; the memory guard then decides
-    whether the real forward pass (and with it every check) runs.
+    whether the real forward pass (and with it every check) runs. With
+    ``migrate`` (a Keras 2 model), also load each attention layer's config in
+    Keras 3, as saved and rewritten, and run it on the layer's weights and its
+    first call's inputs.
     """
     from mha_cli.runtime.models import load, real_calls, symbolic_calls
 
@@ -144,7 +175,7 @@ def scan(
     derived: list[Derivation | ConfigError] = []
     for call in symbolic:
         try:
-            derived.append(derive(config_of(call, spec.batch, spec.seed)))
+            derived.append(derive(config_of(call, spec.batch, spec.seed, spec.keras)))
         except ConfigError as error:
             derived.append(error)
     estimate = sum(d.forward_pass_bytes() for d in derived if isinstance(d, Derivation))
@@ -165,7 +196,34 @@ def scan(
             not_executed_reason=reason,
         )
     real = real_calls(loaded, inputs, batch=spec.batch, seed=spec.seed)
-    return replace(base, calls=tuple(_explained(call, spec, backend) for call in real))
+    calls = tuple(_explained(call, spec, backend) for call in real)
+    migrations = _migrations(calls, backend) if migrate else ()
+    return replace(base, calls=calls, migrations=migrations)
+
+
+def _migrations(calls: tuple[CallResult, ...], backend: str) -> tuple[LayerMigration, ...]:
+    """Each layer's config in Keras 3, on its first explained call's weights and inputs."""
+    from mha_cli.runtime.arrays import max_abs_diff
+    from mha_cli.runtime.migration import in_keras3
+
+    found: dict[str, LayerMigration] = {}
+    for call in calls:
+        result = call.result
+        if call.call.path in found or result is None or result.run is None or not result.executed:
+            continue
+        run = result.run
+        migration = in_keras3(
+            run.layer_config,
+            run.arrays,
+            causal=call.call.causal,
+            backend=backend,
+            rank=result.derivation.rank,
+        )
+        diff = None if migration.output is None else max_abs_diff(migration.output, run.arrays["output"])
+        found[call.call.path] = LayerMigration(
+            call.call.path, migration, diff, TOLERANCE[result.derivation.layer.dtype]
+        )
+    return tuple(found.values())
 
 
 def _explained(call: CapturedCall, spec: ModelSpec, backend: str) -> CallResult:
@@ -173,7 +231,7 @@ def _explained(call: CapturedCall, spec: ModelSpec, backend: str) -> CallResult:
     from mha_cli.runtime.keras_adapter import run_captured
 
     try:
-        derivation = derive(config_of(call, spec.batch, spec.seed))
+        derivation = derive(config_of(call, spec.batch, spec.seed, spec.keras))
         run = run_captured(
             call.layer,
             derivation,

@@ -493,6 +493,19 @@ def scan_document(scan: ScanResult) -> dict[str, Any]:
         "not_executed_reason": scan.not_executed_reason,
         "attention_layers": scan.layer_count,
         "calls": calls,
+        "migrations": [
+            {
+                "layer": found.path,
+                "keras_version": found.migration.keras_version,
+                "as_saved_refused": found.migration.as_saved_refused,
+                "changes": [asdict(change) for change in found.migration.migration.changes],
+                "config": found.migration.migration.config,
+                "problem": found.migration.problem,
+                "output_max_abs_diff": found.output_max_abs_diff,
+                "tolerance": found.tolerance,
+            }
+            for found in scan.migrations
+        ],
     }
 
 

@@ -539,6 +539,8 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
             )
     for note in notes:
         console.print(note)
+    if scan.migrations:
+        _scan_migrations(scan, console)
     if not layers:
         console.print(Text("Details of one layer: --layer PATH (the call's path, as listed).", style="dim"))
     for found in layers:
@@ -546,6 +548,44 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
         console.print(Text(f"== {found.call.key} ({found.call.class_name})", style="bold"))
         if found.result is not None:
             render(found.result, console)
+
+
+def _scan_migrations(scan: ScanResult, console: Console) -> None:
+    """scan --keras all: each Keras 2 layer's config in Keras 3, as saved and rewritten, and its output."""
+    first = scan.migrations[0].migration
+    console.print()
+    console.print(
+        Text(
+            f"In Keras {first.keras_version}: each layer's get_config() from Keras {scan.keras_version}, "
+            "loaded by MultiHeadAttention.from_config and run on the layer's weights and first call",
+            style="bold",
+        )
+    )
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for found in scan.migrations:
+        migration = found.migration
+        refused = migration.as_saved_refused
+        grid.add_row(found.path, Text(f"as saved: refused ({refused})" if refused else "as saved: loads"))
+        removed = [change.key for change in migration.migration.changes if change.removed]
+        if removed:
+            grid.add_row("", Text(f"remove {', '.join(removed)}"))
+        for change in migration.migration.changes:
+            if not change.removed:
+                grid.add_row("", Text(f"{change.key} {change.old} -> {change.new}: {change.why}"))
+        if migration.problem is not None:
+            grid.add_row("", Text(f"rewritten: refused ({migration.problem})", style="bold red"))
+        elif found.output_max_abs_diff is not None:
+            grid.add_row(
+                "",
+                Text.assemble(
+                    f"rewritten: loads; max |diff| from Keras {scan.keras_version}'s output ",
+                    _diff_cell(found.output_max_abs_diff, found.tolerance),
+                ),
+            )
+    console.print(grid)
+    console.print()
 
 
 # --- backends --------------------------------------------------------------------

@@ -495,7 +495,7 @@ def run_captured(
     and causal masks ANDed), when there was one. With ``base_call``, the call
     is MultiHeadAttention's own, for a subclass that overrides it.
     """
-    keras = load_keras(backend)
+    keras = load_keras(backend, derivation.config.keras)
     dtype = derivation.layer.dtype
     tensors = [
         None if arrays.get(name) is None else _to_tensor(keras, arrays[name], dtype) for name in _INPUTS

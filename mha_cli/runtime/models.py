@@ -30,7 +30,7 @@ import numpy as np
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import quoted
 from mha_cli.core.models import InputSpec, ModelSpec
-from mha_cli.runtime.keras_adapter import keras_rejects, load_keras, uninterrupted
+from mha_cli.runtime.keras_adapter import _to_tensor, is_keras2, keras_rejects, load_keras, uninterrupted
 from mha_cli.runtime.quiet import native_output_silenced
 
 #: Integer inputs (token ids) are drawn from 1 up to this, and below every Embedding's input_dim.
@@ -85,6 +85,8 @@ class LoadedModel:
     #: Its MultiHeadAttention layers (and subclasses), in model order.
     attention_layers: tuple[Any, ...]
     keras_version: str
+    #: The Keras module that loaded it (keras, or tf_keras for Keras 2).
+    keras: Any = None
 
 
 def _model_config(path: Path, kind: str) -> Any:
@@ -101,6 +103,21 @@ def _model_config(path: Path, kind: str) -> Any:
             with h5py.File(path, "r") as handle:
                 raw = handle.attrs.get("model_config")
                 return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    return None
+
+
+def _saved_by(path: Path, kind: str) -> str | None:
+    """The keras_version a .h5 or model.to_json() file says saved it (None: not said, or not readable)."""
+    with contextlib.suppress(Exception):
+        if kind == "json":
+            version = json.loads(path.read_text(encoding="utf-8")).get("keras_version")
+            return version if isinstance(version, str) else None
+        if kind == "h5":
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                raw = handle.attrs.get("keras_version")
+                return raw.decode() if isinstance(raw, bytes) else None if raw is None else str(raw)
     return None
 
 
@@ -135,6 +152,15 @@ def _refusal(spec: ModelSpec, error: Exception) -> ConfigError:
     assert spec.path is not None
     shown = quoted(str(spec.path))
     text = " ".join(str(error).split())
+    saved_by = _saved_by(spec.path, spec.kind)
+    if spec.keras == 3 and saved_by is not None and saved_by.startswith("2."):
+        return ConfigError(
+            "MODEL",
+            shown,
+            f"saved by Keras {saved_by} (tf.keras), which Keras 3 does not load as it is; scan it with "
+            "--keras 2 (tf_keras: pip install 'mha-explain[keras2]'), or --keras all to also see what "
+            "each attention layer's config needs to load in Keras 3",
+        )
     config = _model_config(spec.path, spec.kind)
     lambdas = [name for cls, name in _classes(config) if cls == "Lambda"]
     if lambdas and ("safe_mode" in text or "Lambda" in text or "lambda" in text):
@@ -164,7 +190,7 @@ def _expected(kind: str) -> str:
 @uninterrupted
 def load(spec: ModelSpec, backend: str) -> LoadedModel:
     """The model ``spec`` names, with its attention layers; ConfigError for anything unusable."""
-    keras = load_keras(backend)
+    keras = load_keras(backend, spec.keras)
     for module in spec.custom_objects:
         _import_user_module("--custom-objects", module)
     with native_output_silenced(), warnings.catch_warnings():
@@ -184,12 +210,12 @@ def load(spec: ModelSpec, backend: str) -> LoadedModel:
         for layer in model._flatten_layers(include_self=False)
         if isinstance(layer, keras.layers.MultiHeadAttention)
     )
-    return LoadedModel(model, model.name, weights_from, _declared_inputs(model), layers, keras.__version__)
+    return LoadedModel(
+        model, model.name, weights_from, _declared_inputs(model), layers, keras.__version__, keras
+    )
 
 
 def _load(keras: Any, spec: ModelSpec) -> tuple[Any, str]:
-    from keras.src.saving.serialization_lib import SafeModeScope
-
     if spec.build is not None:
         module_name, function_name = spec.build.split(":")
         module = _import_user_module("--build", module_name)
@@ -207,6 +233,10 @@ def _load(keras: Any, spec: ModelSpec) -> tuple[Any, str]:
     assert path is not None
     if not path.is_file():
         raise ConfigError("MODEL", quoted(str(path)), "no such file")
+    if is_keras2(keras):
+        return _load_keras2(keras, spec, path)
+    from keras.src.saving.serialization_lib import SafeModeScope
+
     try:
         if spec.kind == "json":
             text = path.read_text(encoding="utf-8", errors="replace")
@@ -223,12 +253,51 @@ def _load(keras: Any, spec: ModelSpec) -> tuple[Any, str]:
         raise _refusal(spec, error) from None
 
 
+def _load_keras2(keras: Any, spec: ModelSpec, path: Path) -> tuple[Any, str]:
+    """A Keras 2 .h5, .keras or model.to_json() file, loaded by tf_keras.
+
+    tf_keras refuses a Lambda's Python bytecode only inside a safe-mode scope,
+    which its .h5 and JSON loaders do not open by default: it would rebuild
+    the function and run it while building the model. So the architecture is
+    read as data first and a Lambda refused before tf_keras sees the file, and
+    the load runs in tf_keras's own safe mode as well; --trust-model lifts both.
+    """
+    config = _model_config(path, spec.kind)
+    if config is None:
+        raise ConfigError(
+            "MODEL", quoted(str(path)), f"cannot read a model architecture from it; {_expected(spec.kind)}"
+        )
+    lambdas = [name for cls, name in _classes(config) if cls == "Lambda"]
+    if lambdas and not spec.trust:
+        raise ConfigError(
+            "MODEL",
+            quoted(str(path)),
+            f"the Lambda layer {lambdas[0]!r} holds Python code, which a model file may run only if you "
+            "trust it: pass --trust-model to load it anyway",
+        )
+    from tf_keras.src.saving.serialization_lib import SafeModeScope  # type: ignore[import-untyped]
+
+    try:
+        with SafeModeScope(not spec.trust):
+            if spec.kind == "json":
+                keras.utils.set_random_seed(spec.seed)
+                model = keras.models.model_from_json(path.read_text(encoding="utf-8", errors="replace"))
+                return model, f"drawn from --seed {spec.seed}: a model.to_json() file holds no weights"
+            model = keras.models.load_model(path, compile=False, safe_mode=not spec.trust)
+        return model, f"the weights saved in {path.name}"
+    except ConfigError:
+        raise
+    except Exception as error:
+        raise _refusal(spec, error) from None
+
+
 def _declared_inputs(model: Any) -> tuple[InputSpec, ...]:
     declared = getattr(model, "inputs", None)
     if not declared:
         return ()
     return tuple(
-        InputSpec(str(tensor.name), tuple(tensor.shape[1:]), str(tensor.dtype)) for tensor in declared
+        InputSpec(str(tensor.name), tuple(tensor.shape[1:]), str(getattr(tensor.dtype, "name", tensor.dtype)))
+        for tensor in declared
     )
 
 
@@ -239,6 +308,11 @@ def _structured(model: Any, tensors: list[Any]) -> Any:
         import keras
 
         return keras.tree.pack_sequence_as(structure, tensors)
+    nested = getattr(model, "_nested_inputs", None)  # a Keras 2 functional model's
+    if nested is not None:
+        import tensorflow as tf
+
+        return tf.nest.pack_sequence_as(nested, tensors)
     return tensors[0] if len(tensors) == 1 else tensors
 
 
@@ -262,7 +336,10 @@ def _arguments(layer: Any) -> dict[str, Any]:
         "key_dim": int(config["key_dim"]),
         "value_dim": None if config.get("value_dim") is None else int(config["value_dim"]),
         "output_shape": None if output_shape is None else tuple(int(size) for size in output_shape),
-        "attention_axes": tuple(int(axis) for axis in layer.attention_axes),
+        # Keras 2 has no attention_axes property; its _attention_axes keeps negative axes as given.
+        "attention_axes": tuple(
+            int(axis) for axis in getattr(layer, "attention_axes", layer._attention_axes)
+        ),
         "use_bias": bool(config.get("use_bias", True)),
         "use_gate": bool(config.get("use_gate", False)),
         "dropout": float(config.get("dropout", 0.0)),
@@ -276,13 +353,16 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
     """Wrap each layer's ``call`` (an instance attribute, removed after) and record every call."""
     seen: list[CapturedCall] = []
     counts: dict[int, int] = {}
-    backend = keras.src.backend
+    keras2 = is_keras2(keras)
 
     def shape(tensor: Any) -> tuple[int, ...]:
         return tuple(tensor.shape[1:])
 
     def arrays_of(tensor: Any) -> np.ndarray:
-        return np.asarray(keras.ops.convert_to_numpy(tensor))
+        return np.asarray(tensor) if keras2 else np.asarray(keras.ops.convert_to_numpy(tensor))
+
+    def keras_mask(tensor: Any) -> Any:
+        return getattr(tensor, "_keras_mask", None) if keras2 else keras.src.backend.get_keras_mask(tensor)
 
     for layer in layers:
         original = layer.call
@@ -296,8 +376,11 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
             _call: Any = original,
             **kwargs: Any,
         ) -> Any:
-            query_mask = backend.get_keras_mask(query)
-            value_mask, key_mask = kwargs.get("value_mask"), kwargs.get("key_mask")
+            query_mask = keras_mask(query)
+            if keras2:  # Keras 2 takes them off the tensors, never as arguments
+                value_mask, key_mask = keras_mask(value), None if key is None else keras_mask(key)
+            else:
+                value_mask, key_mask = kwargs.get("value_mask"), kwargs.get("key_mask")
             attention_mask = kwargs.get("attention_mask")
             causal = bool(kwargs.get("use_causal_mask", False))
             sources = [
@@ -315,7 +398,11 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
             if getattr(_layer, "_sliding_window", None) is not None:
                 sources.append("sliding_window")
             combined = None
-            if sources:
+            if sources and keras2:  # Keras 2 reads the query's and value's masks off the tensors
+                combined = _layer._compute_attention_mask(
+                    query, value, key=key, attention_mask=attention_mask, use_causal_mask=causal
+                )
+            elif sources:
                 combined = _layer._compute_attention_mask(
                     query,
                     value,
@@ -374,9 +461,21 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
 
 @uninterrupted
 def symbolic_calls(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple[CapturedCall, ...]:
-    """Every attention call, from tracing the model's own ``call`` on symbolic inputs (batch None)."""
-    import keras
+    """Every attention call, from tracing the model's own ``call`` on symbolic inputs (batch None).
 
+    Keras 3 traces with compute_output_spec; Keras 2 (TensorFlow) with a tf.function's concrete function.
+    """
+    keras = loaded.keras
+    if is_keras2(keras):
+        import tensorflow as tf
+
+        specs = [tf.TensorSpec((None, *spec.shape), spec.dtype or "float32") for spec in inputs]
+        with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
+            warnings.simplefilter("ignore")
+            with _captured(keras, loaded.attention_layers, real=False) as seen:
+                call = tf.function(lambda structured: loaded.model(structured, training=False))
+                call.get_concrete_function(_structured(loaded.model, specs))
+        return tuple(seen)
     tensors = [keras.KerasTensor((None, *spec.shape), dtype=spec.dtype or "float32") for spec in inputs]
     with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
         warnings.simplefilter("ignore")
@@ -395,8 +494,7 @@ def real_calls(
     below the smallest Embedding's input_dim, so they index every embedding and
     ``mask_zero`` masks nothing.
     """
-    import keras
-
+    keras = loaded.keras
     rng = np.random.default_rng(seed)
     vocabularies = [
         int(layer.input_dim)
@@ -414,7 +512,7 @@ def real_calls(
             drawn = np.ones(shape, dtype=bool)
         else:
             drawn = rng.standard_normal(shape)
-        tensors.append(keras.ops.convert_to_tensor(drawn, dtype=dtype))
+        tensors.append(_to_tensor(keras, drawn, dtype))
     with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
         warnings.simplefilter("ignore")
         with _captured(keras, loaded.attention_layers, real=True) as seen:

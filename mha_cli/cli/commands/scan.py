@@ -8,11 +8,13 @@ from typing import Annotated, Any
 import typer
 
 from mha_cli.cli.options import (
+    ALL_KERAS,
     DEFAULT_SCREEN,
     BackendOption,
     DebugOption,
     JsonOption,
     MaxMemoryOption,
+    ScanKerasOption,
     Screen,
     converter,
     screen_options,
@@ -94,6 +96,7 @@ def scan_command(
             help="Let the model file run the Python code it carries (a Lambda layer); off by default.",
         ),
     ] = False,
+    keras: ScanKerasOption = 3,
     backend: BackendOption = "tensorflow",
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
     json_output: JsonOption = False,
@@ -121,10 +124,11 @@ def scan_command(
             batch=batch,
             seed=seed,
             trust=trust_model,
+            keras=2 if keras == ALL_KERAS else keras,
         ),
         debug,
     )
-    result = guarded(lambda: scan(spec, backend, max_memory=max_memory), debug)
+    result = guarded(lambda: scan(spec, backend, max_memory=max_memory, migrate=keras == ALL_KERAS), debug)
     selected: tuple[CallResult, ...] = ()
     if layer is not None:
         selected = result.select(layer)
@@ -147,6 +151,13 @@ def scan_command(
     if result.failed:
         first = result.failed[0]
         fail(ExitCode.CHECK_FAILED, f"{len(result.failed)} call(s) failed a check; first: {first.call.key}")
+    if result.failed_migrations:
+        first_layer = result.failed_migrations[0]
+        fail(
+            ExitCode.CHECK_FAILED,
+            f"--keras all: {first_layer.path}'s rewritten config does not reproduce Keras 2's output "
+            "in Keras 3",
+        )
 
 
 def _raise(error: Exception) -> None:
