@@ -565,25 +565,10 @@ def _scan_migrations(scan: ScanResult, console: Console) -> None:
     grid.add_column(no_wrap=True)
     grid.add_column(overflow="fold")
     for found in scan.migrations:
-        migration = found.migration
-        refused = migration.as_saved_refused
-        grid.add_row(found.path, Text(f"as saved: refused ({refused})" if refused else "as saved: loads"))
-        removed = [change.key for change in migration.migration.changes if change.removed]
-        if removed:
-            grid.add_row("", Text(f"remove {', '.join(removed)}"))
-        for change in migration.migration.changes:
-            if not change.removed:
-                grid.add_row("", Text(f"{change.key} {change.old} -> {change.new}: {change.why}"))
-        if migration.problem is not None:
-            grid.add_row("", Text(f"rewritten: refused ({migration.problem})", style="bold red"))
-        elif found.output_max_abs_diff is not None:
-            grid.add_row(
-                "",
-                Text.assemble(
-                    f"rewritten: loads; max |diff| from Keras {scan.keras_version}'s output ",
-                    _diff_cell(found.output_max_abs_diff, found.tolerance),
-                ),
-            )
+        for number, line in enumerate(
+            _migration_lines(found.migration, found.output_max_abs_diff, found.tolerance, scan.keras_version)
+        ):
+            grid.add_row(found.path if number == 0 else "", line)
     console.print(grid)
     console.print()
 
@@ -696,26 +681,14 @@ def render_majors(found: MajorsRun, console: Console) -> None:
         console.print(
             Text(f"{keras2.version}'s get_config() in Keras {migration.keras_version}", style="bold")
         )
-        grid = Table.grid(padding=(0, 2))
+        grid = Table.grid(padding=(0, 1))
         grid.add_column(no_wrap=True)
         grid.add_column(overflow="fold")
-        refused = migration.as_saved_refused
-        grid.add_row(
-            "as saved", Text(f"refused: {refused}" if refused else "loads", style="yellow" if refused else "")
-        )
-        for keys, why in _grouped_changes(migration).items():
-            grid.add_row("rewrite", Text(f"{keys}: {why}"))
-        if migration.problem is not None:
-            grid.add_row("rewritten", Text(f"refused: {migration.problem}", style="bold red"))
-        elif found.migration_output_max_abs_diff is not None:
-            grid.add_row(
-                "rewritten",
-                Text.assemble(
-                    "loads; on Keras 2's weights and inputs, as a model calls it, max |diff| from "
-                    "its output ",
-                    _diff_cell(found.migration_output_max_abs_diff, found.tolerance),
-                ),
-            )
+        version = keras2.version.removeprefix("Keras ")
+        for line in _migration_lines(
+            migration, found.migration_output_max_abs_diff, found.tolerance, version
+        ):
+            grid.add_row("", line)
         console.print(grid)
         console.print()
     console.print(Text("Differences", style="bold"))
@@ -731,18 +704,29 @@ def render_majors(found: MajorsRun, console: Console) -> None:
     console.print(listed)
 
 
-def _grouped_changes(migration: MigrationRun) -> dict[str, str]:
-    """The rewrite's changes, those with one reason on one line: "remove a, b, c" -> why."""
-    grouped: dict[str, list[str]] = {}
-    for change in migration.migration.changes:
-        if change.removed:
-            grouped.setdefault(change.why, []).append(change.key)
-        else:
-            grouped.setdefault(change.why, []).append(f"{change.key} {change.old} -> {change.new}")
-    return {
-        ("remove " if all(" -> " not in key for key in keys) else "") + ", ".join(keys): why
-        for why, keys in grouped.items()
-    }
+def _migration_lines(
+    migration: MigrationRun, diff: float | None, tolerance: float, keras2: str
+) -> list[Text]:
+    """A Keras 2 config in Keras 3: refused as saved?, what the rewrite changes, and whether it holds."""
+    refused = migration.as_saved_refused
+    lines = [Text(f"as saved: refused ({refused})" if refused else "as saved: loads")]
+    removed = [change.key for change in migration.migration.changes if change.removed]
+    if removed:
+        lines.append(Text(f"remove {', '.join(removed)}"))
+    lines += [
+        Text(f"{change.key} {change.old} -> {change.new}: {change.why}")
+        for change in migration.migration.changes
+        if not change.removed
+    ]
+    if migration.problem is not None:
+        lines.append(Text(f"rewritten: refused ({migration.problem})", style="bold red"))
+    elif diff is not None:
+        lines.append(
+            Text.assemble(
+                f"rewritten: loads; max |diff| from Keras {keras2}'s output ", _diff_cell(diff, tolerance)
+            )
+        )
+    return lines
 
 
 def _majors_equations(found: MajorsRun, console: Console) -> None:
