@@ -360,3 +360,16 @@ def test_a_keras2_model_is_pinned_and_checked_from_a_case_file(tmp_path: Path) -
     cases.write_text(pinned.replace("keras = 2\n", "keras = 4\n"))
     refused = runner.invoke(app, ["check", str(cases)])
     assert refused.exit_code == 2 and "model.keras: 3 (the keras package) or 2" in refused.stderr
+
+
+@needs_tf_keras
+def test_a_keras3_file_under_keras2_says_which_keras_saved_it(tmp_path: Path) -> None:
+    import keras
+
+    x = keras.Input((6, 8))
+    path = tmp_path / "keras3.keras"
+    keras.Model(x, keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)(x, x)).save(path)
+    refused = runner.invoke(app, ["scan", str(path), "--keras", "2"])
+    assert refused.exit_code == 2
+    assert f"saved by Keras {keras.__version__}, which tf_keras (Keras 2) does not load" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -165,7 +165,9 @@ def both_kerases(config: MHAConfig, *, max_memory: int = DEFAULT_MAX_MEMORY) -> 
 
 def _refusals(keras3: MajorRun, keras2: MajorRun) -> tuple[Difference, ...]:
     return tuple(
-        Difference("refused", f"{refusing.version} refuses it ({refusing.problem}); {other.version} runs it")
+        Difference(
+            "refused", f"not run under {refusing.version}: {refusing.problem}; {other.version} runs it"
+        )
         for refusing, other in ((keras3, keras2), (keras2, keras3))
         if refusing.result is None and other.result is not None
     )

@@ -107,10 +107,15 @@ def _model_config(path: Path, kind: str) -> Any:
 
 
 def _saved_by(path: Path, kind: str) -> str | None:
-    """The keras_version a .h5 or model.to_json() file says saved it (None: not said, or not readable)."""
+    """The keras_version a model file says saved it (None: not said, or not readable)."""
     with contextlib.suppress(Exception):
-        if kind == "json":
-            version = json.loads(path.read_text(encoding="utf-8")).get("keras_version")
+        if kind in ("json", "keras"):
+            text = (
+                path.read_text(encoding="utf-8")
+                if kind == "json"
+                else zipfile.ZipFile(path).read("metadata.json").decode()
+            )
+            version = json.loads(text).get("keras_version")
             return version if isinstance(version, str) else None
         if kind == "h5":
             import h5py
@@ -160,6 +165,12 @@ def _refusal(spec: ModelSpec, error: Exception) -> ConfigError:
             f"saved by Keras {saved_by} (tf.keras), which Keras 3 does not load as it is; scan it with "
             "--keras 2 (tf_keras: pip install 'mha-explain[keras2]'), or --keras all to also see what "
             "each attention layer's config needs to load in Keras 3",
+        )
+    if spec.keras == 2 and saved_by is not None and saved_by.startswith("3."):
+        return ConfigError(
+            "MODEL",
+            shown,
+            f"saved by Keras {saved_by}, which tf_keras (Keras 2) does not load; leave out --keras 2",
         )
     config = _model_config(spec.path, spec.kind)
     lambdas = [name for cls, name in _classes(config) if cls == "Lambda"]
