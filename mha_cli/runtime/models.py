@@ -286,7 +286,8 @@ def _load_keras2(keras: Any, spec: ModelSpec, path: Path) -> tuple[Any, str]:
             f"the Lambda layer {lambdas[0]!r} holds Python code, which a model file may run only if you "
             "trust it: pass --trust-model to load it anyway",
         )
-    from tf_keras.src.saving.serialization_lib import SafeModeScope  # type: ignore[import-untyped]
+    # Imported by name: mypy need not know tf_keras, an optional extra.
+    SafeModeScope = importlib.import_module("tf_keras.src.saving.serialization_lib").SafeModeScope
 
     try:
         with SafeModeScope(not spec.trust):
