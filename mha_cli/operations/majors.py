@@ -35,8 +35,13 @@ class MajorRun:
 
     major: int
     result: ExplainResult | None
-    #: The one line the layer (or our derivation of its rules) refused the configuration with.
-    problem: str | None = None
+    #: Why it did not run: the layer (or our derivation of its rules) refused the configuration.
+    refusal: ConfigError | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """The refusal's one line."""
+        return None if self.refusal is None else str(self.refusal)
 
     @property
     def version(self) -> str:
@@ -100,7 +105,7 @@ def _side(config: MHAConfig, major: int, max_memory: int) -> MajorRun:
     try:
         result = explain(replace(config, keras=major), BACKEND, max_memory=max_memory, graph=True)
     except ConfigError as error:
-        return MajorRun(major, None, str(error))
+        return MajorRun(major, None, error)
     return MajorRun(major, result)
 
 
@@ -111,8 +116,8 @@ def both_kerases(config: MHAConfig, *, max_memory: int = DEFAULT_MAX_MEMORY) -> 
     tf_keras not installed is an EnvironmentProblem, from Keras 2's side.
     """
     keras3, keras2 = _side(config, 3, max_memory), _side(config, 2, max_memory)
-    if keras3.result is None and keras2.result is None:
-        explain(replace(config, keras=3), BACKEND, max_memory=max_memory)  # raises Keras 3's refusal
+    if keras3.refusal is not None and keras2.result is None:
+        raise keras3.refusal
     tolerance = TOLERANCE[config.dtype]
     differences = _refusals(keras3, keras2)
     same = output_diff = scores_diff = model_call_diff = migration_diff = None
@@ -323,9 +328,7 @@ def _output_difference(
                 explained=own,
             ),
         )
-    from mha_cli.runtime.reference import fully_masked_rows
-
-    rows = fully_masked_rows(r3.derivation, r3.run.arrays)
+    rows = _fully_masked_rows(keras3)
     modelled = all(result.check("numpy_reference").status is Status.PASSED for result in (r3, r2))
     if not (rows and modelled):
         return (
@@ -384,17 +387,17 @@ def _migration_differences(
                 "config_load",
                 f"rewritten ({changes}), it loads in {v3}, but on {v2}'s weights and inputs its output "
                 f"differs from {v2}'s by {diff:.2g} (tolerance {tolerance:g})",
-                explained=_fully_masked(keras2),
+                explained=_fully_masked_rows(keras2) > 0,
             )
         )
     return tuple(found)
 
 
-def _fully_masked(run: MajorRun) -> bool:
-    """Whether the mask leaves some row nothing to attend to (where the two softmaxes differ)."""
+def _fully_masked_rows(run: MajorRun) -> int:
+    """Rows the mask leaves no key to attend to (where the two softmaxes differ); 0 without a run."""
     result = run.result
     if result is None or result.run is None or not result.executed:
-        return False
+        return 0
     from mha_cli.runtime.reference import fully_masked_rows
 
-    return fully_masked_rows(result.derivation, result.run.arrays) > 0
+    return fully_masked_rows(result.derivation, result.run.arrays)

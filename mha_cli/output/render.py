@@ -609,6 +609,13 @@ def render_backends(found: BackendsRun, console: Console) -> None:
 # --- --keras all -----------------------------------------------------------------
 
 
+def _compared_row(table: Table, label: str, values: list[str]) -> None:
+    """One row of a side-by-side table: the values, highlighted and marked "differs" when they do."""
+    differs = len(set(values)) > 1
+    style = "bold yellow" if differs else ""
+    table.add_row(label, *(Text(v, style=style) for v in values), Text("differs" if differs else "same"))
+
+
 def _recorded(result: ExplainResult | None) -> str:
     """MultiHeadAttention's recorded call, compactly: its args, then its kwargs."""
     convention = None if result is None else result.call_convention
@@ -638,9 +645,7 @@ def render_majors(found: MajorsRun, console: Console) -> None:
     table = _table("Side by side", "", keras3.version, keras2.version, "")
 
     def row(label: str, values: list[str]) -> None:
-        differs = len(set(values)) > 1
-        style = "bold yellow" if differs else ""
-        table.add_row(label, *(Text(v, style=style) for v in values), Text("differs" if differs else "same"))
+        _compared_row(table, label, values)
 
     def each(cell: Any) -> list[str]:
         return [cell(result) if result is not None else "" for result in results]
@@ -780,9 +785,7 @@ def render_compare(comparison: Comparison, console: Console) -> None:
     derivations = [result.derivation for result in results]
 
     def row(label: str, values: list[str]) -> None:
-        differs = len(set(values)) > 1
-        style = "bold yellow" if differs else ""
-        table.add_row(label, *(Text(v, style=style) for v in values), Text("differs" if differs else "same"))
+        _compared_row(table, label, values)
 
     row("attention_axes", [format_shape(d.layer.attention_axes) for d in derivations])
     row("roles", [", ".join(axis.role.value for axis in d.axes[1:-1]) for d in derivations])

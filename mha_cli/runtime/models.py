@@ -30,7 +30,14 @@ import numpy as np
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import quoted
 from mha_cli.core.models import InputSpec, ModelSpec
-from mha_cli.runtime.keras_adapter import _to_tensor, is_keras2, keras_rejects, load_keras, uninterrupted
+from mha_cli.runtime.keras_adapter import (
+    _to_numpy,
+    _to_tensor,
+    is_keras2,
+    keras_rejects,
+    load_keras,
+    uninterrupted,
+)
 from mha_cli.runtime.quiet import native_output_silenced
 
 #: Integer inputs (token ids) are drawn from 1 up to this, and below every Embedding's input_dim.
@@ -89,41 +96,38 @@ class LoadedModel:
     keras: Any = None
 
 
-def _model_config(path: Path, kind: str) -> Any:
-    """The architecture a file holds, read as data (for naming what Keras refuses)."""
+@dataclass(frozen=True)
+class _Saved:
+    """What a model file says about itself, read as data (nothing in it runs)."""
+
+    #: The architecture (None: not readable).
+    config: Any = None
+    #: The keras_version that saved it (None: not said, or not readable).
+    keras_version: str | None = None
+
+
+def _saved(path: Path, kind: str) -> _Saved:
+    """A .keras zip's config.json and metadata.json, a model.to_json() file, or an .h5 file's attributes."""
+    config: Any = None
+    version: Any = None
     with contextlib.suppress(Exception):
         if kind == "keras":
             with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        if kind == "json":
-            return json.loads(path.read_text(encoding="utf-8"))
-        if kind == "h5":
+                config = json.loads(archive.read("config.json"))
+                version = json.loads(archive.read("metadata.json")).get("keras_version")
+        elif kind == "json":
+            config = json.loads(path.read_text(encoding="utf-8"))
+            version = config.get("keras_version")
+        elif kind == "h5":
             import h5py
 
             with h5py.File(path, "r") as handle:
                 raw = handle.attrs.get("model_config")
-                return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    return None
-
-
-def _saved_by(path: Path, kind: str) -> str | None:
-    """The keras_version a model file says saved it (None: not said, or not readable)."""
-    with contextlib.suppress(Exception):
-        if kind in ("json", "keras"):
-            text = (
-                path.read_text(encoding="utf-8")
-                if kind == "json"
-                else zipfile.ZipFile(path).read("metadata.json").decode()
-            )
-            version = json.loads(text).get("keras_version")
-            return version if isinstance(version, str) else None
-        if kind == "h5":
-            import h5py
-
-            with h5py.File(path, "r") as handle:
-                raw = handle.attrs.get("keras_version")
-                return raw.decode() if isinstance(raw, bytes) else None if raw is None else str(raw)
-    return None
+                config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+                version = handle.attrs.get("keras_version")
+    if isinstance(version, bytes):
+        version = version.decode()
+    return _Saved(config, version if isinstance(version, str) else None)
 
 
 def _classes(config: Any) -> Iterator[tuple[str, str]]:
@@ -157,7 +161,8 @@ def _refusal(spec: ModelSpec, error: Exception) -> ConfigError:
     assert spec.path is not None
     shown = quoted(str(spec.path))
     text = " ".join(str(error).split())
-    saved_by = _saved_by(spec.path, spec.kind)
+    saved = _saved(spec.path, spec.kind)
+    saved_by = saved.keras_version
     if spec.keras == 3 and saved_by is not None and saved_by.startswith("2."):
         return ConfigError(
             "MODEL",
@@ -172,8 +177,7 @@ def _refusal(spec: ModelSpec, error: Exception) -> ConfigError:
             shown,
             f"saved by Keras {saved_by}, which tf_keras (Keras 2) does not load; leave out --keras 2",
         )
-    config = _model_config(spec.path, spec.kind)
-    lambdas = [name for cls, name in _classes(config) if cls == "Lambda"]
+    lambdas = [name for cls, name in _classes(saved.config) if cls == "Lambda"]
     if lambdas and ("safe_mode" in text or "Lambda" in text or "lambda" in text):
         return ConfigError(
             "MODEL",
@@ -273,7 +277,7 @@ def _load_keras2(keras: Any, spec: ModelSpec, path: Path) -> tuple[Any, str]:
     read as data first and a Lambda refused before tf_keras sees the file, and
     the load runs in tf_keras's own safe mode as well; --trust-model lifts both.
     """
-    config = _model_config(path, spec.kind)
+    config = _saved(path, spec.kind).config
     if config is None:
         raise ConfigError(
             "MODEL", quoted(str(path)), f"cannot read a model architecture from it; {_expected(spec.kind)}"
@@ -371,7 +375,7 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
         return tuple(tensor.shape[1:])
 
     def arrays_of(tensor: Any) -> np.ndarray:
-        return np.asarray(tensor) if keras2 else np.asarray(keras.ops.convert_to_numpy(tensor))
+        return _to_numpy(keras, tensor)
 
     def keras_mask(tensor: Any) -> Any:
         return getattr(tensor, "_keras_mask", None) if keras2 else keras.src.backend.get_keras_mask(tensor)
