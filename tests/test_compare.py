@@ -83,6 +83,10 @@ def test_graph_shows_how_a_functional_model_records_the_call() -> None:
     )
     assert result.exit_code == 0, result.output
     convention = json.loads(result.stdout)["call_convention"]
+    # The raw node, as Model.get_config() wrote it: tensors by their keras_history.
+    (node,) = convention["multi_head_attention"].pop("inbound_nodes")
+    assert [arg["config"]["keras_history"][0] for arg in node["args"]] == ["query", "value"]
+    assert node["kwargs"]["key"]["config"]["keras_history"][0] == "key"
     assert convention["multi_head_attention"] == {
         "call": "layer(query, value, key=key)",
         "args": ["query", "value"],
@@ -200,7 +204,9 @@ def test_graph_records_the_key_and_masks_of_self_attention() -> None:
     keyed = json.loads(
         runner.invoke(app, ["--shape", "8,16", "--key-shape", "8,6", "--graph", "--json"]).stdout
     )
-    assert keyed["call_convention"]["multi_head_attention"] == {
+    recorded = keyed["call_convention"]["multi_head_attention"]
+    assert len(recorded.pop("inbound_nodes")) == 1
+    assert recorded == {
         "call": "layer(x, x, key=key)",
         "args": ["x", "x"],
         "kwargs": {"key": "key"},

@@ -192,7 +192,7 @@ def _words(text: str) -> str:
 @pytest.mark.keras
 @pytest.mark.parametrize(("line", "command", "shown"), _readme_examples(), ids=lambda value: str(value)[:40])
 def test_each_readme_example_shows_real_output(
-    line: str, command: str, shown: str, monkeypatch: pytest.MonkeyPatch
+    line: str, command: str, shown: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Every README example, run: its lines appear in the real output in order ("..." skips lines).
 
@@ -214,6 +214,11 @@ def test_each_readme_example_shows_real_output(
     # ones the README shows only by their output.
     shown_only = [arg for arg in args if arg.endswith(".toml") and not (ROOT / arg).exists()]
     monkeypatch.chdir(README_FILES if shown_only else ROOT)
+    # What an example writes goes to a temporary directory, not into the repository.
+    args = [
+        str(tmp_path / arg) if index and args[index - 1] in {"--out", "--vectors"} else arg
+        for index, arg in enumerate(args)
+    ]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200", "NO_COLOR": "1"})
     real = _words(result.stdout + result.stderr)
     position = 0

@@ -22,6 +22,7 @@ from mha_cli.cli.commands.compare import compare_command
 from mha_cli.cli.commands.explain import explain_command
 from mha_cli.cli.commands.record import record_command
 from mha_cli.cli.commands.scan import scan_command
+from mha_cli.cli.commands.vectors import vectors_command
 from mha_cli.cli.process import PROGRAM, leave, say_error, say_interrupted, stdout_closed, unwritable_stdout
 from mha_cli.core.errors import ConfigError, ExitCode
 
@@ -209,6 +210,7 @@ app.command("compare", cls=GroupedCommand)(compare_command)
 app.command("check", cls=GroupedCommand)(check_command)
 app.command("record", cls=GroupedCommand)(record_command)
 app.command("scan", cls=GroupedCommand)(scan_command)
+app.command("vectors", cls=GroupedCommand)(vectors_command)
 
 
 def main() -> None:

@@ -32,6 +32,11 @@ def say_error(message: str) -> None:
     typer.echo(f"{PROGRAM}: error: {message}", err=True)
 
 
+def say_note(message: str) -> None:
+    """A line on stderr that is not an error: what a command did beside its answer."""
+    typer.echo(f"{PROGRAM}: {message}", err=True)
+
+
 def say_interrupted() -> None:
     """The one line for Ctrl-C (main() then ignores any further one while the process winds down)."""
     typer.echo(INTERRUPTED_LINE, err=True)

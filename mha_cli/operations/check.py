@@ -65,6 +65,8 @@ class CaseResult:
     seconds: float = 0.0
     case: Case | None = None
     result: ExplainResult | None = None
+    #: A pinned model call's scan result (the call as the model made it).
+    scanned: CallResult | None = None
 
     @property
     def id(self) -> str:
@@ -166,8 +168,10 @@ def matches(pattern: str | None, path: Path, name: str) -> bool:
     return wanted in target
 
 
-def run_case(case: Case, backend: str, *, max_memory: int = DEFAULT_MAX_MEMORY) -> CaseResult:
-    """One case through the real layer, then its expectations."""
+def run_case(
+    case: Case, backend: str, *, max_memory: int = DEFAULT_MAX_MEMORY, vectors: bool = False
+) -> CaseResult:
+    """One case through the real layer, then its expectations (``vectors``: keep what test vectors need)."""
     started = time.perf_counter()
 
     def finish(status: CaseStatus, line: int = case.line, **details: Any) -> CaseResult:
@@ -175,7 +179,14 @@ def run_case(case: Case, backend: str, *, max_memory: int = DEFAULT_MAX_MEMORY) 
         return CaseResult(case.path, case.name, line, status, seconds=seconds, case=case, **details)
 
     try:
-        result = explain(case.config, backend, max_memory=max_memory, observe_path=False)
+        result = explain(
+            case.config,
+            backend,
+            max_memory=max_memory,
+            observe_path=False,
+            graph=vectors,
+            intermediates=vectors,
+        )
     except ConfigError as error:  # the real layer (or its backend) refuses the configuration
         problem = case.config_problem(error)  # at the line of the key it names
         return finish(CaseStatus.ERROR, line=problem.line, error=problem.problem)
@@ -208,6 +219,7 @@ def check_model(
     *,
     pattern: str | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
+    vectors: bool = False,
 ) -> list[CaseResult]:
     """Re-scan a case file's model and hold every call against what the file pins.
 
@@ -222,7 +234,7 @@ def check_model(
         return CaseResult(path, name, line, status, source=MODEL, seconds=seconds, **details)
 
     try:
-        scanned = scan(model.spec, backend, max_memory=max_memory)
+        scanned = scan(model.spec, backend, max_memory=max_memory, intermediates=vectors)
     except ConfigError as error:
         return [finish("[model]", model.line, CaseStatus.ERROR, error=f"model: {error}")]
     found = {call.call.key: call for call in scanned.calls}
@@ -250,7 +262,9 @@ def check_model(
         new = (
             f"a MultiHeadAttention call the file does not pin ({call.call.class_name}); run record to pin it"
         )
-        results.append(finish(key, model.line, CaseStatus.FAILED, failed_checks=(new,), result=call.result))
+        results.append(
+            finish(key, model.line, CaseStatus.FAILED, failed_checks=(new,), result=call.result, scanned=call)
+        )
     return results
 
 
@@ -283,6 +297,7 @@ def _pinned_result(
         warnings=call.result.warnings,
         not_executed_reason=call.result.not_executed_reason,
         result=call.result,
+        scanned=call,
     )
 
 
@@ -369,8 +384,12 @@ def check_files(
     pattern: str | None = None,
     max_memory: int = DEFAULT_MAX_MEMORY,
     progress: Progress | None = None,
+    vectors: bool = False,
 ) -> CheckReport:
-    """Run every selected case of every file; a bad file never stops the others."""
+    """Run every selected case of every file; a bad file never stops the others.
+
+    With ``vectors``, every run keeps what test vectors need (its intermediates and call node).
+    """
     started = time.perf_counter()
     selected = select(paths, pattern)
     total = sum(file.runs for file in selected)
@@ -382,12 +401,16 @@ def check_files(
         if model is not None:
             if progress is not None:
                 progress(done, total, f"{file.path}::[model]")
-            results.extend(check_model(file.path, model, backend, pattern=pattern, max_memory=max_memory))
+            results.extend(
+                check_model(
+                    file.path, model, backend, pattern=pattern, max_memory=max_memory, vectors=vectors
+                )
+            )
             done += 1
         for case in file.cases:
             if progress is not None:
                 progress(done, total, case.id)
-            results.append(run_case(case, backend, max_memory=max_memory))
+            results.append(run_case(case, backend, max_memory=max_memory, vectors=vectors))
             done += 1
         results.extend(_problem_result(problem) for problem in file.problems)
         results.sort(key=lambda result: result.line)

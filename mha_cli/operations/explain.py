@@ -183,6 +183,7 @@ def explain(
     verify_small: bool = False,
     observe_path: bool = True,
     graph: bool = False,
+    intermediates: bool = False,
 ) -> ExplainResult:
     """Derive ``config``, run it through the real layer and verify.
 
@@ -194,7 +195,8 @@ def explain(
     takes, and whether its output is the verified one (plain_call; one more
     forward pass, which ``check`` leaves out for speed). With ``graph``,
     also record how a functional model serializes the call (symbolic tensors
-    only, so it runs whatever the memory guard says).
+    only, so it runs whatever the memory guard says). With ``intermediates``,
+    the run keeps the tensors inside the forward pass (test vectors).
     """
     result = _explain(
         config,
@@ -203,6 +205,7 @@ def explain(
         max_memory=max_memory,
         verify_small=verify_small,
         observe_path=observe_path,
+        intermediates=intermediates,
     )
     if not graph:
         return result
@@ -219,6 +222,7 @@ def _explain(
     max_memory: int,
     verify_small: bool,
     observe_path: bool,
+    intermediates: bool = False,
 ) -> ExplainResult:
     """:func:`explain` without the call convention."""
     derivation = derive(config)
@@ -242,7 +246,7 @@ def _explain(
         return _built_not_run(derivation, backend, estimate, max_memory, verify_small)
     from mha_cli.runtime.keras_adapter import run_layer  # lazy: Keras only when running
 
-    run = run_layer(derivation, backend, observe_path=observe_path)
+    run = run_layer(derivation, backend, observe_path=observe_path, intermediates=intermediates)
     derivation_check = compare_with_layer(derivation, run)
     checks = (
         derivation_check,

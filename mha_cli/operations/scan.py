@@ -143,6 +143,7 @@ def scan(
     *,
     max_memory: int = DEFAULT_MAX_MEMORY,
     migrate: bool = False,
+    intermediates: bool = False,
 ) -> ScanResult:
     """Load ``spec``'s model, find every attention call, and explain each one.
 
@@ -150,7 +151,8 @@ def scan(
     whether the real forward pass (and with it every check) runs. With
     ``migrate`` (a Keras 2 model), also load each attention layer's config in
     Keras 3, as saved and rewritten, and run it on the layer's weights and its
-    first call's inputs.
+    first call's inputs. With ``intermediates``, each run keeps the tensors
+    inside its forward pass (test vectors).
     """
     from mha_cli.runtime.models import load, real_calls, symbolic_calls
 
@@ -196,7 +198,7 @@ def scan(
             not_executed_reason=reason,
         )
     real = real_calls(loaded, inputs, batch=spec.batch, seed=spec.seed)
-    calls = tuple(_explained(call, spec, backend) for call in real)
+    calls = tuple(_explained(call, spec, backend, intermediates) for call in real)
     migrations = _migrations(calls, backend) if migrate else ()
     return replace(base, calls=calls, migrations=migrations)
 
@@ -226,7 +228,7 @@ def _migrations(calls: tuple[CallResult, ...], backend: str) -> tuple[LayerMigra
     return tuple(found.values())
 
 
-def _explained(call: CapturedCall, spec: ModelSpec, backend: str) -> CallResult:
+def _explained(call: CapturedCall, spec: ModelSpec, backend: str, intermediates: bool = False) -> CallResult:
     from mha_cli.runtime.arrays import max_abs_diff
     from mha_cli.runtime.keras_adapter import run_captured
 
@@ -239,6 +241,7 @@ def _explained(call: CapturedCall, spec: ModelSpec, backend: str) -> CallResult:
             call.arrays,
             causal=call.causal,
             base_call="call" in call.overrides,
+            intermediates=intermediates,
         )
     except ConfigError as error:
         return CallResult(call, None, str(error))

@@ -40,6 +40,7 @@ from mha_cli.operations.majors import MajorsRun
 from mha_cli.operations.picture import Picture
 from mha_cli.operations.record import GONE, RecordReport
 from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
+from mha_cli.operations.vectors import VectorSet
 from mha_cli.output import EXPORT_WIDTH, PIPED_WIDTH
 from mha_cli.output.code import INPUT_TENSOR, call, constructor, filled_arguments, input_names
 
@@ -353,8 +354,7 @@ def verification_section(result: ExplainResult, *, verbose: bool = False) -> Gro
     return Group(*lines)
 
 
-def call_convention_section(convention: dict[str, dict[str, Any]]) -> Group:
-    keras2 = any("inbound_nodes" in recorded for recorded in convention.values())
+def call_convention_section(convention: dict[str, dict[str, Any]], *, keras2: bool) -> Group:
     table = _table("Call convention (the real Model.get_config())", "layer", "called as", "args", "kwargs")
     for name, recorded in convention.items():
         # Text, not markup: "[query, value]" is not a rich style.
@@ -415,7 +415,9 @@ def render(
         console.print(picture_section(picture, console.width))
     if result.call_convention is not None:
         console.print()
-        console.print(call_convention_section(result.call_convention))
+        console.print(
+            call_convention_section(result.call_convention, keras2=result.derivation.config.keras == 2)
+        )
     console.print()
     console.print(verification_section(result, verbose=verbose))
     if result.failed:
@@ -1240,3 +1242,46 @@ def picture_section(picture: Picture, width: int = 120) -> Group:
         )
     lines.extend(Text(note, style="dim") for note in sorted(notes))
     return Group(*lines)
+
+
+def render_vectors(written: list[tuple[Path, VectorSet]], console: Console) -> None:
+    """Where test vectors went; for one set, every array it holds."""
+    if len(written) == 1:
+        directory, vectors = written[0]
+        manifest = vectors.manifest
+        target = directory / vectors.where if vectors.where else directory
+        console.print(Text(f"Test vectors in {target}/: vectors.npz, manifest.json", style="bold"))
+        console.print(
+            Text(
+                f"Keras {manifest['keras_version']} on {manifest['backend']}, {manifest['dtype']}"
+                + (
+                    ""
+                    if manifest["stored_dtype"] == manifest["dtype"]
+                    else f" (stored as {manifest['stored_dtype']})"
+                )
+                + f"; call: {manifest['call']['text']}"
+            )
+        )
+        table = _table("Arrays in vectors.npz", "name", "shape", "dtype", "role")
+        for entry in manifest["arrays"]:
+            table.add_row(
+                Text(entry["name"]), format_shape(tuple(entry["shape"])), entry["dtype"], entry["role"]
+            )
+        console.print(table)
+        console.print(Text(_verdicts(manifest)))
+        return
+    table = _table("Test vectors (vectors.npz and manifest.json in each)", "directory", "arrays", "checks")
+    for directory, vectors in written:
+        target = directory / vectors.where if vectors.where else directory
+        manifest = vectors.manifest
+        table.add_row(Text(f"{target}/"), str(len(manifest["arrays"])), _verdicts(manifest))
+    console.print(table)
+
+
+def _verdicts(manifest: dict[str, Any]) -> str:
+    """``4 checks passed`` or which did not, from a manifest's checks."""
+    failed = [check["name"] for check in manifest["checks"] if check["status"] == "failed"]
+    if failed:
+        return f"check failed: {', '.join(failed)}"
+    passed = sum(check["status"] == "passed" for check in manifest["checks"])
+    return f"{passed} checks passed"

@@ -6,6 +6,7 @@ The operations import this module inside the functions that handle arrays, so
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -44,3 +45,10 @@ def attended_grid(
     order = sorted(range(len(attended)), key=lambda n: attended[n])
     grid[tuple(own_slice)] = np.transpose(row > 0.0, order)
     return grid
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """``arrays`` as an uncompressed ``.npz`` file's bytes (names may hold ``/``: Keras variable paths)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()

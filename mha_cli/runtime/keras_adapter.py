@@ -69,7 +69,30 @@ class LayerRun:
     execution_path: ExecutionPath | None = None
     #: The built layer's get_config(), as JSON values (a Keras 2 TensorShape becomes a list).
     layer_config: dict[str, Any] = field(default_factory=dict)
+    #: Each weight's whole Keras variable path by its short name ("query/kernel" ->
+    #: "multi_head_attention/query/kernel"); Keras 2's variable name without ":0".
+    variable_paths: dict[str, str] = field(default_factory=dict)
+    #: The shapes the layer was built for (query, value, key; batch included).
+    build_shapes: dict[str, list[int]] = field(default_factory=dict)
+    #: With ``intermediates``: the tensors inside the forward pass with scores, as float64 arrays
+    #: (see INTERMEDIATES); empty otherwise.
+    intermediates: dict[str, np.ndarray] = field(default_factory=dict)
 
+    #: What ``intermediates`` holds, in the order the layer computes it, and what each is.
+    INTERMEDIATES: ClassVar[dict[str, str]] = {
+        "query_projected": "query through the query projection (query/kernel, query/bias), before scaling",
+        "key_projected": "key through the key projection",
+        "value_projected": "value through the value projection",
+        "gate": "sigmoid of the gate projection of query (use_gate only)",
+        "attention_logits": "scores before the softmax: the projected query times 1/sqrt(key_dim), "
+        "dotted with the projected key; the mask is not applied yet",
+        "softmax_mask": "the boolean mask the softmax applied (True: attend), after Keras combined "
+        "attention_mask, use_causal_mask and its implicit masks; heads not expanded yet",
+        "attention_output": "the scores (after the softmax) combined with the projected value, "
+        "before the gate and the output projection",
+        "output_projection_input": "what the output projection received: attention_output times gate "
+        "(use_gate only)",
+    }
     #: The arrays the layer computed; every other one was fed to it (inputs, mask, weights).
     COMPUTED: ClassVar[tuple[str, ...]] = ("output", "attention_scores", "output_without_scores")
 
@@ -223,15 +246,18 @@ def uninterrupted(function: F) -> F:
 
 
 @uninterrupted
-def run_layer(derivation: Derivation, backend: str, *, observe_path: bool = False) -> LayerRun:
+def run_layer(
+    derivation: Derivation, backend: str, *, observe_path: bool = False, intermediates: bool = False
+) -> LayerRun:
     """Build the real layer, run it forward and symbolically, and read it back.
 
     With ``observe_path``, also call it once without return_attention_scores
-    to see which execution path Keras takes (one more forward pass).
+    to see which execution path Keras takes (one more forward pass). With
+    ``intermediates``, keep the tensors inside the forward pass (LayerRun.INTERMEDIATES).
     """
     keras = _prepared(derivation, backend)
     with native_output_silenced():
-        return _run(keras, derivation, backend, observe_path)
+        return _run(keras, derivation, backend, observe_path, intermediates)
 
 
 @uninterrupted
@@ -349,6 +375,9 @@ def _built_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, .
             **derivation.layer.keras_kwargs(derivation.config.attention_axes),
             kernel_initializer="zeros",  # every weight is assigned before a forward pass
             bias_initializer="zeros",
+            # One name in every process, so weight paths ("multi_head_attention/query/kernel",
+            # in test vectors) do not depend on how many layers were built before.
+            name="multi_head_attention",
         )
         if is_keras2(keras):
             # Keras 2's MultiHeadAttention builds its projections on the first call, not in build():
@@ -408,7 +437,9 @@ def _reusable_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int
     return layer
 
 
-def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -> LayerRun:
+def _run(
+    keras: Any, derivation: Derivation, backend: str, observe_path: bool, intermediates: bool
+) -> LayerRun:
     config = derivation.config
     dtype = derivation.layer.dtype
     # Inputs and weights come from one NumPy generator, not Keras's seeded
@@ -439,7 +470,8 @@ def _run(keras: Any, derivation: Derivation, backend: str, observe_path: bool) -
     if config.mask_shape is not None:
         mask_shape = tuple(config.batch if size is None else size for size in config.mask_shape)
         masks["attention_mask"] = _to_tensor(keras, rng.random(mask_shape) < 0.75)
-    return _forward(keras, layer, layer, derivation, backend, (query, value, key), masks, observe_path)
+    inputs = (query, value, key)
+    return _forward(keras, layer, layer, derivation, backend, inputs, masks, observe_path, intermediates)
 
 
 def _forward(
@@ -451,20 +483,26 @@ def _forward(
     inputs: tuple[Any, Any, Any],
     masks: dict[str, Any],
     observe_path: bool,
+    intermediates: bool = False,
 ) -> LayerRun:
     """Call ``layer`` through ``invoke`` with scores (and, observing the path, without), and read it back."""
     query, value, key = inputs
-    with _recording_sublayers(layer) as seen, keras_rejects():
+    inside: dict[str, Any] = {}
+    with (
+        _recording_sublayers(layer) as seen,
+        _inside_attention(layer, inside, intermediates),
+        keras_rejects(),
+    ):
         output, scores = invoke(query, value, key=key, return_attention_scores=True, training=False, **masks)
     path, output_without_scores = (
         _observed_path(layer, invoke, query, value, key, masks) if observe_path else (None, None)
     )
-    shapes = {f"{step}_projected": seen[step][1] for step in ("query", "key", "value")}
+    shapes = {f"{step}_projected": tuple(seen[step][1].shape) for step in ("query", "key", "value")}
     if "gate" in seen:
-        shapes["gate"] = seen["gate"][1]
+        shapes["gate"] = tuple(seen["gate"][1].shape)
     # The output projection's input is the attention output (after the gate).
     shapes.update(
-        attention_output=seen["output"][0],
+        attention_output=tuple(seen["output"][0].shape),
         attention_scores=tuple(scores.shape),
         output=tuple(output.shape),
     )
@@ -475,7 +513,59 @@ def _forward(
     if output_without_scores is not None:
         tensors["output_without_scores"] = output_without_scores
     run = _read_back(keras, layer, derivation, backend, shapes, tensors, executed=True)
-    return replace(run, execution_path=path)
+    kept = {}
+    if intermediates:
+        kept = {f"{step}_projected": seen[step][1] for step in ("query", "key", "value")}
+        if "gate" in seen:
+            kept["gate"] = seen["gate"][1]
+        kept.update(inside)
+        if "gate" in seen:
+            kept["output_projection_input"] = seen["output"][0]
+        kept = {name: kept[name] for name in LayerRun.INTERMEDIATES if kept.get(name) is not None}
+    return replace(
+        run,
+        execution_path=path,
+        # key None: Keras builds and runs the key projection on value.
+        build_shapes={
+            name: list(tensor.shape)
+            for name, tensor in zip(_INPUTS, (query, value, value if key is None else key), strict=True)
+        },
+        intermediates={name: _to_numpy(keras, tensor).astype(np.float64) for name, tensor in kept.items()},
+    )
+
+
+@contextmanager
+def _inside_attention(layer: Any, kept: dict[str, Any], wanted: bool) -> Iterator[None]:
+    """Keep the scores before the softmax, the mask it applies, and the attention output.
+
+    Wraps the layer's ``_masked_softmax`` (called with the logits and the
+    combined mask) and ``_compute_attention`` (which returns the attention
+    output before the output projection), for this layer object only: the
+    same private methods Keras 2.21 and Keras 3.12 to 3.15 call on the path
+    with scores.
+    """
+    if not wanted:
+        yield
+        return
+
+    def masked_softmax(*args: Any, _original: Any = layer._masked_softmax, **kwargs: Any) -> Any:
+        given = dict(zip(("attention_scores", "attention_mask"), args, strict=False)) | kwargs
+        kept["attention_logits"] = given["attention_scores"]
+        kept["softmax_mask"] = given.get("attention_mask")
+        return _original(*args, **kwargs)
+
+    def compute_attention(*args: Any, _original: Any = layer._compute_attention, **kwargs: Any) -> Any:
+        result = _original(*args, **kwargs)
+        kept["attention_output"] = result[0]
+        return result
+
+    layer._masked_softmax = masked_softmax
+    layer._compute_attention = compute_attention
+    try:
+        yield
+    finally:
+        del layer._masked_softmax
+        del layer._compute_attention
 
 
 @uninterrupted
@@ -487,6 +577,7 @@ def run_captured(
     *,
     causal: bool,
     base_call: bool,
+    intermediates: bool = False,
 ) -> LayerRun:
     """A model's own layer, on the inputs one of its calls received (``arrays``), read back as run_layer does.
 
@@ -506,7 +597,8 @@ def run_captured(
     invoke = functools.partial(keras.layers.MultiHeadAttention.call, layer) if base_call else layer
     query, value, key = tensors
     with native_output_silenced():
-        return _forward(keras, layer, invoke, derivation, backend, (query, value, key), masks, True)
+        inputs = (query, value, key)
+        return _forward(keras, layer, invoke, derivation, backend, inputs, masks, True, intermediates)
 
 
 def _observed_path(
@@ -564,10 +656,12 @@ def _read_back(
 
     arrays = {name: numpy64(tensor) for name, tensor in tensors.items()}
     weights = {}
+    paths = {}
     for variable in layer.weights:
         # "query/kernel": the sublayer and the variable, whatever the layer is nested in.
         name = "/".join(_variable_path(variable).split("/")[-2:])
         weights[name] = tuple(variable.shape)
+        paths[name] = _variable_path(variable)
         if executed:
             arrays[name] = _variable_array(keras, variable).astype(np.float64)
     return LayerRun(
@@ -576,6 +670,7 @@ def _read_back(
         executed=executed,
         resolved_axes=_resolved_axes(keras, layer, derivation.rank),
         layer_config=_plain(layer.get_config()),
+        variable_paths=paths,
         shapes=shapes,
         equations=equations,
         weights=weights,
@@ -621,20 +716,20 @@ def _sublayers(layer: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def _recording_sublayers(layer: Any) -> Iterator[dict[str, tuple[tuple[int, ...], tuple[int, ...]]]]:
-    """Wrap the projections' ``call`` so a forward pass inside reports their shapes.
+def _recording_sublayers(layer: Any) -> Iterator[dict[str, tuple[Any, Any]]]:
+    """Wrap the projections' ``call`` so a forward pass inside reports their tensors.
 
     Keras has no forward hooks; an instance attribute shadows the method for
     this layer object only, and is removed on the way out (the layer may be
-    reused). Records (input shape, output shape) by step.
+    reused). Records (input tensor, output tensor) by step, the last call's.
     """
-    seen: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    seen: dict[str, tuple[Any, Any]] = {}
     sublayers = _sublayers(layer)
     for step, sublayer in sublayers.items():
 
         def call(*args: Any, _call: Any = sublayer.call, _step: str = step, **kwargs: Any) -> Any:
             out = _call(*args, **kwargs)
-            seen[_step] = (tuple(args[0].shape), tuple(out.shape))
+            seen[_step] = (args[0], out)
             return out
 
         sublayer.call = call
@@ -721,6 +816,7 @@ def call_convention(derivation: Derivation, backend: str) -> dict[str, dict[str,
             "call": call_text,
             "args": _named_tensors(node["args"]),
             "kwargs": _named_tensors(node["kwargs"]),
+            "inbound_nodes": layers[name]["inbound_nodes"],
         }
     return recorded
 

@@ -21,7 +21,7 @@ import sys
 import warnings
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,9 @@ class CapturedCall:
     #: The real pass's tensors as float64/bool arrays: query, value, key (None when not given),
     #: attention_mask (combined; None without one) and output; empty after a symbolic pass alone.
     arrays: dict[str, np.ndarray | None]
+    #: This call's serialized inbound node, as the model's get_config() records it, in a list
+    #: (None: the model records none, e.g. a subclassed model, or the layer's name is ambiguous).
+    inbound_nodes: list[Any] | None = None
 
     @property
     def key(self) -> str:
@@ -533,4 +536,42 @@ def real_calls(
         warnings.simplefilter("ignore")
         with _captured(keras, loaded.attention_layers, real=True) as seen:
             loaded.model(_structured(loaded.model, tensors), training=False)
-    return tuple(seen)
+    nodes = _serialized_nodes(loaded.model)
+    found = []
+    for call in seen:
+        recorded = nodes.get(call.layer.name)
+        node = None if recorded is None or call.call_index >= len(recorded) else [recorded[call.call_index]]
+        found.append(replace(call, inbound_nodes=node))
+    return tuple(found)
+
+
+def _serialized_nodes(model: Any) -> dict[str, list[Any]]:
+    """Each layer's ``inbound_nodes`` in the model's get_config(), by layer name, nested models included.
+
+    A name found twice (layers of two nested models) is left out rather than guessed.
+    A model that cannot serialize its graph (subclassed) has none.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = model.get_config()
+    except Exception:
+        return {}
+    found: dict[str, list[Any]] = {}
+    twice: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            name = value.get("name")
+            if isinstance(name, str) and isinstance(value.get("inbound_nodes"), list):
+                if name in found:
+                    twice.add(name)
+                found[name] = value["inbound_nodes"]
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(config)
+    return {name: nodes for name, nodes in found.items() if name not in twice}

@@ -36,6 +36,10 @@ def check_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Fail cases that have no expect block (exit 1).")
     ] = False,
+    vectors: Annotated[
+        Path | None,
+        typer.Option("--vectors", metavar="DIR", help="Also write each case's test vectors under DIR."),
+    ] = None,
     backend: BackendOption = "tensorflow",
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
     screen: Screen = DEFAULT_SCREEN,
@@ -53,9 +57,20 @@ def check_command(
 
     if junit is not None and not junit.parent.is_dir():
         fail(ExitCode.BAD_INPUT, f"--junit {junit}: no directory {junit.parent} to write it in")
+    if vectors is not None:
+        from mha_cli.output.vectors import prepared
+
+        guarded(partial(prepared, "--vectors", vectors), debug)
     with progress_bar(sys.stderr) as progress:
         report = guarded(
-            lambda: check_files(files, backend, pattern=select, max_memory=max_memory, progress=progress),
+            lambda: check_files(
+                files,
+                backend,
+                pattern=select,
+                max_memory=max_memory,
+                progress=progress,
+                vectors=vectors is not None,
+            ),
             debug,
         )
     if json_output:
@@ -66,6 +81,12 @@ def check_command(
         from mha_cli.output.render import make_console, render_check
 
         render_check(report, make_console(width=screen.width, color=screen.color), strict=strict)
+    if vectors is not None:
+        from mha_cli.cli.commands.vectors import write_sets
+        from mha_cli.operations.vectors import Places, check_vectors
+
+        sets, skipped = check_vectors(report, Places())
+        write_sets(vectors, sets, skipped, tables=None if json_output else screen, debug=debug)
     if junit is not None:
         from mha_cli.core.files import write_atomically
         from mha_cli.output.junit import junit_xml

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -96,6 +97,10 @@ def scan_command(
             help="Let the model file run the Python code it carries (a Lambda layer); off by default.",
         ),
     ] = False,
+    vectors: Annotated[
+        Path | None,
+        typer.Option("--vectors", metavar="DIR", help="Also write each call's test vectors under DIR."),
+    ] = None,
     keras: ScanKerasOption = 3,
     backend: BackendOption = "tensorflow",
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
@@ -128,7 +133,20 @@ def scan_command(
         ),
         debug,
     )
-    result = guarded(lambda: scan(spec, backend, max_memory=max_memory, migrate=keras == ALL_KERAS), debug)
+    if vectors is not None:
+        from mha_cli.output.vectors import prepared
+
+        guarded(partial(prepared, "--vectors", vectors), debug)
+    result = guarded(
+        lambda: scan(
+            spec,
+            backend,
+            max_memory=max_memory,
+            migrate=keras == ALL_KERAS,
+            intermediates=vectors is not None,
+        ),
+        debug,
+    )
     selected: tuple[CallResult, ...] = ()
     if layer is not None:
         selected = result.select(layer)
@@ -148,6 +166,12 @@ def scan_command(
         from mha_cli.output.render import make_console, render_scan
 
         render_scan(result, make_console(width=screen.width, color=screen.color), selected)
+    if vectors is not None:
+        from mha_cli.cli.commands.vectors import write_sets
+        from mha_cli.operations.vectors import Places, scan_vectors
+
+        sets, skipped = scan_vectors(result, Places())
+        write_sets(vectors, sets, skipped, tables=None if json_output else screen, debug=debug)
     if result.failed:
         first = result.failed[0]
         fail(ExitCode.CHECK_FAILED, f"{len(result.failed)} call(s) failed a check; first: {first.call.key}")

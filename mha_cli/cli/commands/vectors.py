@@ -1,0 +1,108 @@
+"""``mha-explain vectors``: one configuration's test vectors, for people porting the layer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mha_cli.cli.options import (
+    DEFAULT_SCREEN,
+    OUTPUT,
+    BackendOption,
+    DebugOption,
+    MaxMemoryOption,
+    Screen,
+    layer_options,
+    screen_options,
+)
+from mha_cli.cli.process import fail, guarded, saved, say_note
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.errors import ExitCode
+
+if TYPE_CHECKING:
+    from mha_cli.operations.vectors import Skipped, VectorSet
+
+#: --out, shared with check --vectors and scan --vectors.
+VECTORS_HELP = (
+    "Write test vectors to DIR: vectors.npz (inputs, mask, weights by Keras variable path, every "
+    "intermediate, output, scores) and manifest.json (config, build shapes, call, equations, versions, "
+    "what each array is)."
+)
+
+
+@screen_options
+@layer_options()
+def vectors_command(
+    config: MHAConfig,
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help=VECTORS_HELP, rich_help_panel=OUTPUT)],
+    backend: BackendOption = "tensorflow",
+    max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Print the manifest written, as JSON.", rich_help_panel=OUTPUT),
+    ] = False,
+    screen: Screen = DEFAULT_SCREEN,
+    debug: DebugOption = False,
+) -> None:
+    """Write test vectors of one configuration, from a verified real forward pass.
+
+    Everything a re-implementation needs to compare against: the inputs, the
+    mask, every weight, the projected query, key and value, the scores before
+    and after the softmax, the attention output before the output projection,
+    the output; and a manifest saying what each array is (docs/vectors.md).
+    Exit codes: 0 written, 1 written but a check failed, 2 bad input, 3 environment.
+    """
+    from mha_cli.operations.explain import explain
+    from mha_cli.operations.vectors import explained_vectors
+    from mha_cli.output.vectors import prepared, write_vectors
+
+    directory = guarded(partial(prepared, "--out", out), debug)
+    result = guarded(
+        lambda: explain(
+            config, backend, max_memory=max_memory, observe_path=True, graph=True, intermediates=True
+        ),
+        debug,
+    )
+    vectors = guarded(lambda: explained_vectors(result, source={"command": "vectors"}), debug)
+    guarded(partial(saved, "--out", directory, partial(write_vectors, directory, vectors)), debug)
+    if json_output:
+        from mha_cli.output import document
+
+        typer.echo(document.dumps(vectors.manifest))
+    else:
+        from mha_cli.output.render import make_console, render_vectors
+
+        render_vectors([(directory, vectors)], make_console(width=screen.width, color=screen.color))
+    if result.failed:
+        names = ", ".join(check.name for check in result.failed)
+        fail(ExitCode.CHECK_FAILED, f"check failed: {names}; the vectors are written, with the verdicts")
+
+
+def write_sets(
+    directory: Path,
+    sets: Sequence[VectorSet],
+    skipped: Sequence[Skipped],
+    *,
+    tables: Screen | None,
+    debug: bool,
+) -> None:
+    """check --vectors and scan --vectors: every set, index.json, and what was left out (stderr)."""
+    from mha_cli.output.vectors import write_index, write_vectors
+
+    for vectors in sets:
+        guarded(partial(saved, "--vectors", directory, partial(write_vectors, directory, vectors)), debug)
+    guarded(partial(saved, "--vectors", directory, partial(write_index, directory, sets, skipped)), debug)
+    for entry in skipped:
+        say_note(f"--vectors: no test vectors for {entry.id}: {entry.reason}")
+    if tables is not None:
+        from mha_cli.output.render import make_console, render_vectors
+
+        render_vectors(
+            [(directory, vectors) for vectors in sets], make_console(width=tables.width, color=tables.color)
+        )
+    else:
+        say_note(f"--vectors: wrote {len(sets)} set(s) of test vectors under {directory}/ (see index.json)")

@@ -1,0 +1,52 @@
+"""Writing test vectors: ``vectors.npz`` and ``manifest.json`` per configuration, and an index."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.files import write_atomically
+from mha_cli.operations.vectors import FORMAT, FORMAT_VERSION, Skipped, VectorSet
+
+ARRAYS = "vectors.npz"
+MANIFEST = "manifest.json"
+INDEX = "index.json"
+
+
+def prepared(option: str, directory: Path) -> Path:
+    """The output directory, created if missing; a file in its place is the user's mistake."""
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(option, str(directory), "is a file; name a directory to write the test vectors in")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(option, str(directory), f"cannot create it: {error.strerror or error}") from None
+    return directory
+
+
+def place(directory: Path, vectors: VectorSet) -> Path:
+    """The directory one set goes in."""
+    return directory / vectors.where if vectors.where else directory
+
+
+def write_vectors(directory: Path, vectors: VectorSet) -> None:
+    """Write one set under ``directory``, each file whole or not at all."""
+    from mha_cli.runtime.arrays import npz_bytes
+
+    target = place(directory, vectors)
+    target.mkdir(parents=True, exist_ok=True)
+    write_atomically(target / ARRAYS, npz_bytes(vectors.arrays))
+    write_atomically(target / MANIFEST, json.dumps(vectors.manifest, indent=2) + "\n")
+
+
+def write_index(directory: Path, written: Sequence[VectorSet], skipped: Sequence[Skipped]) -> None:
+    """``index.json``: each set one check or scan wrote (id, relative directory), and each it could not."""
+    index = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sets": [{"id": vectors.manifest["source"]["id"], "directory": vectors.where} for vectors in written],
+        "skipped": [{"id": entry.id, "reason": entry.reason} for entry in skipped],
+    }
+    write_atomically(directory / INDEX, json.dumps(index, indent=2) + "\n")
