@@ -51,7 +51,18 @@ CASES: dict[str, tuple[list[str], bool]] = {
     ),
     "compare-rank-5-axes-all": (["compare", "--shape", "4,1,6,8", "--axes", "all", "--width", "80"], False),
     "check-examples": (["check", "examples/cross_attention.mha.toml"], True),  # run from the repository
-}
+    # What a porter reads: the formulas (pure, no Keras, no torch) and the script they run.
+    "map-to-torch-cross-masked": (
+        ["map", "--to", "torch", "--shape", "6,8", "--value-shape", "9,5", "--num-heads", "2", "--mask-shape",
+         "None,6,9", "--width", "80"],
+        False,
+    ),
+    "map-to-linear-code": (
+        ["map", "--to", "linear", "--shape", "5,8", "--value-shape", "7,6", "--num-heads", "3",
+         "--key-dim", "2", "--value-dim", "5", "--output-shape", "9", "--causal", "--code"],
+        False,
+    ),
+}  # fmt: skip
 
 _VOLATILE = [
     (re.compile(r"\b\d+\.\d+\.\d+\b"), "X.Y.Z"),  # Keras's version, also alone in a table column

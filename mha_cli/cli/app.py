@@ -20,6 +20,7 @@ from mha_cli.cli import options
 from mha_cli.cli.commands.check import check_command
 from mha_cli.cli.commands.compare import compare_command
 from mha_cli.cli.commands.explain import explain_command
+from mha_cli.cli.commands.map import map_command
 from mha_cli.cli.commands.record import record_command
 from mha_cli.cli.commands.scan import scan_command
 from mha_cli.cli.commands.vectors import vectors_command
@@ -211,6 +212,7 @@ app.command("check", cls=GroupedCommand)(check_command)
 app.command("record", cls=GroupedCommand)(record_command)
 app.command("scan", cls=GroupedCommand)(scan_command)
 app.command("vectors", cls=GroupedCommand)(vectors_command)
+app.command("map", cls=GroupedCommand)(map_command)
 
 
 def main() -> None:

@@ -5,9 +5,13 @@ Pure: built from the derivation, no Keras.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 from mha_cli.core.config import KERAS_DEFAULTS
 from mha_cli.core.derivation import Derivation
 from mha_cli.core.grammar import format_shape
+from mha_cli.core.weight_map import TARGET_NAMES, WeightMap
 
 
 def constructor(d: Derivation) -> str:
@@ -83,4 +87,123 @@ def snippet(d: Derivation) -> str:
         f'print("output", tuple(output.shape))  # {output}',
         f'print("attention_scores", tuple(scores.shape))  # {scores}',
     ]
+    return "\n".join(lines) + "\n"
+
+
+def _entries(m: WeightMap) -> list[str]:
+    """The map's parameters as dict entries, a concatenation's parts one per line, each with its shape."""
+    lines = []
+    for parameter in m.parameters:
+        shape = format_shape(parameter.shape)
+        if parameter.parts:
+            lines.append(f'    "{parameter.name}": np.concatenate(  # {shape}')
+            lines += [
+                "        [",
+                *(f"            {part}," for part in parameter.parts),
+                "        ]",
+                "    ),",
+            ]
+        else:
+            lines.append(f'    "{parameter.name}": {parameter.formula},  # {shape}')
+    return lines
+
+
+def layout_source() -> str:
+    """KerasLayoutAttention's class as text, from its file (nothing imported: no torch, no NumPy)."""
+    spec = importlib.util.find_spec("mha_cli.runtime.torch_layout")
+    assert spec is not None and spec.origin is not None
+    text = Path(spec.origin).read_text(encoding="utf-8")
+    return text[text.index("class KerasLayoutAttention") :]
+
+
+def map_script(d: Derivation, m: WeightMap, layout: str | None = None) -> str:
+    """A script moving one layer's weights between Keras and PyTorch (``m``), and calling the other side.
+
+    ``layout`` is KerasLayoutAttention's source, for ``--to linear``. The
+    script expects ``layer`` (the Keras layer) and, for "to", the call's
+    inputs as NumPy arrays; for "from", ``torch_layer``.
+    """
+    keras2 = d.config.keras == 2
+    short = 'v.name.split(":")[0].split("/")[-2:]' if keras2 else 'v.path.split("/")[-2:]'
+    dtype = "np.float64" if d.layer.dtype == "float64" else "np.float32"
+    title = TARGET_NAMES[m.target]
+    if m.direction == "from":
+        lines = [
+            f"# {title} -> Keras MultiHeadAttention (mha-explain map --from {m.target}).",
+            "# Given torch_layer, the PyTorch module; builds the Keras layer and sets its weights.",
+            "import numpy as np",
+            "import tf_keras as keras" if keras2 else "import keras",
+            "",
+            f"layer = {constructor(d)}",
+        ]
+        shapes = [d.inputs[name].with_batch(d.config.batch) for name in ("query", "value", "key")]
+        if keras2:  # Keras 2 creates the projections on the first call
+            lines.append(
+                f"layer(np.zeros({shapes[0]}), np.zeros({shapes[1]}), key=np.zeros({shapes[2]}))"
+                "  # Keras 2 builds on the first call"
+            )
+        else:
+            lines.append(f"layer.build({shapes[0]}, {shapes[1]}, {shapes[2]})")
+        lines += [
+            "w = {name: value.detach().cpu().numpy() for name, value in torch_layer.state_dict().items()}",
+            "keras_weights = {",
+            *_entries(m),
+            "}",
+            "for v in layer.weights:",
+            f'    v.assign(keras_weights["/".join({short})])',
+        ]
+        return "\n".join(lines) + "\n"
+    lines = [
+        f"# Keras MultiHeadAttention -> {title} (mha-explain map --to {m.target}).",
+        "# Given layer, the Keras layer, and its call's query, value (and key, mask) as NumPy arrays;",
+        "# without a key, Keras uses value: key = value.",
+        *(["import math", ""] if layout is not None else []),
+        "import numpy as np",
+        "import torch",
+    ]
+    if not keras2:
+        lines.append("import keras")
+    if layout is not None:
+        lines += ["", "", layout.strip("\n"), ""]
+    numpy_of = "v.numpy()" if keras2 else "keras.ops.convert_to_numpy(v)"
+    lines += [
+        "",
+        f'w = {{"/".join({short}): {numpy_of} for v in layer.weights}}',
+        "state = {",
+        *_entries(m),
+        "}",
+        f"torch_layer = {m.module}",
+        "torch_layer.load_state_dict(",
+        f"    {{name: torch.from_numpy(np.asarray(value, {dtype})) for name, value in state.items()}}",
+        ")",
+        "torch_layer.train(False)"
+        + (".double()" if dtype == "np.float64" else "")
+        + "  # inference: no dropout",
+        "",
+        f"def t(a):\n    return torch.from_numpy(np.asarray(a, {dtype}))",
+        "",
+    ]
+    masked = m.mask or m.causal
+    if masked:
+        lines.append("attend = np.ones((query.shape[0], query.shape[1], key.shape[1]), bool)  # True: attend")
+        if m.mask:
+            lines.append("attend &= np.asarray(mask, bool)")
+        if m.causal:
+            lines.append("attend &= np.tril(np.ones(attend.shape[1:], bool))  # use_causal_mask=True")
+    lines.append("with torch.no_grad():")
+    if m.target == "linear":
+        mask_argument = ", attention_mask=torch.from_numpy(attend)" if masked else ""
+        lines.append(f"    output, scores = torch_layer(t(query), t(value), t(key){mask_argument})")
+    else:
+        if masked:
+            lines.append(
+                f"    blocked = torch.from_numpy(np.repeat(~attend, {m.num_heads}, axis=0))  # True: blocked"
+            )
+        blocked = "blocked" if masked else "None"
+        lines += [
+            "    output, scores = torch_layer(",
+            f"        t(query), t(key), t(value), attn_mask={blocked},",
+            "        need_weights=True, average_attn_weights=False,",
+            "    )",
+        ]
     return "\n".join(lines) + "\n"

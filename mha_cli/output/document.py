@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # an explain document needs none of these: --no-run stays ins
     from mha_cli.operations.majors import MajorsRun
     from mha_cli.operations.many import Answer
     from mha_cli.operations.picture import Picture
+    from mha_cli.operations.porting import MapResult
     from mha_cli.operations.record import Change, RecordReport
     from mha_cli.operations.scan import ScanResult
 
@@ -579,3 +580,33 @@ def shell_form(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+def map_document(result: MapResult) -> dict[str, Any]:
+    """The document of ``map --json`` (schema in docs/porting.md)."""
+    wmap, check = result.map, result.check
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "target": wmap.target,
+        "direction": wmap.direction,
+        "module": wmap.module,
+        "packed": wmap.packed,
+        "parameters": [
+            {"name": p.name, "shape": list(p.shape), "formula": p.formula} for p in wmap.parameters
+        ],
+        "call_notes": list(wmap.call_notes),
+        "tolerance": result.tolerance,
+        "check": None
+        if check is None
+        else {
+            "keras_version": check.keras_version,
+            "torch_version": check.torch_version,
+            "backend": check.backend,
+            "output_max_abs_diff": check.output_max_abs_diff,
+            "head_max_abs_diff": list(check.head_max_abs_diff),
+            "fully_masked_rows": check.fully_masked_rows,
+            "moved": list(check.moved),
+        },
+        "failures": list(result.failures),
+    }

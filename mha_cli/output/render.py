@@ -38,6 +38,7 @@ from mha_cli.operations.explain import ExplainResult, Status
 from mha_cli.operations.explore import Exploration
 from mha_cli.operations.majors import MajorsRun
 from mha_cli.operations.picture import Picture
+from mha_cli.operations.porting import MapResult
 from mha_cli.operations.record import GONE, RecordReport
 from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
 from mha_cli.operations.vectors import VectorSet
@@ -1285,3 +1286,50 @@ def _verdicts(manifest: dict[str, Any]) -> str:
         return f"check failed: {', '.join(failed)}"
     passed = sum(check["status"] == "passed" for check in manifest["checks"])
     return f"{passed} checks passed"
+
+
+def render_map(result: MapResult, console: Console) -> None:
+    """The map: the module, each parameter's formula, how the call translates, and the check."""
+    from mha_cli.core.weight_map import TARGET_NAMES
+
+    wmap = result.map
+    target = TARGET_NAMES[wmap.target]
+    arrow = f"Keras MultiHeadAttention -> {target}" if wmap.direction == "to" else f"{target} -> Keras"
+    console.print(Text(arrow, style="bold"))
+    console.print(Text(wmap.module))
+    source = "the Keras layer's weights" if wmap.direction == "to" else "the PyTorch state_dict"
+    title = f"Parameters (w: {source}, by name; NumPy)"
+    table = _table(title, "parameter", "shape", "formula")
+    for parameter in wmap.parameters:
+        table.add_row(Text(parameter.name), format_shape(parameter.shape), Text(parameter.formula))
+    console.print(table)
+    console.print(Text("The call", style="bold"))
+    for note in wmap.call_notes:
+        console.print(Text(f"- {note}"))
+    check = result.check
+    if check is None:
+        console.print(Text("\nVerify it: the same command with --check; the script: with --code."))
+        return
+    console.print()
+    table = _table(
+        f"Check: PyTorch {check.torch_version} beside Keras {check.keras_version} ({check.backend}), "
+        "same inputs and masks",
+        "compared",
+        "max |diff|",
+        "",
+    )
+
+    def row(label: str, value: float) -> None:
+        passed = value <= result.tolerance
+        verdict = Text("ok" if passed else "ABOVE TOLERANCE", style="green" if passed else "bold red")
+        table.add_row(label, f"{value:.1e}", verdict)
+
+    row("output", check.output_max_abs_diff)
+    for head, difference in enumerate(check.head_max_abs_diff):
+        row(f"attention weights, head {head}", difference)
+    console.print(table)
+    moved = "Keras's weights into PyTorch" if check.direction == "to" else "PyTorch's weights into Keras"
+    line = f"{moved}, tolerance {result.tolerance:.0e} ({result.derivation.layer.dtype})"
+    if check.fully_masked_rows:
+        line += f"; {check.fully_masked_rows} query row(s) with no key to attend to left out (NaN in PyTorch)"
+    console.print(Text(line))

@@ -15,7 +15,7 @@ import inspect
 import os
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from types import ModuleType
@@ -247,17 +247,24 @@ def uninterrupted(function: F) -> F:
 
 @uninterrupted
 def run_layer(
-    derivation: Derivation, backend: str, *, observe_path: bool = False, intermediates: bool = False
+    derivation: Derivation,
+    backend: str,
+    *,
+    observe_path: bool = False,
+    intermediates: bool = False,
+    weights: Mapping[str, np.ndarray] | None = None,
 ) -> LayerRun:
     """Build the real layer, run it forward and symbolically, and read it back.
 
     With ``observe_path``, also call it once without return_attention_scores
     to see which execution path Keras takes (one more forward pass). With
     ``intermediates``, keep the tensors inside the forward pass (LayerRun.INTERMEDIATES).
+    ``weights`` (by short name, "query/kernel") replaces the drawn weights, e.g.
+    weights mapped from PyTorch; the inputs and mask are drawn as always.
     """
     keras = _prepared(derivation, backend)
     with native_output_silenced():
-        return _run(keras, derivation, backend, observe_path, intermediates)
+        return _run(keras, derivation, backend, observe_path, intermediates, weights)
 
 
 @uninterrupted
@@ -438,7 +445,12 @@ def _reusable_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int
 
 
 def _run(
-    keras: Any, derivation: Derivation, backend: str, observe_path: bool, intermediates: bool
+    keras: Any,
+    derivation: Derivation,
+    backend: str,
+    observe_path: bool,
+    intermediates: bool,
+    given: Mapping[str, np.ndarray] | None = None,
 ) -> LayerRun:
     config = derivation.config
     dtype = derivation.layer.dtype
@@ -463,6 +475,12 @@ def _run(
         )
     for variable in layer.weights:
         drawn = _random_weight(rng, _variable_path(variable), tuple(variable.shape))
+        if given is not None:  # drawn all the same, so the inputs after them do not change
+            drawn = np.asarray(given["/".join(_variable_path(variable).split("/")[-2:])])
+            if drawn.shape != tuple(variable.shape):
+                raise InternalError(
+                    f"{_variable_path(variable)}: given {drawn.shape}, held {tuple(variable.shape)}"
+                )
         # Keras 3 converts to the variable's dtype; Keras 2's assign wants that dtype already.
         variable.assign(_to_tensor(keras, drawn, variable.dtype.name) if is_keras2(keras) else drawn)
     # The call's masks: a random attention_mask (3 in 4 positions attend) and/or use_causal_mask.
