@@ -16,13 +16,12 @@ INDEX = "index.json"
 
 
 def prepared(option: str, directory: Path) -> Path:
-    """The output directory, created if missing; a file in its place is the user's mistake."""
+    """The output directory, checked before the run: a file in its place is the user's mistake.
+
+    Nothing is created here, so a run that fails leaves nothing behind; writing creates it.
+    """
     if directory.exists() and not directory.is_dir():
         raise ConfigError(option, str(directory), "is a file; name a directory to write the test vectors in")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(option, str(directory), f"cannot create it: {error.strerror or error}") from None
     return directory
 
 
@@ -49,4 +48,5 @@ def write_index(directory: Path, written: Sequence[VectorSet], skipped: Sequence
         "sets": [{"id": vectors.manifest["source"]["id"], "directory": vectors.where} for vectors in written],
         "skipped": [{"id": entry.id, "reason": entry.reason} for entry in skipped],
     }
+    directory.mkdir(parents=True, exist_ok=True)
     write_atomically(directory / INDEX, json.dumps(index, indent=2) + "\n")
