@@ -183,13 +183,19 @@ def _readme_answers() -> list[str]:
 
 
 @pytest.mark.parametrize("command", _readme_answers())
-def test_every_answer_in_the_readme_runs(command: str) -> None:
+def test_every_answer_in_the_readme_runs(command: str, tmp_path: Path) -> None:
     """Each forum question's one command, as the README gives it, answers with exit 0."""
     args = shlex.split(command)[1:]
     if "--keras" in args and importlib.util.find_spec("tf_keras") is None:
         pytest.skip("needs tf-keras: pip install 'mha-explain[keras2]' (CI installs it)")
+    if "--check" in args and importlib.util.find_spec("torch") is None:
+        pytest.skip("map --check runs PyTorch: pip install 'mha-explain[torch]' (CI installs it)")
     if args[0] == "check":
         args[1] = str(Path(__file__).resolve().parent.parent / args[1])
+    # What a command writes goes to a temporary directory, not into the repository.
+    args = [
+        str(tmp_path / arg) if index and args[index - 1] == "--out" else arg for index, arg in enumerate(args)
+    ]
     result = runner.invoke(app, args, env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
