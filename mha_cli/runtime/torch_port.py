@@ -8,6 +8,7 @@ torch is imported here only, inside the functions.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -24,7 +25,7 @@ from mha_cli.runtime.quiet import native_output_silenced
 
 def load_torch() -> ModuleType:
     try:
-        import torch
+        torch = importlib.import_module("torch")
     except ImportError as error:
         raise EnvironmentProblem(
             f"--check runs PyTorch, which is not installed ({error}); install it with: "
