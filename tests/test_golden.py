@@ -218,6 +218,8 @@ def test_each_readme_example_shows_real_output(
         pytest.skip("the --backend all example needs every backend (CI installs them)")
     if "--keras" in args and importlib.util.find_spec("tf_keras") is None:
         pytest.skip("--keras 2 needs tf-keras: pip install 'mha-explain[keras2]' (CI installs it)")
+    if args[0] == "map" and "--check" in args and importlib.util.find_spec("torch") is None:
+        pytest.skip("map --check runs PyTorch: pip install 'mha-explain[torch]' (CI installs it)")
     for argument, option in (("use_gate", "--gate"), ("sliding_window", "--sliding-window")):
         if option in args and not keras_supports(argument):
             pytest.skip(f"{option} needs Keras >= {ADDED_IN[argument]}")
