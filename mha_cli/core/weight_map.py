@@ -298,7 +298,8 @@ def _call_notes(target: str, heads: int, causal: bool, mask: bool, dropout: floa
         )
     else:
         notes.append(
-            "The forward pass is the module below: (batch, sequence, features) in, scores per head out."
+            "--code's script defines KerasLayoutAttention: four Linear layers called in Keras's order, "
+            "module(query, value, key, attention_mask), (batch, sequence, features) in, per-head scores out."
         )
     if mask:
         if target == "torch":
