@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mha_cli import __version__
+from mha_cli.core.call import call
 from mha_cli.core.errors import ConfigError
 from mha_cli.operations.explain import TOLERANCE, ExplainResult
 
@@ -59,27 +60,32 @@ class VectorSet:
     manifest: dict[str, Any]
 
 
-def vectors_of(
-    result: ExplainResult, *, where: str, source: dict[str, Any], call: dict[str, Any]
+def explained_vectors(
+    result: ExplainResult,
+    *,
+    where: str = "",
+    source: dict[str, Any],
+    mask_meaning: str | None = None,
+    inbound_nodes: list[Any] | None = None,
 ) -> VectorSet:
-    """The vectors of an explained configuration whose run kept its intermediates.
+    """The vectors of a configuration explained with ``intermediates``.
 
     ``source`` says where the configuration came from (command, case file,
-    model, layer path); ``call`` how the layer was called (``text``, and the
-    serialized ``inbound_nodes`` when a functional model recorded one).
+    model, layer path). The call's serialized ``inbound_nodes`` are the
+    model's own for a scanned call, else those ``graph`` recorded;
+    ``mask_meaning`` says where a scanned call's mask came from.
     """
-
     run = result.run
     if run is None or not result.executed:
         reason = result.not_executed_reason or "there was no forward pass"
-        raise ConfigError(
-            "--vectors" if source.get("command") != "vectors" else "--out",
+        raise ConfigError(  # only vectors --out gets here: check and scan skip what did not run
+            "--out",
             where or ".",
             f"test vectors need a real forward pass, and none ran ({reason}); raise --max-memory "
             "or use smaller shapes",
         )
     if not run.intermediates:
-        raise AssertionError("vectors_of needs a run made with intermediates=True")
+        raise AssertionError("test vectors need a run made with intermediates=True")
     derivation = result.derivation
     dtype = derivation.layer.dtype
     stored = _STORED_DTYPE.get(dtype, dtype)
@@ -100,14 +106,22 @@ def vectors_of(
             }
         )
 
-    key_given = bool(call.get("key_given", config.key_shape is not None))
+    if inbound_nodes is None:
+        inbound_nodes = (result.call_convention or {}).get("multi_head_attention", {}).get("inbound_nodes")
+    key_given = config.key_shape is not None  # a scanned call's configuration states it the same way
     for name in ("query", "value", "key"):
         meaning = _INPUT_MEANING[name]
         if name == "key" and not key_given:
             meaning = "not given in the call, so Keras projects value as the key: this is value"
         add(name, run.arrays[name], "input", meaning)
     if "attention_mask" in run.arrays:
-        add("attention_mask", run.arrays["attention_mask"], "mask", call["mask_meaning"])
+        given = "the attention_mask passed to the call (True: attend), drawn with 3 in 4 True; Keras "
+        add(
+            "attention_mask",
+            run.arrays["attention_mask"],
+            "mask",
+            mask_meaning or given + "broadcasts it over the heads",
+        )
     for short, path in run.variable_paths.items():
         add(path, run.arrays[short], "weight", f"{_WEIGHT_MEANING[short]} (Keras variable {short})")
     for name, value in run.intermediates.items():
@@ -134,62 +148,23 @@ def vectors_of(
         "layer": {
             "class_name": "MultiHeadAttention",
             "config": run.layer_config,
-            "build_shapes": run.build_shapes,
+            # As fed: key is value when the call gave none, as Keras builds it.
+            "build_shapes": {name: list(run.arrays[name].shape) for name in ("query", "value", "key")},
             "resolved_attention_axes": list(run.resolved_axes),
         },
         "call": {
-            "text": call["text"],
+            "text": call(derivation, training=False),
             "key_given": key_given,
             "return_attention_scores": True,
             "training": False,
             "use_causal_mask": config.causal,
-            "inbound_nodes": call.get("inbound_nodes"),
+            "inbound_nodes": inbound_nodes,
         },
         "equations": dict(run.equations),
         "checks": [{"name": c.name, "status": str(c.status), "detail": c.detail} for c in result.checks],
         "arrays": described,
     }
     return VectorSet(where, arrays, manifest)
-
-
-def call_text(value_is_query: bool, key_given: bool, mask: bool, causal: bool) -> str:
-    """The call as a user writes it, e.g. ``layer(x, x, attention_mask=mask)``."""
-    arguments = ["x, x" if value_is_query else "query, value"]
-    if key_given:
-        arguments.append("key=key")
-    if mask:
-        arguments.append("attention_mask=mask")
-    if causal:
-        arguments.append("use_causal_mask=True")
-    return f"layer({', '.join(arguments)}, return_attention_scores=True, training=False)"
-
-
-def explained_vectors(
-    result: ExplainResult,
-    *,
-    where: str = "",
-    source: dict[str, Any],
-    mask_meaning: str | None = None,
-    inbound_nodes: list[Any] | None = None,
-) -> VectorSet:
-    """The vectors of one configuration explained with ``intermediates`` (and ``graph`` for its call node)."""
-    config = result.derivation.config
-    if inbound_nodes is None:
-        inbound_nodes = (result.call_convention or {}).get("multi_head_attention", {}).get("inbound_nodes")
-    call = {
-        "text": call_text(
-            config.value_shape is None,
-            config.key_shape is not None,
-            config.mask_shape is not None,
-            config.causal,
-        ),
-        "key_given": config.key_shape is not None,
-        "mask_meaning": mask_meaning
-        or "the attention_mask passed to the call (True: attend), drawn with 3 in 4 True; Keras broadcasts "
-        "it over the heads",
-        "inbound_nodes": inbound_nodes,
-    }
-    return vectors_of(result, where=where, source=source, call=call)
 
 
 @dataclass(frozen=True)

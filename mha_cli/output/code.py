@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from mha_cli.core.call import INPUT_TENSOR, call, input_names
 from mha_cli.core.config import KERAS_DEFAULTS
 from mha_cli.core.derivation import Derivation
 from mha_cli.core.grammar import format_shape
@@ -44,29 +45,6 @@ def filled_arguments(d: Derivation) -> dict[str, object]:
         "use_gate": layer.use_gate,
         "dtype": layer.dtype,
     }
-
-
-#: The derivation's tensor behind each name input_names gives (x is the query, also the value).
-INPUT_TENSOR = {"x": "query", "query": "query", "value": "value", "key": "key"}
-
-
-def input_names(d: Derivation) -> tuple[str, ...]:
-    """The tensors a user passes: x for self-attention, else query, value; and key when given."""
-    names = ("x",) if d.config.value_shape is None else ("query", "value")
-    return (*names, "key") if d.config.key_shape is not None else names
-
-
-def call(d: Derivation) -> str:
-    """``layer(x, x, return_attention_scores=True)``, as the user would call it, masks included."""
-    names = input_names(d)
-    args = ["x, x" if names[0] == "x" else "query, value"]
-    if "key" in names:
-        args.append("key=key")
-    if d.config.mask_shape is not None:
-        args.append("attention_mask=mask")
-    if d.config.causal:
-        args.append("use_causal_mask=True")
-    return f"layer({', '.join(args)}, return_attention_scores=True)"
 
 
 def snippet(d: Derivation) -> str:

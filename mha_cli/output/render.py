@@ -25,6 +25,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from mha_cli.core.call import INPUT_TENSOR, call, input_names
 from mha_cli.core.cases import show
 from mha_cli.core.choices import group_letter
 from mha_cli.core.config import KERAS_DEFAULTS, ExecutionPath, Role
@@ -43,7 +44,8 @@ from mha_cli.operations.record import GONE, RecordReport
 from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
 from mha_cli.operations.vectors import VectorSet
 from mha_cli.output import EXPORT_WIDTH, PIPED_WIDTH
-from mha_cli.output.code import INPUT_TENSOR, call, constructor, filled_arguments, input_names
+from mha_cli.output.code import constructor, filled_arguments
+from mha_cli.output.vectors import place
 
 if TYPE_CHECKING:  # no NumPy at run time: --no-run and --help never import it
     import numpy as np
@@ -1250,7 +1252,7 @@ def render_vectors(written: list[tuple[Path, VectorSet]], console: Console) -> N
     if len(written) == 1:
         directory, vectors = written[0]
         manifest = vectors.manifest
-        target = directory / vectors.where if vectors.where else directory
+        target = place(directory, vectors)
         console.print(Text(f"Test vectors in {target}/: vectors.npz, manifest.json", style="bold"))
         console.print(
             Text(
@@ -1273,7 +1275,7 @@ def render_vectors(written: list[tuple[Path, VectorSet]], console: Console) -> N
         return
     table = _table("Test vectors (vectors.npz and manifest.json in each)", "directory", "arrays", "checks")
     for directory, vectors in written:
-        target = directory / vectors.where if vectors.where else directory
+        target = place(directory, vectors)
         manifest = vectors.manifest
         table.add_row(Text(f"{target}/"), str(len(manifest["arrays"])), _verdicts(manifest))
     console.print(table)
@@ -1328,7 +1330,7 @@ def render_map(result: MapResult, console: Console) -> None:
     for head, difference in enumerate(check.head_max_abs_diff):
         row(f"attention weights, head {head}", difference)
     console.print(table)
-    moved = "Keras's weights into PyTorch" if check.direction == "to" else "PyTorch's weights into Keras"
+    moved = "Keras's weights into PyTorch" if wmap.direction == "to" else "PyTorch's weights into Keras"
     line = f"{moved}, tolerance {result.tolerance:.0e} ({result.derivation.layer.dtype})"
     if check.fully_masked_rows:
         line += f"; {check.fully_masked_rows} query row(s) with no key to attend to left out (NaN in PyTorch)"

@@ -72,8 +72,6 @@ class LayerRun:
     #: Each weight's whole Keras variable path by its short name ("query/kernel" ->
     #: "multi_head_attention/query/kernel"); Keras 2's variable name without ":0".
     variable_paths: dict[str, str] = field(default_factory=dict)
-    #: The shapes the layer was built for (query, value, key; batch included).
-    build_shapes: dict[str, list[int]] = field(default_factory=dict)
     #: With ``intermediates``: the tensors inside the forward pass with scores, as float64 arrays
     #: (see INTERMEDIATES); empty otherwise.
     intermediates: dict[str, np.ndarray] = field(default_factory=dict)
@@ -543,11 +541,6 @@ def _forward(
     return replace(
         run,
         execution_path=path,
-        # key None: Keras builds and runs the key projection on value.
-        build_shapes={
-            name: list(tensor.shape)
-            for name, tensor in zip(_INPUTS, (query, value, value if key is None else key), strict=True)
-        },
         intermediates={name: _to_numpy(keras, tensor).astype(np.float64) for name, tensor in kept.items()},
     )
 

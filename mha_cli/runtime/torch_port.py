@@ -167,7 +167,6 @@ def run_torch(module: Any, m: WeightMap, arrays: Mapping[str, np.ndarray]) -> tu
 class MapCheck:
     """Keras and PyTorch on the same inputs, with weights moved by the map."""
 
-    direction: str
     keras_version: str
     torch_version: str
     backend: str
@@ -212,7 +211,6 @@ def check_map(derivation: Derivation, m: WeightMap, backend: str) -> MapCheck:
     )
     difference = float(np.max(np.abs(output - run.arrays["output"])[rows], initial=0.0))
     return MapCheck(
-        m.direction,
         run.keras_version,
         str(torch.__version__),
         backend,
