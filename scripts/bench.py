@@ -167,7 +167,7 @@ def side_by_side(configs: list[MHAConfig], ours: Callable[[int], object]) -> tup
     """
     import numpy as np
 
-    from mha_cli.core.derivation import derive
+    from mha_cli.core.mha import derive
     from mha_cli.runtime.keras_adapter import build_signature, load_keras
 
     keras = load_keras("tensorflow")  # imported quietly, as the CLI does
@@ -223,7 +223,8 @@ def jsonl_in_process(path: Path) -> tuple[int, float, float]:
     calls) plus the document --jsonl prints.
     """
     from mha_cli.operations.many import answer_lines, config_line
-    from mha_cli.output.document import line_form, to_document
+    from mha_cli.output.documents import line_form
+    from mha_cli.output.documents.explain import to_document
 
     lines = path.read_text().splitlines()
 

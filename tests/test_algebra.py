@@ -10,8 +10,8 @@ import opt_einsum
 import pytest
 
 from mha_cli.core.config import MHAConfig, Role
-from mha_cli.core.derivation import attention_equations, derive, projection_equation, shrunk
 from mha_cli.core.errors import ConfigError
+from mha_cli.core.mha import attention_equations, derive, projection_equation, shrunk
 
 IMAGE = (32, 64, 4)
 

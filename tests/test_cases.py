@@ -9,7 +9,7 @@ import pytest
 
 from mha_cli.core.cases import CaseFileError, Mismatch, compare, find_case_files, load, observed, parse
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derivation import derive
+from mha_cli.core.mha import derive
 
 GOOD = """\
 # shared by every case

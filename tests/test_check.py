@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from mha_cli.cli.app import app
 from mha_cli.core.cases import SHAPE_FIELDS, load
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derivation import derive
+from mha_cli.core.mha import derive
 from mha_cli.operations.check import CaseStatus, check_files
 from mha_cli.operations.explain import explain
 from mha_cli.operations.record import record_files
@@ -414,7 +414,7 @@ class _Terminal(io.StringIO):
 
 
 def test_the_progress_bar_shows_on_a_terminal_only() -> None:
-    from mha_cli.output.render import progress_bar
+    from mha_cli.output.check import progress_bar
 
     with progress_bar(io.StringIO()) as silent:
         assert silent is None

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mha_cli.cli.app import app
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derivation import derive
+from mha_cli.core.mha import derive
 from scripts.readme_help import COMMANDS, current_help, readme_help
 
 runner = CliRunner()
@@ -455,7 +455,7 @@ def test_weights_too_big_to_build_are_answered_from_the_algebra_without_keras() 
 
 def test_shell_form_is_unambiguous() -> None:
     """Review bug 11: a list of sentences with commas was joined with commas."""
-    from mha_cli.output.document import shell_form
+    from mha_cli.output.documents import shell_form
 
     assert shell_form([None, 64, 2, 32, 32]) == "None,64,2,32,32"  # a shape: one line, commas
     assert shell_form(["a, b.", "c."]) == "a, b.\nc."  # words: one item per line

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from mha_cli.cli.app import app
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derivation import derive
 from mha_cli.core.errors import ConfigError
+from mha_cli.core.mha import derive
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()

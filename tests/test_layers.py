@@ -45,13 +45,14 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def imports(source: str, module: str) -> set[str]:
-    """Every module ``source`` imports when it runs (TYPE_CHECKING blocks aside), as absolute names."""
+def imports(source: str, module: str, *, type_checking: bool = False) -> set[str]:
+    """Every module ``source`` imports when it runs, as absolute names; TYPE_CHECKING blocks too
+    with ``type_checking`` (what a type checker reads)."""
     found: set[str] = set()
     package = module if module.count(".") == 0 else module.rsplit(".", 1)[0]
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
+        if isinstance(node, ast.If) and _is_type_checking(node) and not type_checking:
             for child in node.orelse:
                 visit(child)
             return
@@ -63,7 +64,7 @@ def imports(source: str, module: str) -> set[str]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, *([base] if base else [])])
             found.add(base)
-            # ``from mha_cli.output import document`` imports the module mha_cli.output.document.
+            # ``from mha_cli.output import documents`` imports the module mha_cli.output.documents.
             found.update(f"{base}.{alias.name}" for alias in node.names)
         for child in ast.iter_child_nodes(node):
             visit(child)
@@ -72,11 +73,15 @@ def imports(source: str, module: str) -> set[str]:
     return found
 
 
-def import_graph(package: Path) -> dict[str, set[str]]:
-    """Module -> the package's own modules it imports."""
+def import_graph(package: Path, *, type_checking: bool = False) -> dict[str, set[str]]:
+    """Module -> the package's own modules it imports (with ``type_checking``: TYPE_CHECKING blocks too)."""
     sources = {module_name(path, package): path.read_text(encoding="utf-8") for path in package.rglob("*.py")}
     return {
-        module: {name for name in imports(source, module) if name in sources and name != module}
+        module: {
+            name
+            for name in imports(source, module, type_checking=type_checking)
+            if name in sources and name != module
+        }
         for module, source in sources.items()
     }
 
@@ -133,6 +138,18 @@ def test_no_module_imports_a_layer_to_its_right() -> None:
 
 def test_the_package_has_no_import_cycle() -> None:
     assert cycles(import_graph(PACKAGE)) == []
+
+
+def core_cycles(package: Path) -> list[list[str]]:
+    """Cycles among the core's modules, counting TYPE_CHECKING imports: the core's modules are
+    the seam every layer kind builds on, so none may need another back, even for its types."""
+    graph = import_graph(package, type_checking=True)
+    core = {module: targets for module, targets in graph.items() if layer_of(module) == "core"}
+    return cycles(core)
+
+
+def test_the_core_has_no_cycle_even_for_types() -> None:
+    assert core_cycles(PACKAGE) == []
 
 
 def test_every_module_is_in_a_layer() -> None:
@@ -229,3 +246,39 @@ def test_every_subpackage_is_installed() -> None:
     on_disk = sorted(module_name(path, PACKAGE) for path in PACKAGE.rglob("__init__.py"))
     assert len(on_disk) >= 7
     assert [name for name in on_disk if not any(fnmatch.fnmatch(name, p) for p in patterns)] == []
+
+
+# The rules on this package itself, broken on purpose in a copy: each test must fail on its breach.
+
+
+def _copy_of_the_package(tmp_path: Path) -> Path:
+    import shutil
+
+    copy = tmp_path / "mha_cli"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def _append(path: Path, text: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + text, encoding="utf-8")
+
+
+def test_an_upward_import_added_to_the_core_is_found(tmp_path: Path) -> None:
+    copy = _copy_of_the_package(tmp_path)
+    assert upward_imports(import_graph(copy)) == []
+    _append(copy / "core" / "grammar.py", "\n\ndef _late() -> None:\n    from mha_cli.output import tables\n")
+    assert upward_imports(import_graph(copy)) == [
+        "mha_cli.core.grammar (core) imports mha_cli.output (output)",
+        "mha_cli.core.grammar (core) imports mha_cli.output.tables (output)",
+    ]
+
+
+def test_a_core_cycle_through_type_checking_is_found(tmp_path: Path) -> None:
+    """The circle core/ once had: derivation -> masks at run time, masks -> derivation for its types."""
+    copy = _copy_of_the_package(tmp_path)
+    assert core_cycles(copy) == []
+    _append(
+        copy / "core" / "derived.py", "\nif TYPE_CHECKING:\n    from mha_cli.core.masks import plan_mask\n"
+    )
+    assert core_cycles(copy) == [["mha_cli.core.derived", "mha_cli.core.masks"]]
+    assert cycles(import_graph(copy)) == []  # invisible at run time: only the core rule sees it

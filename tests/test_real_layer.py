@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derivation import attention_equations, derive, projection_equation, shrunk
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.limits import TF_MAX_MULTI_AXIS_SCORES_RANK
 from mha_cli.core.masks import mask_layout
+from mha_cli.core.mha import attention_equations, derive, projection_equation, shrunk
 from mha_cli.operations.explain import Status, explain
 from mha_cli.output.code import snippet
 from mha_cli.runtime import keras_adapter

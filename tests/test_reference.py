@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derivation import derive
+from mha_cli.core.mha import derive
 from mha_cli.runtime import reference
 from mha_cli.runtime.reference import contract
 

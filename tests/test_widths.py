@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from mha_cli.cli.app import app
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derivation import derive
+from mha_cli.core.mha import derive
 
 runner = CliRunner()
 WIDTHS = (60, 80, 120)

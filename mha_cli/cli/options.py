@@ -590,6 +590,23 @@ class Screen:
     width: int | None = None
     color: str = "auto"
 
+    def console(self) -> Any:
+        """The console for tables on stdout (a rich Console, built by the output layer)."""
+        from mha_cli.output.tables import make_console
+
+        return make_console(width=self.width, color=self.color)
+
+    def answer(
+        self, json_output: bool, document: Callable[[], dict[str, Any]], tables: Callable[[Any], None]
+    ) -> None:
+        """Print a result as its JSON document (--json) or as its tables on this screen."""
+        if json_output:
+            from mha_cli.output.documents import dumps
+
+            typer.echo(dumps(document()))
+        else:
+            tables(self.console())
+
 
 #: What a command's ``screen`` parameter says before screen_options replaces it.
 DEFAULT_SCREEN = Screen()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mha_cli.core.derivation import Derivation
+    from mha_cli.core.derived import Derivation
 
 
 #: The derivation's tensor behind each name input_names gives (x is the query, also the value).

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli.core.config import KERAS_MAJORS, MHAConfig
-from mha_cli.core.derivation import Derivation, derive
+from mha_cli.core.derived import Derivation
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import MAX_SIZE, format_shape
+from mha_cli.core.mha import derive
 from mha_cli.core.models import ModelSpec, model_spec, parse_input
 
 #: File names that directories are searched for, and that the pytest plugin collects.

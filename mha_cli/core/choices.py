@@ -24,9 +24,10 @@ import itertools
 from dataclasses import dataclass, replace
 
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derivation import Derivation, derive
+from mha_cli.core.derived import Derivation
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.limits import check_shape_limits, machine_limit
+from mha_cli.core.mha import derive
 
 
 @dataclass(frozen=True)

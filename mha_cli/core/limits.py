@@ -7,7 +7,7 @@ TensorFlow) stay in the runtime.
 
 from __future__ import annotations
 
-from mha_cli.core.derivation import Derivation
+from mha_cli.core.derived import Derivation
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import format_shape
 

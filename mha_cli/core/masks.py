@@ -2,38 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
+from mha_cli.core.derived import Derivation, MaskPlan
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import format_shape
-
-if TYPE_CHECKING:  # a mask is planned for a derivation, which plan_mask completes
-    from mha_cli.core.derivation import Derivation
-
-
-@dataclass(frozen=True)
-class MaskPlan:
-    """How the call's masks reach the attention scores, as Keras 3.15 does it.
-
-    ``_compute_attention_mask`` ANDs a ``(1, T, S)`` causal and sliding-window
-    mask, built from axis 1 of the query and the value, with the given
-    ``attention_mask`` (NumPy broadcasting). ``_masked_softmax`` then inserts
-    size-1 axes at ``heads_axis`` (-2 x attended axes - 1, just before the
-    query's attended axes, where the heads sit) until the rank is the scores',
-    and Softmax needs every axis to be 1 or the scores' size.
-    """
-
-    #: The attention_mask shape that needs no insertion: the scores' without heads.
-    expected: tuple[int | None, ...]
-    #: Where Keras inserts the missing axes (negative index into the mask).
-    heads_axis: int
-    #: (source, shape) for each mask: attention_mask, causal, sliding_window.
-    sources: tuple[tuple[str, tuple[int, ...]], ...]
-    #: The sources ANDed together (NumPy broadcasting).
-    combined: tuple[int, ...]
-    #: The combined mask after Keras's insertions: broadcasts to the scores.
-    broadcast_to: tuple[int, ...]
 
 
 def mask_layout(d: Derivation) -> tuple[tuple[int | None, ...], int]:

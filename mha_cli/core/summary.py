@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from mha_cli.core.config import ExecutionPath
+from mha_cli.core.derived import Derivation
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.masks import mask_layout
-
-if TYPE_CHECKING:  # sentences are written about a derivation, which summarize completes
-    from mha_cli.core.derivation import Derivation
 
 
 def join_words(words: list[str]) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mha_cli.core.derivation import Derivation
+from mha_cli.core.derived import Derivation
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import format_shape
 

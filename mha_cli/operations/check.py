@@ -4,7 +4,7 @@ Each case runs through :func:`mha_cli.operations.explain.explain` (the same forw
 and verifications as the explain command); its expectations are compared with
 the derivation that the real layer has just confirmed. The backend is imported
 once, by the first case that runs. The report is a frozen object that
-:mod:`mha_cli.output.render`, :mod:`mha_cli.output.document` and :mod:`mha_cli.output.junit` present.
+:mod:`mha_cli.output.check` (tables and JSON) and :mod:`mha_cli.output.junit` present.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Explain one configuration: derive, run the real layer, and check the two agree.
 
-The result is a frozen object; :mod:`mha_cli.output.document` turns it into JSON and
-:mod:`mha_cli.output.render` into rich tables.
+The result is a frozen object; :mod:`mha_cli.output.explain` turns it into JSON and
+into rich tables.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mha_cli.core.config import ExecutionPath, MHAConfig
-from mha_cli.core.derivation import Derivation, derive, shrunk
+from mha_cli.core.derived import Derivation
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.core.limits import check_shape_limits
+from mha_cli.core.mha import derive, shrunk
 
 if TYPE_CHECKING:
     from mha_cli.runtime.keras_adapter import LayerRun

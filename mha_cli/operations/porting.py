@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derivation import Derivation, derive
+from mha_cli.core.derived import Derivation
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import format_bytes
 from mha_cli.core.limits import check_shape_limits
+from mha_cli.core.mha import derive
 from mha_cli.core.weight_map import WeightMap, plan
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, TOLERANCE
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derivation import Derivation, derive
+from mha_cli.core.derived import Derivation
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import format_bytes, format_shape
+from mha_cli.core.mha import derive
 from mha_cli.core.models import InputSpec, ModelSpec, resolve_inputs
 from mha_cli.operations.explain import (
     DEFAULT_MAX_MEMORY,

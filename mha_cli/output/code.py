@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mha_cli.core.call import INPUT_TENSOR, call, input_names
 from mha_cli.core.config import KERAS_DEFAULTS
-from mha_cli.core.derivation import Derivation
+from mha_cli.core.derived import Derivation
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.weight_map import TARGET_NAMES, WeightMap
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
 
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.files import write_atomically
+from mha_cli.core.grammar import format_shape
 from mha_cli.operations.vectors import FORMAT, FORMAT_VERSION, Skipped, VectorSet
+from mha_cli.output.tables import titled_table
 
 ARRAYS = "vectors.npz"
 MANIFEST = "manifest.json"
@@ -50,3 +56,48 @@ def write_index(directory: Path, written: Sequence[VectorSet], skipped: Sequence
     }
     directory.mkdir(parents=True, exist_ok=True)
     write_atomically(directory / INDEX, json.dumps(index, indent=2) + "\n")
+
+
+def render_vectors(written: list[tuple[Path, VectorSet]], console: Console) -> None:
+    """Where test vectors went; for one set, every array it holds."""
+    if len(written) == 1:
+        directory, vectors = written[0]
+        manifest = vectors.manifest
+        target = place(directory, vectors)
+        console.print(Text(f"Test vectors in {target}/: vectors.npz, manifest.json", style="bold"))
+        console.print(
+            Text(
+                f"Keras {manifest['keras_version']} on {manifest['backend']}, {manifest['dtype']}"
+                + (
+                    ""
+                    if manifest["stored_dtype"] == manifest["dtype"]
+                    else f" (stored as {manifest['stored_dtype']})"
+                )
+                + f"; call: {manifest['call']['text']}"
+            )
+        )
+        table = titled_table("Arrays in vectors.npz", "name", "shape", "dtype", "role")
+        for entry in manifest["arrays"]:
+            table.add_row(
+                Text(entry["name"]), format_shape(tuple(entry["shape"])), entry["dtype"], entry["role"]
+            )
+        console.print(table)
+        console.print(Text(_verdicts(manifest)))
+        return
+    table = titled_table(
+        "Test vectors (vectors.npz and manifest.json in each)", "directory", "arrays", "checks"
+    )
+    for directory, vectors in written:
+        target = place(directory, vectors)
+        manifest = vectors.manifest
+        table.add_row(Text(f"{target}/"), str(len(manifest["arrays"])), _verdicts(manifest))
+    console.print(table)
+
+
+def _verdicts(manifest: dict[str, Any]) -> str:
+    """``4 checks passed`` or which did not, from a manifest's checks."""
+    failed = [check["name"] for check in manifest["checks"] if check["status"] == "failed"]
+    if failed:
+        return f"check failed: {', '.join(failed)}"
+    passed = sum(check["status"] == "passed" for check in manifest["checks"])
+    return f"{passed} checks passed"

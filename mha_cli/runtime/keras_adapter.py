@@ -24,9 +24,10 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from mha_cli.core.config import BACKENDS, ExecutionPath
-from mha_cli.core.derivation import Derivation
+from mha_cli.core.derived import Derivation
 from mha_cli.core.errors import ConfigError, EnvironmentProblem, InternalError
 from mha_cli.core.grammar import format_shape
+from mha_cli.core.kinds import KINDS
 from mha_cli.core.limits import ONEDNN_MAX_SOFTMAX_RANK, check_shape_limits
 from mha_cli.runtime.quiet import native_output_silenced, sigint_held
 
@@ -376,8 +377,9 @@ _INPUTS = ("query", "value", "key")
 def _built_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, ...] | None) -> Any:
     """The layer as the user would construct it, built for (query, value, key) shapes."""
     with keras_rejects():
-        layer = keras.layers.MultiHeadAttention(
-            **derivation.layer.keras_kwargs(derivation.config.attention_axes),
+        kind = KINDS[derivation.kind]
+        layer = getattr(keras.layers, kind.keras_class)(
+            **kind.keras_kwargs(derivation),
             kernel_initializer="zeros",  # every weight is assigned before a forward pass
             bias_initializer="zeros",
             # One name in every process, so weight paths ("multi_head_attention/query/kernel",

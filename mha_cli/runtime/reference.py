@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from mha_cli.core.derivation import Derivation
+from mha_cli.core.derived import Derivation
 
 
 def reexecute(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mha_cli.core.derivation import Derivation
+from mha_cli.core.derived import Derivation
 from mha_cli.core.errors import EnvironmentProblem
 from mha_cli.core.weight_map import WeightMap
 from mha_cli.runtime.keras_adapter import run_layer, uninterrupted

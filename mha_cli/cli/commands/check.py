@@ -53,7 +53,8 @@ def check_command(
     (file:line; every other file is still checked), 3 environment problem.
     """
     from mha_cli.operations.check import check_files
-    from mha_cli.output.render import progress_bar
+    from mha_cli.output import check as shown
+    from mha_cli.output.documents.check import check_document
 
     if junit is not None and not junit.parent.is_dir():
         fail(ExitCode.BAD_INPUT, f"--junit {junit}: no directory {junit.parent} to write it in")
@@ -61,7 +62,7 @@ def check_command(
         from mha_cli.output.vectors import prepared
 
         guarded(partial(prepared, "--vectors", vectors), debug)
-    with progress_bar(sys.stderr) as progress:
+    with shown.progress_bar(sys.stderr) as progress:
         report = guarded(
             lambda: check_files(
                 files,
@@ -73,14 +74,11 @@ def check_command(
             ),
             debug,
         )
-    if json_output:
-        from mha_cli.output import document
-
-        typer.echo(document.dumps(document.check_document(report, strict=strict)))
-    else:
-        from mha_cli.output.render import make_console, render_check
-
-        render_check(report, make_console(width=screen.width, color=screen.color), strict=strict)
+    screen.answer(
+        json_output,
+        partial(check_document, report, strict=strict),
+        partial(shown.render_check, report, strict=strict),
+    )
     if vectors is not None:
         from mha_cli.cli.commands.vectors import write_sets
         from mha_cli.operations.vectors import Places, check_vectors

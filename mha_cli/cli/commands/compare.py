@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -62,14 +63,14 @@ def compare_command(
     if len(configs) < 2:
         fail(ExitCode.BAD_INPUT, "--axes: give two or more to compare, e.g. --axes 1 --axes none")
     comparison = guarded(lambda: compare(configs, backend, execute=not no_run, max_memory=max_memory), debug)
-    if json_output:
-        from mha_cli.output import document
+    from mha_cli.output import compare as shown
+    from mha_cli.output.documents import compare as documents
 
-        typer.echo(document.dumps(document.compare_document(comparison)))
-    else:
-        from mha_cli.output.render import make_console, render_compare
-
-        render_compare(comparison, make_console(width=screen.width, color=screen.color))
+    screen.answer(
+        json_output,
+        partial(documents.compare_document, comparison),
+        partial(shown.render_compare, comparison),
+    )
     failed = sorted({check.name for result in comparison.results for check in result.failed})
     if failed:
         fail(ExitCode.CHECK_FAILED, f"check failed: {', '.join(failed)} (see the explain output)")
@@ -81,13 +82,11 @@ def _every_choice(
     from mha_cli.operations.explore import explore
 
     found = guarded(lambda: explore(base, backend, run=run, max_memory=max_memory), debug)
-    if json_output:
-        from mha_cli.output import document
+    from mha_cli.output import compare as shown
+    from mha_cli.output.documents import compare as documents
 
-        typer.echo(document.dumps(document.choices_document(found)))
-    else:
-        from mha_cli.output.render import make_console, render_choices
-
-        render_choices(found, make_console(width=screen.width, color=screen.color))
+    screen.answer(
+        json_output, partial(documents.choices_document, found), partial(shown.render_choices, found)
+    )
     if found.failures:
         fail(ExitCode.CHECK_FAILED, f"check failed: {found.failures[0]}")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from mha_cli.cli.commands.jsonl import explain_lines
+from mha_cli.cli.exclusions import Excludes, Given, OneOf, Rule, refuse
 from mha_cli.cli.options import (
     DEFAULT_SCREEN,
     INPUTS,
@@ -26,10 +27,14 @@ from mha_cli.cli.options import (
     layer_options,
     screen_options,
 )
-from mha_cli.cli.process import fail, guarded, saved, say_error
+from mha_cli.cli.process import fail, guarded, saved
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.errors import ConfigError, ExitCode
-from mha_cli.core.grammar import parse_position, quoted
+from mha_cli.core.errors import ExitCode
+from mha_cli.core.grammar import parse_position
+
+if TYPE_CHECKING:
+    from mha_cli.operations.explain import ExplainResult
+    from mha_cli.operations.picture import Picture
 
 
 @screen_options
@@ -151,72 +156,37 @@ def explain_command(
     Exit codes: 0 answer, 1 a check failed, 2 bad input, 3 environment problem.
     This is the default command: mha-explain --shape ... runs it.
     """
+    exports = {"--svg": svg, "--html": html}
+    backend_given = _from_command_line(ctx, "backend")
+    given: Given = {
+        "--jsonl": jsonl is not None,
+        "--keras all": isinstance(config, EveryKeras),
+        "--json": json_output,
+        "--get": bool(get),
+        "--code": code,
+        "--picture": picture,
+        "--at": at is not None,
+        "--svg": svg is not None,
+        "--html": html is not None,
+        "--brief": brief,
+        "--verbose": verbose,
+        "--graph": graph,
+        "--no-run": no_run,
+        "--backend all": backend == "all",
+        # named with its value: --keras all refuses any backend but TensorFlow, when the user gave it
+        "--backend": f"--backend {backend}" if backend != "tensorflow" and backend_given else False,
+        **{flag: _from_command_line(ctx, name) for name, flag in LAYER_OPTION_NAMES.items()},
+    }
+    refuse(RULES, given)
     if jsonl is not None:
-        forms = {
-            "--json": json_output,
-            "--code": code,
-            "--picture": picture,
-            "--at": at is not None,
-            "--svg": svg is not None,
-            "--html": html is not None,
-            "--brief": brief,
-            "--verbose": verbose,
-            "--backend all": backend == "all",
-        }
-        form = next((option for option, present in forms.items() if present), None)
-        if form is not None:
-            fail(
-                ExitCode.BAD_INPUT,
-                f"--jsonl and {form}: --jsonl prints one JSON document per line (or, with --get, one "
-                f"line of values); leave out {form}",
-            )
-        layer = next((o for name, o in LAYER_OPTION_NAMES.items() if _from_command_line(ctx, name)), None)
-        if layer is not None:
-            fail(
-                ExitCode.BAD_INPUT,
-                f"--jsonl and {layer}: --jsonl takes each configuration from its line; give the layer's "
-                'arguments there, e.g. {"shape": [10, 16], "num_heads": 4}',
-            )
-        _many(jsonl, backend, not no_run, max_memory, verify_small, graph, get or [], debug)
+        explain_lines(jsonl, backend, not no_run, max_memory, verify_small, graph, get or [], debug)
         return
     if config is None:
         fail(ExitCode.BAD_INPUT, "Missing option '--shape'. (see mha-explain explain --help)")
-    outputs = [name for name, given in (("--json", json_output), ("--get", get), ("--code", code)) if given]
-    if len(outputs) > 1:
-        fail(
-            ExitCode.BAD_INPUT,
-            f"{' and '.join(outputs)}: each prints the whole answer in its own form; pick one",
-        )
-    exports = [name for name, path in (("--svg", svg), ("--html", html)) if path is not None]
-    if exports and outputs:
-        fail(ExitCode.BAD_INPUT, f"{exports[0]} saves the tables; it cannot be combined with {outputs[0]}")
-    for name, path in (("--svg", svg), ("--html", html)):
+    for name, path in exports.items():
         if path is not None and not path.parent.is_dir():
             fail(ExitCode.BAD_INPUT, f"{name} {path}: no directory {path.parent} to save it in")
-    if graph and no_run:
-        fail(ExitCode.BAD_INPUT, "--graph builds a model around the real layer; leave out --no-run to use it")
     if isinstance(config, EveryKeras):
-        refused = {
-            "--no-run": no_run,
-            "--get": bool(get),
-            "--code": code,
-            "--picture": picture or at is not None,
-            "--svg": svg is not None,
-            "--html": html is not None,
-        }
-        given = next((option for option, present in refused.items() if present), None)
-        if given is not None:
-            fail(
-                ExitCode.BAD_INPUT,
-                f"--keras all and {given}: --keras all runs both Kerases and prints them side by side "
-                f"(tables or --json); run {given} with --keras 3 or --keras 2",
-            )
-        if backend != "tensorflow" and _from_command_line(ctx, "backend"):
-            fail(
-                ExitCode.BAD_INPUT,
-                f"--keras all and --backend {backend}: Keras 2 runs only on TensorFlow, so both run there; "
-                "leave out --backend",
-            )
         _both_kerases(config.base, max_memory, json_output, screen, debug)
         return
     if backend == "all":
@@ -242,33 +212,27 @@ def explain_command(
 
         drawn = guarded(lambda: attention_picture(result, at), debug)
 
-    from mha_cli.output import document
+    from mha_cli.output import documents
+    from mha_cli.output.documents.explain import to_document
 
     if get:
-        answer = document.to_document(result, drawn)
+        answer = to_document(result, drawn)
         for wanted in get:  # every path is checked before anything is printed
-            guarded(partial(document.get_path, answer, wanted), debug)
+            guarded(partial(documents.get_path, answer, wanted), debug)
         for wanted in get:
-            typer.echo(document.shell_form(document.get_path(answer, wanted)))
+            typer.echo(documents.shell_form(documents.get_path(answer, wanted)))
     elif code:
         from mha_cli.output.code import snippet
 
         typer.echo(snippet(result.derivation), nl=False)
-    elif json_output:
-        typer.echo(document.dumps(document.to_document(result, drawn)))
     else:
-        from mha_cli.output.render import export, export_console, make_console, render
-
-        shown = {"brief": brief, "verbose": verbose}
-        render(result, make_console(width=screen.width, color=screen.color), drawn, **shown)
-        if exports:  # laid out at a fixed width, whatever this terminal's
-            recorded = export_console()
-            render(result, recorded, drawn, **shown)
-            title = "mha-explain " + " ".join(sys.argv[1:])
-            for option, path in (("--svg", svg), ("--html", html)):
-                if path is not None:
-                    save = partial(export, recorded, option, path, title)
-                    guarded(partial(saved, option, path, save), debug)
+        screen.answer(
+            json_output,
+            partial(to_document, result, drawn),
+            partial(_tables, result, drawn, brief, verbose),
+        )
+        if not json_output and any(exports.values()):
+            _export(result, drawn, brief, verbose, exports, debug)
     if result.failed:
         names = ", ".join(check.name for check in result.failed)
         fail(
@@ -277,20 +241,87 @@ def explain_command(
         )
 
 
+_ONE_LINE_PER_LINE = (
+    "{mode} and {option}: --jsonl prints one JSON document per line (or, with --get, one line of values); "
+    "leave out {option}"
+)
+_BOTH_KERASES = (
+    "{mode} and {option}: --keras all runs both Kerases and prints them side by side (tables or --json); "
+    "run {option} with --keras 3 or --keras 2"
+)
+#: Which options explain refuses together, in the order they are checked.
+RULES: tuple[Rule, ...] = (
+    Excludes(
+        "--jsonl",
+        ("--json", "--code", "--picture", "--at", "--svg", "--html", "--brief", "--verbose", "--backend all"),
+        _ONE_LINE_PER_LINE,
+    ),
+    Excludes(
+        "--jsonl",
+        tuple(LAYER_OPTION_NAMES.values()),
+        "{mode} and {option}: --jsonl takes each configuration from its line; give the layer's arguments "
+        'there, e.g. {{"shape": [10, 16], "num_heads": 4}}',
+    ),
+    OneOf(("--json", "--get", "--code"), "each prints the whole answer in its own form; pick one"),
+    *(
+        Excludes(
+            export,
+            ("--json", "--get", "--code"),
+            "{mode} saves the tables; it cannot be combined with {option}",
+        )
+        for export in ("--svg", "--html")
+    ),
+    Excludes(
+        "--graph", ("--no-run",), "{mode} builds a model around the real layer; leave out {option} to use it"
+    ),
+    Excludes(
+        "--keras all", ("--no-run", "--get", "--code", "--picture", "--at", "--svg", "--html"), _BOTH_KERASES
+    ),
+    Excludes(
+        "--keras all",
+        ("--backend",),
+        "{mode} and {option}: Keras 2 runs only on TensorFlow, so both run there; leave out --backend",
+    ),
+)
+
+
+def _tables(result: ExplainResult, drawn: Picture | None, brief: bool, verbose: bool, console: Any) -> None:
+    from mha_cli.output.explain import render  # rich: only when tables are printed, not for --json
+
+    render(result, console, drawn, brief=brief, verbose=verbose)
+
+
+def _export(
+    result: ExplainResult,
+    drawn: Picture | None,
+    brief: bool,
+    verbose: bool,
+    exports: dict[str, Path | None],
+    debug: bool,
+) -> None:
+    """--svg and --html: the same tables, laid out at a fixed width, whatever this terminal's."""
+    from mha_cli.output.explain import render
+    from mha_cli.output.tables import export, export_console
+
+    recorded = export_console()
+    render(result, recorded, drawn, brief=brief, verbose=verbose)
+    title = "mha-explain " + " ".join(sys.argv[1:])
+    for option, path in exports.items():
+        if path is not None:
+            save = partial(export, recorded, option, path, title)
+            guarded(partial(saved, option, path, save), debug)
+
+
 def _all_backends(config: MHAConfig, max_memory: int, json_output: bool, screen: Screen, debug: bool) -> None:
     """--backend all: the same configuration on every installed backend, side by side."""
     from mha_cli.cli.worker import COMMAND
     from mha_cli.operations.backends import run_on_backends
 
     found = guarded(lambda: run_on_backends(config, COMMAND, max_memory=max_memory), debug)
-    if json_output:
-        from mha_cli.output import document
+    from mha_cli.output import backends as shown
+    from mha_cli.output.documents.backends import backends_document
 
-        typer.echo(document.dumps(document.backends_document(found)))
-    else:
-        from mha_cli.output.render import make_console, render_backends
-
-        render_backends(found, make_console(width=screen.width, color=screen.color))
+    screen.answer(json_output, partial(backends_document, found), partial(shown.render_backends, found))
     if not found.ran:
         first = found.runs[0]
         fail(ExitCode.ENVIRONMENT, f"--backend all: no backend could run; {first.backend}: {first.problem}")
@@ -306,14 +337,10 @@ def _both_kerases(config: MHAConfig, max_memory: int, json_output: bool, screen:
     from mha_cli.operations.majors import both_kerases
 
     found = guarded(lambda: both_kerases(config, max_memory=max_memory), debug)
-    if json_output:
-        from mha_cli.output import document
+    from mha_cli.output import majors as shown
+    from mha_cli.output.documents.majors import majors_document
 
-        typer.echo(document.dumps(document.majors_document(found)))
-    else:
-        from mha_cli.output.render import make_console, render_majors
-
-        render_majors(found, make_console(width=screen.width, color=screen.color))
+    screen.answer(json_output, partial(majors_document, found), partial(shown.render_majors, found))
     if found.failures:
         fail(ExitCode.CHECK_FAILED, f"--keras all: {found.failures[0]}")
 
@@ -321,82 +348,3 @@ def _both_kerases(config: MHAConfig, max_memory: int, json_output: bool, screen:
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
-
-
-def _many(
-    path: str,
-    backend: str,
-    execute: bool,
-    max_memory: int,
-    verify_small: bool,
-    graph: bool,
-    get: list[str],
-    debug: bool,
-) -> None:
-    """--jsonl: answer each line as it comes, flushed; the exit code is the worst line's."""
-    from mha_cli.operations.many import answer_lines
-    from mha_cli.output import document
-
-    source = "stdin" if path == "-" else path
-    lines = _lines(path)
-    worst = ExitCode.OK
-    answers = answer_lines(
-        lines, backend, execute=execute, max_memory=max_memory, verify_small=verify_small, graph=graph
-    )
-    while True:
-        answer = guarded(lambda: next(answers, None), debug)
-        if answer is None:
-            break
-        worst = max(worst, answer.exit_code)
-        if answer.result is None:
-            where = f"{source}:{answer.line}" + ("" if answer.name is None else f" ({answer.name})")
-            if get:
-                say_error(f"--jsonl {where}: {answer.problem}")
-                typer.echo("")  # one output line per input line, whatever happened
-            else:
-                typer.echo(document.line_form(document.line_error_document(answer)))
-        else:
-            found = document.to_document(answer.result)
-            if get:
-                values = []
-                for wanted in get:
-                    try:
-                        values.append(document.line_value(document.get_path(found, wanted)))
-                    except ConfigError as error:  # a path some documents have (shapes.gate), not this one
-                        if wanted.split(".")[0] not in found:  # no document has it: a typo, stop
-                            fail(ExitCode.BAD_INPUT, str(error))
-                        say_error(f"--jsonl {source}:{answer.line}: {error}")
-                        worst = max(worst, ExitCode.BAD_INPUT)
-                        values.append("")
-                typer.echo("\t".join(values))
-            else:
-                typer.echo(document.line_form(found))
-            for check in answer.result.failed:
-                say_error(f"--jsonl {source}:{answer.line}: check failed: {check.name}")
-        sys.stdout.flush()
-    if worst:
-        raise typer.Exit(int(worst))
-
-
-def _lines(path: str) -> Iterator[str]:
-    """The lines of FILE or stdin, read as they come; bytes that are not UTF-8 become U+FFFD.
-
-    The file is opened here, before the first line is asked for: a path that
-    cannot be read is the user's mistake (exit 2), said before anything else.
-    """
-    if path == "-":
-        return _decoded(sys.stdin.buffer, close=False)
-    try:
-        stream = open(path, "rb")  # noqa: SIM115 - _decoded closes it after the last line
-    except OSError as error:
-        fail(ExitCode.BAD_INPUT, f"--jsonl {quoted(path)}: cannot read it: {error.strerror or error}")
-    return _decoded(stream, close=True)
-
-
-def _decoded(stream: BinaryIO, *, close: bool) -> Iterator[str]:
-    try:
-        for raw in stream:
-            yield raw.decode("utf-8", errors="replace")
-    finally:
-        if close:
-            stream.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -101,13 +102,10 @@ def map_command(
 
         layout = layout_source() if target == "linear" and direction == "to" else None
         typer.echo(map_script(result.derivation, result.map, layout), nl=False)
-    elif json_output:
-        from mha_cli.output import document
-
-        typer.echo(document.dumps(document.map_document(result)))
     else:
-        from mha_cli.output.render import make_console, render_map
+        from mha_cli.output import map as shown
+        from mha_cli.output.documents.map import map_document
 
-        render_map(result, make_console(width=screen.width, color=screen.color))
+        screen.answer(json_output, partial(map_document, result), partial(shown.render_map, result))
     if result.failures:
         fail(ExitCode.CHECK_FAILED, f"map --check: {result.failures[0]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -50,9 +51,10 @@ def record_command(
     file or case, 3 environment problem.
     """
     from mha_cli.operations.record import record_files
-    from mha_cli.output.render import make_console, progress_bar, render_record
+    from mha_cli.output import check as shown
+    from mha_cli.output.documents.check import record_document
 
-    with progress_bar(sys.stderr) as progress:
+    with shown.progress_bar(sys.stderr) as progress:
         report = guarded(
             lambda: record_files(
                 files,
@@ -65,12 +67,7 @@ def record_command(
             ),
             debug,
         )
-    if json_output:
-        from mha_cli.output import document
-
-        typer.echo(document.dumps(document.record_document(report)))
-    else:
-        render_record(report, make_console(width=screen.width, color=screen.color))
+    screen.answer(json_output, partial(record_document, report), partial(shown.render_record, report))
     code = report.exit_code()
     if code is not ExitCode.OK:
         problems = report.problems()

@@ -158,14 +158,12 @@ def scan_command(
                 ),
                 debug,
             )
-    if json_output:
-        from mha_cli.output import document
+    from mha_cli.output import scan as shown
+    from mha_cli.output.documents.scan import scan_document
 
-        typer.echo(document.dumps(document.scan_document(result)))
-    else:
-        from mha_cli.output.render import make_console, render_scan
-
-        render_scan(result, make_console(width=screen.width, color=screen.color), selected)
+    screen.answer(
+        json_output, partial(scan_document, result), partial(shown.render_scan, result, layers=selected)
+    )
     if vectors is not None:
         from mha_cli.cli.commands.vectors import write_sets
         from mha_cli.operations.vectors import Places, scan_vectors

@@ -58,7 +58,7 @@ def vectors_command(
     """
     from mha_cli.operations.explain import explain
     from mha_cli.operations.vectors import explained_vectors
-    from mha_cli.output.vectors import prepared, write_vectors
+    from mha_cli.output.vectors import prepared, render_vectors, write_vectors
 
     directory = guarded(partial(prepared, "--out", out), debug)
     result = guarded(
@@ -69,14 +69,7 @@ def vectors_command(
     )
     vectors = guarded(lambda: explained_vectors(result, source={"command": "vectors"}), debug)
     guarded(partial(saved, "--out", directory, partial(write_vectors, directory, vectors)), debug)
-    if json_output:
-        from mha_cli.output import document
-
-        typer.echo(document.dumps(vectors.manifest))
-    else:
-        from mha_cli.output.render import make_console, render_vectors
-
-        render_vectors([(directory, vectors)], make_console(width=screen.width, color=screen.color))
+    screen.answer(json_output, lambda: vectors.manifest, partial(render_vectors, [(directory, vectors)]))
     if result.failed:
         names = ", ".join(check.name for check in result.failed)
         fail(ExitCode.CHECK_FAILED, f"check failed: {names}; the vectors are written, with the verdicts")
@@ -91,7 +84,7 @@ def write_sets(
     debug: bool,
 ) -> None:
     """check --vectors and scan --vectors: every set, index.json, and what was left out (stderr)."""
-    from mha_cli.output.vectors import write_index, write_vectors
+    from mha_cli.output.vectors import render_vectors, write_index, write_vectors
 
     for vectors in sets:
         guarded(partial(saved, "--vectors", directory, partial(write_vectors, directory, vectors)), debug)
@@ -99,10 +92,6 @@ def write_sets(
     for entry in skipped:
         say_note(f"--vectors: no test vectors for {entry.id}: {entry.reason}")
     if tables is not None:
-        from mha_cli.output.render import make_console, render_vectors
-
-        render_vectors(
-            [(directory, vectors) for vectors in sets], make_console(width=tables.width, color=tables.color)
-        )
+        render_vectors([(directory, vectors) for vectors in sets], tables.console())
     else:
         say_note(f"--vectors: wrote {len(sets)} set(s) of test vectors under {directory}/ (see index.json)")

@@ -1,0 +1,66 @@
+"""scan's JSON document: a model's attention calls."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from mha_cli import __version__
+from mha_cli.core.models import InputSpec
+from mha_cli.operations.scan import ScanResult
+from mha_cli.output.documents import SCHEMA_VERSION
+from mha_cli.output.documents.explain import to_document
+
+
+def _input(spec: InputSpec) -> dict[str, Any]:
+    return {"name": spec.name, "shape": [None, *spec.shape], "dtype": spec.dtype}
+
+
+def scan_document(scan: ScanResult) -> dict[str, Any]:
+    """The document of ``mha-explain scan --json`` (schema in docs/scripts.md)."""
+    calls = []
+    for found in scan.calls:
+        call = found.call
+        entry: dict[str, Any] = {
+            "layer": call.path,
+            "class": call.class_name,
+            "call_index": call.call_index,
+            "mask_sources": list(call.mask_sources),
+            "scores_requested": call.scores_requested,
+            "summary_scores_wrong": found.summary_scores_wrong,
+            "overrides": list(call.overrides),
+            "error": found.error,
+        }
+        if found.result is not None:
+            entry.update(to_document(found.result))
+        calls.append(entry)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "keras_version": scan.keras_version,
+        "backend": scan.backend,
+        "model": {
+            "source": scan.spec.shown,
+            "kind": scan.spec.kind,
+            "name": scan.model_name,
+            "weights_from": scan.weights_from,
+            "inputs": [_input(spec) for spec in scan.inputs],
+        },
+        "executed": scan.executed,
+        "not_executed_reason": scan.not_executed_reason,
+        "attention_layers": scan.layer_count,
+        "calls": calls,
+        "migrations": [
+            {
+                "layer": found.path,
+                "keras_version": found.migration.keras_version,
+                "as_saved_refused": found.migration.as_saved_refused,
+                "changes": [asdict(change) for change in found.migration.migration.changes],
+                "config": found.migration.migration.config,
+                "problem": found.migration.problem,
+                "output_max_abs_diff": found.output_max_abs_diff,
+                "tolerance": found.tolerance,
+            }
+            for found in scan.migrations
+        ],
+    }

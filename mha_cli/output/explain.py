@@ -1,0 +1,246 @@
+"""explain: the tables and the JSON document of one configuration."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from mha_cli.core.config import KERAS_DEFAULTS, Role
+from mha_cli.core.derived import Derivation
+from mha_cli.core.grammar import format_bytes, format_shape
+from mha_cli.operations.explain import (
+    ExplainResult,
+)
+from mha_cli.operations.picture import Picture
+from mha_cli.output.code import filled_arguments
+from mha_cli.output.headline import headline
+from mha_cli.output.picture import picture_section
+from mha_cli.output.tables import STATUS_MARK, size_text, titled_table
+
+_ROLE_STYLE = {Role.BATCH: "dim", Role.ATTENDED: "bold green", Role.FREE: "yellow", Role.FEATURE: "cyan"}
+
+
+_ROLE_MEANING = {
+    Role.BATCH: "independent examples",
+    Role.ATTENDED: "attention runs along it",
+    Role.FREE: "not attended: each slice attends on its own",
+    Role.FEATURE: "projected away into heads x key_dim / value_dim",
+}
+
+
+def layer_section(result: ExplainResult) -> Group:
+    d = result.derivation
+    layer, config = d.layer, d.config
+
+    keras_default = {
+        "value_dim": "Keras default: key_dim",
+        "output_shape": "Keras default: the query's feature size",
+        "attention_axes": "Keras default: all axes but batch, heads and features",
+    }
+    tool_default = {
+        "num_heads": "mha-explain default (Keras requires it)",
+        "key_dim": "mha-explain default: query features // num_heads (Keras requires it)",
+    }
+
+    def source(name: str, is_default: bool) -> str:
+        if name in tool_default and name in layer.defaulted:
+            return tool_default[name]
+        if name in keras_default and name in layer.defaulted:
+            return keras_default[name]
+        return "Keras default" if is_default else "given"
+
+    out = d.shapes["output"].shape[d.rank - 1 :]
+    table = titled_table("", "argument", "value", "")
+    rows = [
+        ("num_heads", str(layer.num_heads), False),
+        ("key_dim", str(layer.key_dim), False),
+        ("value_dim", str(layer.value_dim), False),
+        (
+            "output_shape",
+            f"None -> {format_shape(out)}" if layer.output_shape is None else format_shape(out),
+            False,
+        ),
+        (
+            "attention_axes",
+            ("None" if config.attention_axes is None else format_shape(config.attention_axes))
+            + f" -> {format_shape(layer.attention_axes)}",
+            False,
+        ),
+        *((name, str(value), value == KERAS_DEFAULTS[name]) for name, value in filled_arguments(d).items()),
+    ]
+    for name, value, is_default in rows:
+        marker = source(name, is_default)
+        table.add_row(name, value, Text(marker, style="dim" if marker != "given" else ""))
+    run = result.run
+    if run is None:
+        where = f"NOT EXECUTED: {result.not_executed_reason}"
+    elif not run.executed:
+        where = f"Keras {run.keras_version} on {run.backend}; NOT EXECUTED: {result.not_executed_reason}"
+    else:
+        where = (
+            f"Keras {run.keras_version} on {run.backend}; "
+            f"forward pass with batch {config.batch}, seed {config.seed}"
+        )
+    return Group(Text("Layer", style="bold"), Text(where, style="dim"), table)
+
+
+def axes_table(d: Derivation) -> Table:
+    table = titled_table("Axes", "axis", "neg", "name", "role", "query", "key", "value", "meaning")
+    for axis in d.axes:
+        table.add_row(
+            str(axis.index),
+            str(axis.negative_index),
+            axis.name,
+            Text(axis.role.value, style=_ROLE_STYLE[axis.role]),
+            size_text(axis.query_size),
+            size_text(axis.key_size),
+            size_text(axis.value_size),
+            _ROLE_MEANING[axis.role],
+        )
+    return table
+
+
+def shapes_table(d: Derivation) -> Table:
+    table = titled_table("Shapes", "tensor", "shape", "axes", f"{d.layer.dtype} / item")
+    table.columns[-1].justify = "right"
+    for name, tensor in {**d.inputs, **d.shapes}.items():
+        style = "bold" if name in ("attention_scores", "output") else ""
+        table.add_row(
+            name,
+            Text(format_shape(tensor.shape), style=style),
+            ", ".join(tensor.labels),
+            format_bytes(d.bytes_per_item(tensor)),
+        )
+    return table
+
+
+def einsums_table(d: Derivation) -> Table:
+    table = titled_table(
+        "Einsum equations (as the installed Keras builds them)",
+        "step",
+        "equation",
+        "operands -> result",
+        "letters",
+        "FLOPs/item",
+    )
+    for name, einsum in d.einsums.items():
+        operands = " , ".join(format_shape(t.shape) for t in einsum.operands)
+        legend = " ".join(f"{letter}={label}" for letter, label, _ in einsum.legend)
+        table.add_row(
+            name,
+            Text(einsum.equation, style="bold"),
+            f"{operands} -> {format_shape(einsum.result.shape)}",
+            legend,
+            f"{einsum.flops_per_item():,}",
+        )
+    table.add_row("total", "", "", "", f"{d.flops_per_item:,}", style="dim")
+    # An equation is read whole: its column is as wide as the longest, the others wrap instead.
+    table.columns[1].min_width = max(len(einsum.equation) for einsum in d.einsums.values())
+    return table
+
+
+def weights_table(d: Derivation) -> Table:
+    table = titled_table("Weights", "projection", "kernel", "bias", "params")
+    for weight in d.weights:
+        table.add_row(
+            weight.projection,
+            format_shape(weight.kernel),
+            "-" if weight.bias is None else format_shape(weight.bias),
+            f"{weight.params:,}",
+        )
+    table.add_row(Text("total", style="bold"), "", "", Text(f"{d.params:,}", style="bold"))
+    return table
+
+
+def summary_section(d: Derivation) -> Group:
+    return Group(Text("Summary", style="bold"), *(Text(f"- {line}") for line in d.summary))
+
+
+def verification_section(result: ExplainResult, *, verbose: bool = False) -> Group:
+    """One line per check: its short form, or with ``verbose`` the whole explanation."""
+    lines = [Text("Verification", style="bold")]
+    for check in result.checks:
+        mark, style = STATUS_MARK[check.status]
+        line = Text()  # wrapped: a detail is the explanation (cropped to the width, it was lost)
+        line.append(f"{mark} ", style=style)
+        line.append(f"{check.name}: ", style="bold")
+        line.append(check.detail if verbose else check.brief)
+        lines.append(line)
+    return Group(*lines)
+
+
+def call_convention_section(convention: dict[str, dict[str, Any]], *, keras2: bool) -> Group:
+    table = titled_table(
+        "Call convention (the real Model.get_config())", "layer", "called as", "args", "kwargs"
+    )
+    for name, recorded in convention.items():
+        # Text, not markup: "[query, value]" is not a rich style.
+        cells = (recorded["call"], json.dumps(recorded["args"]), json.dumps(recorded["kwargs"]))
+        table.add_row(name, *(Text(cell) for cell in cells))
+    if keras2:
+        raw = [
+            Text(f'"{name}" inbound_nodes: {json.dumps(recorded["inbound_nodes"])}')
+            for name, recorded in convention.items()
+        ]
+        paragraph = (
+            "Keras 2 (tf_keras) records a call as a list of [input, node, tensor, kwargs] entries: one per "
+            "tensor of the first positional argument, and every other argument in the first entry's kwargs. "
+            "So mha(query, value) stores query as the entry and value as a keyword, "
+            '{"value": [input, 0, 0]}, though it was passed by position; Attention\'s one list argument '
+            "becomes one entry per tensor. Keras 3 records args and kwargs as they were passed. A converter "
+            "reading both formats binds MultiHeadAttention's tensors by MultiHeadAttention.call(query, "
+            "value, key=None, ...): Keras 2's entries are the first argument, its kwargs the rest by name."
+        )
+        return Group(table, *raw, Text(paragraph))
+    paragraph = (
+        "Each inbound node's args and kwargs, with every tensor named by the input it comes from. "
+        "A converter must read MultiHeadAttention's tensors from both args and kwargs of each inbound "
+        "node and bind them by MultiHeadAttention.call(query, value, key=None, ...): Keras records the "
+        "call as it was made, so positional query and value land in args and a keyword key (or value, "
+        "if passed so) in kwargs. Attention and AdditiveAttention take one list, recorded whole as "
+        "args[0] = [query, value] (or [query, value, key])."
+    )
+    if "attention" not in convention:
+        paragraph += (
+            " (Attention and AdditiveAttention are left out: they need rank-3 inputs with equal features.)"
+        )
+    return Group(table, Text(paragraph))
+
+
+def render(
+    result: ExplainResult,
+    console: Console,
+    picture: Picture | None = None,
+    *,
+    brief: bool = False,
+    verbose: bool = False,
+) -> None:
+    """The headline, then (unless ``brief``) every section."""
+    d = result.derivation
+    console.print(headline(result))
+    if brief:
+        return
+    console.print()
+    console.print(layer_section(result))
+    console.print(axes_table(d))
+    console.print(shapes_table(d))
+    console.print(einsums_table(d))
+    console.print(weights_table(d))
+    console.print(summary_section(d))
+    if picture is not None:
+        console.print()
+        console.print(picture_section(picture, console.width))
+    if result.call_convention is not None:
+        console.print()
+        console.print(
+            call_convention_section(result.call_convention, keras2=result.derivation.config.keras == 2)
+        )
+    console.print()
+    console.print(verification_section(result, verbose=verbose))
+    if result.failed:
+        console.print(Panel(Text("A check failed: see Verification above.", style="bold red"), expand=False))

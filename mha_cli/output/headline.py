@@ -1,0 +1,81 @@
+"""The answer first: the call a user writes, its shapes, and one verdict line."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from mha_cli.core.call import INPUT_TENSOR, call, input_names
+from mha_cli.core.derived import Axis, Derivation
+from mha_cli.core.grammar import format_bytes, format_shape
+from mha_cli.operations.explain import ExplainResult, Status
+from mha_cli.output.code import constructor
+
+
+def call_code(d: Derivation) -> Text:
+    """The constructor and the call, as the user would write them."""
+    inputs = ", ".join(
+        f"{name}: {format_shape(d.inputs[INPUT_TENSOR[name]].shape)}" for name in input_names(d)
+    )
+    code = Text()
+    code.append(f"layer = {constructor(d)}\n", style="bold")
+    code.append(f"output, scores = {call(d)}\n", style="bold")
+    code.append(f"# {inputs}", style="dim")  # a line of its own: a narrow terminal wraps between shapes
+    return code
+
+
+def labelled(shape: tuple[int | None, ...], labels: tuple[str, ...]) -> str:
+    return f"{format_shape(shape)}: {', '.join(labels)}"
+
+
+def verdict(result: ExplainResult) -> Text:
+    """One line: what the real layer confirmed, and the one thing to know when something is off."""
+    run = result.run
+    statuses = [check.status for check in result.checks]
+    if run is None or not run.executed:
+        line = Text(f"not verified by a forward pass: {result.not_executed_reason}", style="yellow")
+        built = sum(status is Status.PASSED for status in statuses)
+        if built:
+            line.append(f" ({built} check(s) on the built layer passed)")
+        return line
+    counts = [
+        f"{statuses.count(status)} {word}"
+        for status, word in ((Status.PASSED, "passed"), (Status.FAILED, "FAILED"), (Status.WARNING, "note"))
+        if status in statuses
+    ]
+    line = Text(f"verified on Keras {run.keras_version} ({run.backend}): ", style="bold")
+    line.append(", ".join(counts), style="bold red" if result.failed else "green")
+    notable = [*result.failed, *(check for check in result.checks if check.status is Status.WARNING)]
+    if notable:
+        line.append(f"; {notable[0].name}: {notable[0].brief}")
+    return line
+
+
+def headline(result: ExplainResult) -> Group:
+    """The answer first: the call, the scores and output shapes, the axes' roles, the weights per
+    query, and one line of verification (torchinfo and model.summary() answer this densely)."""
+    d = result.derivation
+    scores, output = d.shapes["attention_scores"], d.shapes["output"]
+    feature = d.axes[-1]
+
+    def named(axes: tuple[Axis, ...]) -> str:
+        return ", ".join(f"{axis.name} ({axis.index})" for axis in axes) or "none"
+
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("scores", labelled(scores.shape, scores.labels))
+    grid.add_row("output", labelled(output.shape, output.labels))
+    grid.add_row(
+        "axes",
+        f"attended: {named(d.attended_axes)}; free: {named(d.free_axes)}; feature: axis {feature.index}, "
+        f"size {feature.query_size} -> {d.layer.num_heads} head{'s' if d.layer.num_heads != 1 else ''} "
+        f"x {d.layer.key_dim} (key_dim)",
+    )
+    grid.add_row(
+        "weights",
+        f"{d.weights_per_query:,} per query position and head; scores "
+        f"{format_bytes(d.scores_bytes_per_item())} per batch item; {d.params:,} parameters",
+    )
+    return Group(call_code(d), grid, verdict(result))

@@ -1,0 +1,162 @@
+"""scan: a model's attention calls, as tables and JSON."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mha_cli.core.grammar import format_bytes, format_shape
+from mha_cli.operations.explain import Status
+from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
+from mha_cli.output.explain import render
+from mha_cli.output.majors import migration_lines
+from mha_cli.output.tables import STATUS_MARK, titled_table
+
+
+def _call_status(found: CallResult) -> Text:
+    if found.error is not None:
+        return Text("ERROR", style="bold red")
+    assert found.result is not None
+    statuses = [check.status for check in found.result.checks]
+    for status in (Status.FAILED, Status.WARNING, Status.PASSED, Status.SKIPPED):
+        if status in statuses:
+            mark, style = STATUS_MARK[status]
+            return Text(mark, style=style)
+    return Text("")
+
+
+#: Below this many columns the scan overview is a list rather than a seven-column table.
+_SCAN_TABLE_WIDTH = 100
+
+
+def _scan_row(found: CallResult) -> tuple[str, str, str, str, str, str, Text]:
+    """One call's overview: label, heads and axes, shapes, path, params, scores per item, status."""
+    call = found.call
+    label = call.key + (" (scores)" if call.scores_requested else "")
+    if call.class_name != "MultiHeadAttention":
+        label += f" [{call.class_name}]"
+    if found.result is None:
+        return label, "", shapes_line(found), "", "", "", _call_status(found)
+    d = found.result.derivation
+    return (
+        label,
+        f"{call.arguments['num_heads']} x {call.arguments['key_dim']}, "
+        f"{format_shape(d.layer.attention_axes)}",
+        shapes_line(found),
+        str(d.execution_path),
+        f"{d.params:,}",
+        format_bytes(d.scores_bytes_per_item()),
+        _call_status(found),
+    )
+
+
+def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ...] = ()) -> None:
+    """The overview of every attention call (like model.summary(), about attention), then any details."""
+    inputs = ", ".join(f"{spec.name} {format_shape((None, *spec.shape))}" for spec in scan.inputs)
+    head = Text()
+    head.append(f"Model {scan.model_name!r}", style="bold")
+    head.append(f"  from {scan.spec.shown}; weights: {scan.weights_from}", style="dim")
+    console.print(head)
+    if not scan.calls:
+        console.print(
+            f"No MultiHeadAttention layer in this model (Keras {scan.keras_version}): nothing to explain."
+        )
+        return
+    console.print(Text(f"inputs: {inputs}; batch {scan.spec.batch}, seed {scan.spec.seed}", style="dim"))
+    title = (
+        f"{len(scan.calls)} attention call(s) in {scan.layer_count} layer(s), Keras {scan.keras_version} "
+        f"on {scan.backend}"
+    )
+    rows = [_scan_row(found) for found in scan.calls]
+    if console.width >= _SCAN_TABLE_WIDTH:
+        table = titled_table(title)
+        for column in ("layer", "heads x key_dim, axes", "query -> scores -> output", "path"):
+            table.add_column(column, overflow="fold")  # nothing is cut: long values fold
+        for column in ("params", "scores/item"):
+            table.add_column(column, justify="right", overflow="fold")
+        table.add_column("status", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:  # too narrow for seven columns: a short list, one block per call
+        console.print(Text(title, style="bold"))
+        for label, arguments, shapes, path, params, scores, status in rows:
+            line = Text(f"{label}  ")
+            line.append_text(status)
+            console.print(line)
+            console.print(Text(f"  heads x key_dim, axes {arguments}; {shapes}", style="dim"))
+            if path:
+                console.print(Text(f"  {path} path, {params} params, scores {scores} per item", style="dim"))
+    notes = []
+    if scan.not_executed_reason is not None:
+        notes.append(Text(f"NOT EXECUTED: {scan.not_executed_reason}", style="yellow"))
+    for found in scan.calls:
+        call = found.call
+        if found.error is not None:
+            notes.append(Text(f"ERROR {call.key}: {found.error}", style="bold red"))
+            continue
+        assert found.result is not None
+        if found.summary_scores_wrong:
+            symbolic = found.result.check("keras_symbolic")
+            real = found.result.derivation.shapes["attention_scores"].shape
+            notes.append(
+                Text(
+                    f"WARN {call.key}: model.summary() shows its scores as "
+                    f"{format_shape(getattr(symbolic, 'attention_scores', None) or ())}; the real shape is "
+                    f"{format_shape(real)} (keras-team/keras#19303)",
+                    style="yellow",
+                )
+            )
+        if call.overrides:
+            notes.append(
+                Text(
+                    f"note {call.key}: {call.class_name} overrides {' and '.join(call.overrides)}; "
+                    + found.result.check("model_call").detail,
+                    style="dim",
+                )
+            )
+        for check in found.result.failed:
+            notes.append(Text(f"FAIL {call.key}: {check.name}: {check.detail}", style="bold red"))
+        if call.mask_sources:
+            notes.append(
+                Text(
+                    f"mask {call.key}: {', '.join(call.mask_sources)} -> "
+                    f"{format_shape(call.mask_shape or ())} (combined as Keras does)",
+                    style="dim",
+                )
+            )
+    for note in notes:
+        console.print(note)
+    if scan.migrations:
+        _scan_migrations(scan, console)
+    if not layers:
+        console.print(Text("Details of one layer: --layer PATH (the call's path, as listed).", style="dim"))
+    for found in layers:
+        console.print()
+        console.print(Text(f"== {found.call.key} ({found.call.class_name})", style="bold"))
+        if found.result is not None:
+            render(found.result, console)
+
+
+def _scan_migrations(scan: ScanResult, console: Console) -> None:
+    """scan --keras all: each Keras 2 layer's config in Keras 3, as saved and rewritten, and its output."""
+    first = scan.migrations[0].migration
+    console.print()
+    console.print(
+        Text(
+            f"In Keras {first.keras_version}: each layer's get_config() from Keras {scan.keras_version}, "
+            "loaded by MultiHeadAttention.from_config and run on the layer's weights and first call",
+            style="bold",
+        )
+    )
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for found in scan.migrations:
+        for number, line in enumerate(
+            migration_lines(found.migration, found.output_max_abs_diff, found.tolerance, scan.keras_version)
+        ):
+            grid.add_row(found.path if number == 0 else "", line)
+    console.print(grid)
+    console.print()
