@@ -21,10 +21,10 @@ ADDED_IN = {"use_gate": "3.14", "sliding_window": "3.15"}
 
 
 @functools.cache
-def keras_supports(argument: str) -> bool:
+def keras_supports(argument: str, layer: str = "MultiHeadAttention") -> bool:
     import keras
 
-    return argument in inspect.signature(keras.layers.MultiHeadAttention.__init__).parameters
+    return argument in inspect.signature(getattr(keras.layers, layer).__init__).parameters
 
 
 def unsupported(config: MHAConfig) -> str | None:

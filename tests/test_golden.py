@@ -41,6 +41,18 @@ CASES: dict[str, tuple[list[str], bool]] = {
         ["--shape", "5,6", "--gate", "--output-shape", "3,2", "--no-bias", "--no-run"],
         False,
     ),
+    # GroupQueryAttention, the example: the grouping, the repeat and the cache.
+    "explain-gqa-no-run": (
+        ["--layer", "gqa", "--shape", "10,64", "--num-query-heads", "8", "--num-key-value-heads", "2",
+         "--head-dim", "8", "--no-run"],
+        False,
+    ),
+    # Cross-attention of another width, masked and causal: Keras's symbolic call refuses what it runs.
+    "explain-gqa-cross-masked-causal": (
+        ["--layer", "gqa", "--shape", "6,16", "--value-shape", "4,12", "--num-query-heads", "6",
+         "--num-key-value-heads", "3", "--mask-shape", "None,6,4", "--causal", "--verbose"],
+        True,
+    ),
     "compare-image-axes": (
         ["compare", "--shape", "32,64,4", "--axes", "1", "--axes", "2", "--axes", "none"],
         True,
@@ -120,6 +132,13 @@ JSON_CASES: dict[str, tuple[list[str], bool]] = {
     "explain-forum-image-no-run": (["--shape", "32,64,4", "--no-run", "--json"], False),
     "explain-forum-image-axes-1-no-run": (["--shape", "32,64,4", "--axes", "1", "--no-run", "--json"], False),
     "explain-forum-sentence-no-run": (["--shape", "10,16", "--axes", "1", "--no-run", "--json"], False),
+    "explain-gqa-no-run": (
+        [
+            *("--layer", "gqa", "--shape", "10,64", "--num-query-heads", "8", "--num-key-value-heads", "2"),
+            *("--no-run", "--json"),
+        ],
+        False,
+    ),
     "compare-forum-image-axes-all-run": (
         ["compare", "--shape", "32,64,4", "--axes", "all", "--run", "--json"],
         True,

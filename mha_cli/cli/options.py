@@ -20,6 +20,7 @@ import typer
 
 from mha_cli.core.config import BACKENDS, DTYPES, MHAConfig
 from mha_cli.core.errors import ConfigError
+from mha_cli.core.gqa import GQAConfig
 from mha_cli.core.grammar import (
     ALL_AXES,
     parse_axes,
@@ -31,6 +32,7 @@ from mha_cli.core.grammar import (
     parse_shape,
     quoted,
 )
+from mha_cli.core.kinds import KINDS
 from mha_cli.output import PIPED_WIDTH
 
 T = TypeVar("T")
@@ -409,6 +411,57 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
     ),
 )
 _LAYER_FIELDS = tuple(name for name, _, _ in _LAYER)
+#: --layer: which Keras attention layer (mha_cli.core.kinds), and the options only GroupQueryAttention has.
+_LAYER_KIND = inspect.Parameter(
+    "layer",
+    inspect.Parameter.KEYWORD_ONLY,
+    default="mha",
+    annotation=Annotated[
+        str,
+        typer.Option(
+            "--layer",
+            metavar="|".join(KINDS),
+            parser=_choose("--layer", tuple(KINDS)),
+            autocompletion=_complete(tuple(KINDS)),
+            help="Which layer: mha (keras.layers.MultiHeadAttention) or gqa "
+            "(keras.layers.GroupQueryAttention, rank-3 inputs; see docs/gqa.md).",
+            rich_help_panel=LAYER,
+        ),
+    ],
+)
+_GQA: tuple[tuple[str, Any, Any], ...] = (
+    (
+        "num_query_heads",
+        Annotated[int | None, _int_option("--num-query-heads", "--layer gqa: num_query_heads [default: 4].")],
+        None,
+    ),
+    (
+        "num_key_value_heads",
+        Annotated[
+            int | None,
+            _int_option(
+                "--num-key-value-heads",
+                "--layer gqa: num_key_value_heads, a divisor of num_query_heads [default: 2, or 1].",
+            ),
+        ],
+        None,
+    ),
+    (
+        "head_dim",
+        Annotated[
+            int | None,
+            _int_option("--head-dim", "--layer gqa: head_dim [default: query features // num_query_heads]."),
+        ],
+        None,
+    ),
+)
+_GQA_FIELDS = tuple(name for name, _, _ in _GQA)
+#: The options only one kind has, as --help names them, by kind.
+_OWN_OPTIONS = {
+    "mha": ("--num-heads", "--key-dim", "--value-dim", "--output-shape", "--axes", "--axis-names"),
+    "gqa": ("--num-query-heads", "--num-key-value-heads", "--head-dim"),
+}
+_ACCEPTED = {"mha": "MultiHeadAttention", "gqa": "GroupQueryAttention"}
 #: scan's --keras: which Keras loads the model (3|2); all: Keras 2 loads it, each layer tried in Keras 3.
 ScanKerasOption = Annotated[
     Any,
@@ -447,7 +500,12 @@ def _flag(annotation: Any) -> str:
 
 
 #: The layer's options by parameter name, for saying which were given (--jsonl refuses them).
-LAYER_OPTION_NAMES = {"axes": "--axes", **{name: _flag(annotation) for name, annotation, _ in _LAYER}}
+LAYER_OPTION_NAMES = {
+    "axes": "--axes",
+    **{name: _flag(annotation) for name, annotation, _ in _LAYER},
+    "layer": "--layer",
+    **{name: _flag(annotation) for name, annotation, _ in _GQA},
+}
 
 
 def _replace_parameter(
@@ -495,7 +553,11 @@ class EveryChoice:
 
 
 def layer_options(
-    *, several_axes: bool = False, shape_optional: bool = False, every_keras: bool = False
+    *,
+    several_axes: bool = False,
+    shape_optional: bool = False,
+    every_keras: bool = False,
+    kinds: bool = False,
 ) -> Callable[[F], F]:
     """Give the decorated command the layer's options, and call it with the configuration they state.
 
@@ -506,7 +568,10 @@ def layer_options(
     validated: the operation's derivation does that. With ``shape_optional``
     (explain, whose --jsonl reads configurations instead), ``config`` is None
     when --shape is not given, and the command says what is missing. With
-    ``every_keras``, ``--keras all`` gives ``config`` as an :class:`EveryKeras`.
+    ``every_keras``, ``--keras all`` gives ``config`` as an :class:`EveryKeras`. With ``kinds``,
+    ``--layer`` chooses the layer kind, and ``--layer gqa`` gives a :class:`GQAConfig` built from the
+    options GroupQueryAttention shares with MultiHeadAttention and its own; an option only the other
+    kind has is refused in one line.
     """
     target = "configs" if several_axes else "config"
     layer = [
@@ -518,8 +583,32 @@ def layer_options(
     if every_keras:
         layer = [p.replace(annotation=_KERAS_OR_ALL) if p.name == "keras" else p for p in layer]
     options = [layer[0], _SEVERAL_AXES if several_axes else _SINGLE_AXES, *layer[1:]]
+    if kinds:
+        options[1:1] = [
+            _LAYER_KIND,
+            *(
+                inspect.Parameter(
+                    name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+                )
+                for name, annotation, default in _GQA
+            ),
+        ]
 
-    def build(given: dict[str, Any]) -> MHAConfig | list[MHAConfig] | EveryChoice | EveryKeras | None:
+    def build(
+        given: dict[str, Any],
+    ) -> MHAConfig | GQAConfig | list[MHAConfig] | EveryChoice | EveryKeras | None:
+        kind = given.pop("layer", "mha")
+        own = {name: given.pop(name, None) for name in _GQA_FIELDS}
+        others = (option for k, names in _OWN_OPTIONS.items() if k != kind for option in names)
+        # --axes's default passes through its parser too (as "none"): given means not none.
+        other = next(
+            (o for o in others if (given["axes"] is not None if o == "--axes" else o in typed)), None
+        )
+        if other is not None:
+            problem = f"{_ACCEPTED[kind]} has no such argument; leave it out, or use the --layer that has it"
+            raise BadValue(ConfigError(other, None, f"--layer {kind}: {problem}"))
+        if kind == "gqa":
+            return _gqa_config(given, own)
         axes = given.pop("axes")
         if given["query_shape"] is None:  # only when shape_optional
             for name in _LAYER_FIELDS:
@@ -541,6 +630,22 @@ def layer_options(
         return replace(base, attention_axes=axes)
 
     return lambda command: _replace_parameter(command, target, options, build)
+
+
+def _gqa_config(given: dict[str, Any], own: dict[str, Any]) -> GQAConfig | None:
+    """--layer gqa: the options GroupQueryAttention shares with MultiHeadAttention, and its own."""
+    fields = {name: given.pop(name) for name in _LAYER_FIELDS}
+    given.pop("axes")
+    if fields["query_shape"] is None:  # only when shape_optional
+        return None
+    if fields["keras"] == ALL_KERAS:
+        raise BadValue(
+            ConfigError(
+                "--keras", ALL_KERAS, "--layer gqa: Keras 2 has no GroupQueryAttention; use --keras 3"
+            )
+        )
+    shared = {name: value for name, value in fields.items() if name in GQAConfig.__dataclass_fields__}
+    return GQAConfig(**shared, **own)
 
 
 # --- How output looks -------------------------------------------------------------------

@@ -9,20 +9,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mha_cli.core.derived import Derivation
+    from mha_cli.core.derived import Derived
 
 
 #: The derivation's tensor behind each name input_names gives (x is the query, also the value).
 INPUT_TENSOR = {"x": "query", "query": "query", "value": "value", "key": "key"}
 
 
-def input_names(d: Derivation) -> tuple[str, ...]:
+def input_names(d: Derived) -> tuple[str, ...]:
     """The tensors a user passes: x for self-attention, else query, value; and key when given."""
     names = ("x",) if d.config.value_shape is None else ("query", "value")
     return (*names, "key") if d.config.key_shape is not None else names
 
 
-def call(d: Derivation, *, training: bool | None = None) -> str:
+def call(d: Derived, *, training: bool | None = None) -> str:
     """``layer(x, x, return_attention_scores=True)``, as the user would call it, masks included
     (and ``training=...`` when given)."""
     names = input_names(d)

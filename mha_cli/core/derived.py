@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from mha_cli.core.config import DTYPE_BYTES, BatchShape, ExecutionPath, LayerArgs, MHAConfig, Role, Shape
+from mha_cli.core.errors import InternalError
 from mha_cli.core.grammar import format_shape
 
 
@@ -99,9 +101,150 @@ class Weight:
         return math.prod(self.kernel) + (math.prod(self.bias) if self.bias is not None else 0)
 
 
+class CallConfig(Protocol):
+    """What every kind's configuration says about the inputs and the call (shapes without batch)."""
+
+    @property
+    def query_shape(self) -> Shape: ...
+    @property
+    def value_shape(self) -> Shape | None: ...
+    @property
+    def key_shape(self) -> Shape | None: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def batch(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def mask_shape(self) -> tuple[int | None, ...] | None: ...
+    @property
+    def causal(self) -> bool: ...
+    @property
+    def sliding_window(self) -> int | None: ...
+    @property
+    def keras(self) -> int: ...
+
+
+class LayerSettings(Protocol):
+    """What every kind's resolved layer arguments say beyond its own sizes."""
+
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def dropout(self) -> float: ...
+    @property
+    def use_bias(self) -> bool: ...
+    @property
+    def use_gate(self) -> bool: ...
+    @property
+    def sliding_window(self) -> int | None: ...
+    @property
+    def attention_axes(self) -> tuple[int, ...]: ...
+    @property
+    def defaulted(self) -> frozenset[str]: ...
+
+
+@runtime_checkable
+class Derived(Protocol):
+    """What a layer kind's algebra says about one configuration (:mod:`mha_cli.core.kinds`).
+
+    Renderers, the JSON documents, the runtime and the checks read a derivation through this.
+    """
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def config(self) -> CallConfig: ...
+    @property
+    def layer(self) -> LayerSettings: ...
+    @property
+    def axes(self) -> tuple[Axis, ...]: ...
+    @property
+    def inputs(self) -> dict[str, Tensor]: ...
+    @property
+    def shapes(self) -> dict[str, Tensor]: ...
+    @property
+    def einsums(self) -> dict[str, Einsum]: ...
+    @property
+    def weights(self) -> tuple[Weight, ...]: ...
+    @property
+    def mask(self) -> MaskPlan | None: ...
+    @property
+    def summary(self) -> tuple[str, ...]: ...
+    @property
+    def execution_path(self) -> ExecutionPath: ...
+    @property
+    def rank(self) -> int: ...
+    @property
+    def params(self) -> int: ...
+    @property
+    def flops_per_item(self) -> int: ...
+    @property
+    def equations(self) -> dict[str, str]: ...
+    @property
+    def weights_per_query(self) -> int:
+        """Attention weights one query position gets, per head."""
+        ...
+
+    def bytes_per_item(self, tensor: Tensor) -> int: ...
+    def scores_bytes_per_item(self) -> int: ...
+    def weights_bytes(self) -> int: ...
+    def forward_pass_bytes(self) -> int: ...
+
+
+class Costs:
+    """What every kind's derivation sums the same way from its tensors, einsums and weights."""
+
+    @property
+    def rank(self: Derived) -> int:
+        """Input rank, counting the batch axis."""
+        return len(self.axes)
+
+    @property
+    def params(self: Derived) -> int:
+        return sum(weight.params for weight in self.weights)
+
+    @property
+    def flops_per_item(self: Derived) -> int:
+        return sum(einsum.flops_per_item() for einsum in self.einsums.values())
+
+    @property
+    def equations(self: Derived) -> dict[str, str]:
+        return {name: einsum.equation for name, einsum in self.einsums.items()}
+
+    def bytes_per_item(self: Derived, tensor: Tensor) -> int:
+        """Bytes of ``tensor`` for one batch item, in the layer's dtype."""
+        return tensor.per_item_size() * DTYPE_BYTES[self.layer.dtype]
+
+    def scores_bytes_per_item(self: Derived) -> int:
+        return self.bytes_per_item(self.shapes["attention_scores"])
+
+    def weights_bytes(self: Derived) -> int:
+        """Memory the weights take when the layer is built and seeded.
+
+        Each parameter in the layer dtype, as the float64 values drawn for it,
+        and as the float64 copy the NumPy check reads.
+        """
+        return self.params * (DTYPE_BYTES[self.layer.dtype] + 2 * 8)
+
+    def forward_pass_bytes(self: Derived) -> int:
+        """Rough peak memory of a verified forward pass at the configured batch.
+
+        The weights, and every tensor once in the layer dtype and twice in
+        float64 (our NumPy copy and reference), plus two more score-sized
+        buffers on each side (logits and exp before the softmax).
+        """
+        itemsize = DTYPE_BYTES[self.layer.dtype]
+        tensors = sum(t.per_item_size() for t in (*self.inputs.values(), *self.shapes.values()))
+        scores = self.shapes["attention_scores"].per_item_size()
+        activations = (tensors + 2 * scores) * itemsize + (2 * tensors + 2 * scores) * 8
+        return self.weights_bytes() + self.config.batch * activations
+
+
 @dataclass(frozen=True)
-class Derivation:
-    """Everything the shape algebra says about one configuration."""
+class Derivation(Costs):
+    """Everything the shape algebra says about one MultiHeadAttention configuration."""
 
     config: MHAConfig
     layer: LayerArgs
@@ -121,11 +264,6 @@ class Derivation:
         return "mha"
 
     @property
-    def rank(self) -> int:
-        """Input rank, counting the batch axis."""
-        return len(self.axes)
-
-    @property
     def attended_axes(self) -> tuple[Axis, ...]:
         by_index = {axis.index: axis for axis in self.axes}
         return tuple(by_index[i] for i in self.layer.attention_axes)
@@ -135,17 +273,9 @@ class Derivation:
         return tuple(axis for axis in self.axes if axis.role is Role.FREE)
 
     @property
-    def params(self) -> int:
-        return sum(weight.params for weight in self.weights)
-
-    @property
     def weights_per_query(self) -> int:
         """Attention weights one query position gets, per head."""
         return math.prod(axis.key_size or 0 for axis in self.attended_axes)
-
-    @property
-    def flops_per_item(self) -> int:
-        return sum(einsum.flops_per_item() for einsum in self.einsums.values())
 
     @property
     def execution_path(self) -> ExecutionPath:
@@ -164,34 +294,34 @@ class Derivation:
         fused = self.rank == 3 and self.layer.dropout == 0.0
         return ExecutionPath.FUSED if fused else ExecutionPath.EINSUM
 
-    def bytes_per_item(self, tensor: Tensor) -> int:
-        """Bytes of ``tensor`` for one batch item, in the layer's dtype."""
-        return tensor.per_item_size() * DTYPE_BYTES[self.layer.dtype]
 
-    def scores_bytes_per_item(self) -> int:
-        return self.bytes_per_item(self.shapes["attention_scores"])
+def bind_einsum(name: str, equation: str, operands: tuple[Tensor, ...], result: Tensor) -> Einsum:
+    """Bind ``equation`` to its tensors; build the legend and check consistency.
 
-    def weights_bytes(self) -> int:
-        """Memory the weights take when the layer is built and seeded.
+    A letter must name the same axis (up to the _q/_k side suffix) and size in
+    every term it appears in: anything else is a bug in this module.
+    """
+    inputs_part, result_part = equation.split("->")
+    terms = [*zip(inputs_part.split(","), operands, strict=True), (result_part, result)]
+    legend: dict[str, tuple[str, int | None]] = {}
+    for letters, tensor in terms:
+        if len(letters) != len(tensor.shape):
+            raise InternalError(
+                f"{name}: {letters!r} does not fit {tensor.name} {format_shape(tensor.shape)}"
+            )
+        for letter, label, size in zip(letters, tensor.labels, tensor.shape, strict=True):
+            base = _base_label(label)
+            seen = legend.setdefault(letter, (label, size))
+            if _base_label(seen[0]) != base or seen[1] != size:
+                raise InternalError(f"{name}: letter {letter!r} is both {seen} and {(label, size)}")
+    return Einsum(
+        name=name,
+        equation=equation,
+        operands=operands,
+        result=result,
+        legend=tuple((letter, label, size) for letter, (label, size) in sorted(legend.items())),
+    )
 
-        Each parameter in the layer dtype, as the float64 values drawn for it,
-        and as the float64 copy the NumPy check reads.
-        """
-        return self.params * (DTYPE_BYTES[self.layer.dtype] + 2 * 8)
 
-    def forward_pass_bytes(self) -> int:
-        """Rough peak memory of a verified forward pass at the configured batch.
-
-        The weights, and every tensor once in the layer dtype and twice in
-        float64 (our NumPy copy and reference), plus two more score-sized
-        buffers on each side (logits and exp before the softmax).
-        """
-        itemsize = DTYPE_BYTES[self.layer.dtype]
-        tensors = sum(t.per_item_size() for t in (*self.inputs.values(), *self.shapes.values()))
-        scores = self.shapes["attention_scores"].per_item_size()
-        activations = (tensors + 2 * scores) * itemsize + (2 * tensors + 2 * scores) * 8
-        return self.weights_bytes() + self.config.batch * activations
-
-    @property
-    def equations(self) -> dict[str, str]:
-        return {name: einsum.equation for name, einsum in self.einsums.items()}
+def _base_label(label: str) -> str:
+    return label[:-2] if label.endswith(("_q", "_k")) else label

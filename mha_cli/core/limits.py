@@ -7,7 +7,7 @@ TensorFlow) stay in the runtime.
 
 from __future__ import annotations
 
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import format_shape
 
@@ -29,7 +29,7 @@ ONEDNN_MAX_SOFTMAX_RANK = 5
 ONEDNN_DTYPES = ("float32", "bfloat16")
 
 
-def machine_limit(derivation: Derivation, backend: str) -> str | None:
+def machine_limit(derivation: Derived, backend: str) -> str | None:
     """Why the real layer may refuse ``derivation`` on some machines (None: no such limit applies).
 
     The algebra cannot tell whether this machine has the limit; a run can.

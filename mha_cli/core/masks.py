@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from mha_cli.core.derived import Derivation, MaskPlan
+from mha_cli.core.derived import Derived, MaskPlan
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import format_shape
 
 
-def mask_layout(d: Derivation) -> tuple[tuple[int | None, ...], int]:
+def mask_layout(d: Derived) -> tuple[tuple[int | None, ...], int]:
     """The full attention_mask shape (the scores' without heads) and where Keras inserts missing axes."""
     scores = d.shapes["attention_scores"]
     heads = scores.labels.index("heads")
     return scores.shape[:heads] + scores.shape[heads + 1 :], -2 * len(d.layer.attention_axes) - 1
 
 
-def plan_mask(d: Derivation) -> MaskPlan | None:
+def plan_mask(d: Derived) -> MaskPlan | None:
     """The mask plan for ``d``'s call, or None without masks; ConfigError where Keras fails."""
     config = d.config
     scores = d.shapes["attention_scores"]

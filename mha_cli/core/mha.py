@@ -24,9 +24,10 @@ from mha_cli.core.config import (
     Role,
     Shape,
 )
-from mha_cli.core.derived import Axis, Derivation, Einsum, Tensor, Weight
-from mha_cli.core.errors import ConfigError, InternalError
+from mha_cli.core.derived import Axis, Derivation, Einsum, Tensor, Weight, bind_einsum
+from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import format_shape
+from mha_cli.core.limits import check_shape_limits
 from mha_cli.core.masks import plan_mask
 from mha_cli.core.summary import summarize
 
@@ -372,7 +373,7 @@ def _derive_valid(
         contracted = len(kernel_shape) - len(result.shape[rank - 1 :])
         equation = projection_equation(rank - 1, contracted, len(kernel_shape) - contracted)
         operands = (source, Tensor(f"{weight}/kernel", kernel_shape, kernel_labels))
-        einsums[step] = _einsum(step, equation, operands, result)
+        einsums[step] = bind_einsum(step, equation, operands, result)
         bias = kernel_shape[contracted:] if layer.use_bias else None
         weights.append(Weight(weight, kernel_shape, bias))
 
@@ -387,8 +388,8 @@ def _derive_valid(
         shapes["gate"] = gate
         project("gate", inputs["query"], (query[-1], heads, value_dim), (*per_head, "value_dim"), gate)
     dot_eq, combine_eq = attention_equations(rank + 1, attended)
-    einsums["dot_product"] = _einsum("dot_product", dot_eq, (k_proj, q_proj), scores)
-    einsums["combine"] = _einsum("combine", combine_eq, (scores, v_proj), attention_output)
+    einsums["dot_product"] = bind_einsum("dot_product", dot_eq, (k_proj, q_proj), scores)
+    einsums["combine"] = bind_einsum("combine", combine_eq, (scores, v_proj), attention_output)
     project(
         "output", attention_output, (heads, value_dim, *out_dims), ("heads", "value_dim", *out_labels), output
     )
@@ -405,38 +406,6 @@ def _derive_valid(
     )
     derivation = replace(derivation, mask=plan_mask(derivation))
     return replace(derivation, summary=summarize(derivation))
-
-
-def _einsum(name: str, equation: str, operands: tuple[Tensor, ...], result: Tensor) -> Einsum:
-    """Bind ``equation`` to its tensors; build the legend and check consistency.
-
-    A letter must name the same axis (up to the _q/_k side suffix) and size in
-    every term it appears in: anything else is a bug in this module.
-    """
-    inputs_part, result_part = equation.split("->")
-    terms = [*zip(inputs_part.split(","), operands, strict=True), (result_part, result)]
-    legend: dict[str, tuple[str, int | None]] = {}
-    for letters, tensor in terms:
-        if len(letters) != len(tensor.shape):
-            raise InternalError(
-                f"{name}: {letters!r} does not fit {tensor.name} {format_shape(tensor.shape)}"
-            )
-        for letter, label, size in zip(letters, tensor.labels, tensor.shape, strict=True):
-            base = _base_label(label)
-            seen = legend.setdefault(letter, (label, size))
-            if _base_label(seen[0]) != base or seen[1] != size:
-                raise InternalError(f"{name}: letter {letter!r} is both {seen} and {(label, size)}")
-    return Einsum(
-        name=name,
-        equation=equation,
-        operands=operands,
-        result=result,
-        legend=tuple((letter, label, size) for letter, (label, size) in sorted(legend.items())),
-    )
-
-
-def _base_label(label: str) -> str:
-    return label[:-2] if label.endswith(("_q", "_k")) else label
 
 
 def shrunk(config: MHAConfig, most: int = 4) -> MHAConfig:
@@ -473,9 +442,16 @@ class MultiHeadAttentionKind:
 
     name: str = "mha"
     keras_class: str = "MultiHeadAttention"
+    config_type: type = MHAConfig
 
     def derive(self, config: MHAConfig) -> Derivation:
         return derive(config)
+
+    def check_backend(self, derived: Derivation, backend: str) -> None:
+        check_shape_limits(derived, backend)
+
+    def shrunk(self, config: MHAConfig, most: int) -> MHAConfig:
+        return shrunk(config, most)
 
     def keras_kwargs(self, derived: Derivation) -> dict[str, object]:
         # The axes as the user gave them: the real layer resolves them itself, and the check

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from mha_cli.core.config import ExecutionPath
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.masks import mask_layout
 
@@ -19,7 +19,7 @@ def _heads(count: int) -> str:
     return "in its one head" if count == 1 else f"separately in each of {count} heads"
 
 
-def _reach(derivation: Derivation, key_positions: int, names: str) -> tuple[str, str, str]:
+def masked_reach(derivation: Derived, key_positions: int, names: str) -> tuple[str, str, str]:
     """How many of the ``key_positions`` a query position attends to, with the masks: the words
     after "attends to", what decides it, and a sentence about queries left with none (or "")."""
     plan = derivation.mask
@@ -84,7 +84,7 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
             f"{slices:,} separate attention problems per batch item and head."
         )
     else:
-        reach, decided, none_left = _reach(derivation, key_positions, attended_names)
+        reach, decided, none_left = masked_reach(derivation, key_positions, attended_names)
         lines.append(
             f"Each query position attends to {reach} of the same batch item{decided}, "
             f"{_heads(layer.num_heads)}." + none_left

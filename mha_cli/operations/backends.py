@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli.core.config import BACKENDS, MHAConfig
+from mha_cli.core.gqa import GQAConfig
+from mha_cli.core.kinds import KINDS, kind_of
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, ExplainResult
 
 #: What each backend needs importable (Keras's numpy backend imports jax).
@@ -63,18 +65,26 @@ def installed(backend: str) -> bool:
     return importlib.util.find_spec(_NEEDS[backend]) is not None
 
 
-def request(config: MHAConfig, backend: str, max_memory: int) -> str:
+def request(config: MHAConfig | GQAConfig, backend: str, max_memory: int) -> str:
     """What a worker reads on stdin."""
-    return json.dumps({"config": dataclasses.asdict(config), "backend": backend, "max_memory": max_memory})
+    return json.dumps(
+        {
+            "layer": kind_of(config).name,
+            "config": dataclasses.asdict(config),
+            "backend": backend,
+            "max_memory": max_memory,
+        }
+    )
 
 
-def read_request(text: str) -> tuple[MHAConfig, str, int]:
+def read_request(text: str) -> tuple[MHAConfig | GQAConfig, str, int]:
     """The worker's side of :func:`request`. JSON turned the config's tuples into lists."""
     fields: dict[str, Any] = json.loads(text)
     restored: dict[str, Any] = {
         k: tuple(v) if isinstance(v, list) else v for k, v in fields["config"].items()
     }
-    return MHAConfig(**restored), fields["backend"], fields["max_memory"]
+    config = KINDS[fields["layer"]].config_type(**restored)
+    return config, fields["backend"], fields["max_memory"]
 
 
 def for_transfer(result: ExplainResult) -> ExplainResult:
@@ -87,7 +97,7 @@ def for_transfer(result: ExplainResult) -> ExplainResult:
 
 
 def run_on_backends(
-    config: MHAConfig, worker: Sequence[str], *, max_memory: int = DEFAULT_MAX_MEMORY
+    config: MHAConfig | GQAConfig, worker: Sequence[str], *, max_memory: int = DEFAULT_MAX_MEMORY
 ) -> BackendsRun:
     """Explain ``config`` on every installed backend, each in a ``worker`` process, and compare them.
 
@@ -108,7 +118,8 @@ def run_on_backends(
                 text=True,
                 check=False,
             )
-            if done.returncode not in (0, 1):  # 1: it ran, and a check failed (the result says which)
+            ran = (Path(folder) / RESULT_FILE).exists()  # exit 1 is also Python's, for a crash
+            if done.returncode not in (0, 1) or not ran:  # 1: it ran, and a check failed (the result says)
                 lines = done.stderr.strip().splitlines()
                 problem = lines[-1] if lines else f"exit {done.returncode}"
                 runs.append(BackendRun(backend, None, problem.removeprefix("mha-explain: error: ")))

@@ -11,10 +11,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from mha_cli.core.config import ExecutionPath, MHAConfig
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derivation, Derived
+from mha_cli.core.errors import InternalError
+from mha_cli.core.gqa import GQAConfig
 from mha_cli.core.grammar import format_bytes, format_shape
-from mha_cli.core.limits import check_shape_limits
-from mha_cli.core.mha import derive, shrunk
+from mha_cli.core.kinds import derive_any, kind_of
 
 if TYPE_CHECKING:
     from mha_cli.runtime.keras_adapter import LayerRun
@@ -102,11 +103,17 @@ class SymbolicCheck(Check):
     real: dict[str, tuple[int | None, ...]] = field(default_factory=dict)
     #: Whether ``real`` comes from a forward pass (else from the shape algebra).
     measured: bool = True
+    #: Keras's words when its symbolic call refused what the forward pass ran (no shapes then).
+    refusal: str | None = None
 
     @property
     def brief(self) -> str:
         if self.status is not Status.WARNING:
             return self.detail
+        if self.refusal is not None and self.output is not None:  # it answered, without the scores
+            return f"keras.Input (and so a functional model) {self.refusal}"
+        if self.refusal is not None:
+            return f"keras.Input (and so a functional model) refuses what the call runs: {self.refusal}"
         shown = {"output": self.output, "attention_scores": self.attention_scores}
         wrong = "; ".join(
             f"{name.replace('_', ' ')} {format_shape(shown[name] or ())}, "
@@ -148,7 +155,7 @@ class ReducedRunCheck(Check):
 
 @dataclass(frozen=True)
 class ExplainResult:
-    derivation: Derivation
+    derivation: Derived
     backend: str
     run: LayerRun | None
     checks: tuple[Check, ...]
@@ -174,9 +181,17 @@ class ExplainResult:
     def check(self, name: str) -> Check:
         return next(check for check in self.checks if check.name == name)
 
+    @property
+    def mha(self) -> Derivation:
+        """The derivation, where only MultiHeadAttention's is meant (case files, scan, --keras all,
+        map, vectors): those refuse other kinds before they run."""
+        if not isinstance(self.derivation, Derivation):
+            raise InternalError(f"a {self.derivation.kind} derivation reached code for MultiHeadAttention")
+        return self.derivation
+
 
 def explain(
-    config: MHAConfig,
+    config: MHAConfig | GQAConfig,
     backend: str,
     *,
     execute: bool = True,
@@ -212,11 +227,11 @@ def explain(
         return result
     from mha_cli.runtime.keras_adapter import call_convention
 
-    return replace(result, call_convention=call_convention(result.derivation, backend))
+    return replace(result, call_convention=call_convention(result.mha, backend))
 
 
 def _explain(
-    config: MHAConfig,
+    config: MHAConfig | GQAConfig,
     backend: str,
     *,
     execute: bool,
@@ -226,8 +241,9 @@ def _explain(
     intermediates: bool = False,
 ) -> ExplainResult:
     """:func:`explain` without the call convention."""
-    derivation = derive(config)
-    check_shape_limits(derivation, backend)  # what a backend rejects whatever the machine, even --no-run
+    kind = kind_of(config)
+    derivation = kind.derive(config)
+    kind.check_backend(derivation, backend)  # what a backend rejects whatever the machine, even --no-run
     if not execute:
         return algebra_only(
             derivation, backend, "--no-run", "--no-run: answered from the shape algebra alone"
@@ -259,7 +275,7 @@ def _explain(
 
 
 def _built_not_run(
-    derivation: Derivation, backend: str, estimate: int, max_memory: int, verify_small: bool
+    derivation: Derived, backend: str, estimate: int, max_memory: int, verify_small: bool
 ) -> ExplainResult:
     """The memory guard: check what the built layer reports, skip the forward pass."""
     from mha_cli.runtime.keras_adapter import inspect_layer
@@ -281,7 +297,7 @@ def _built_not_run(
     return ExplainResult(derivation, backend, run, checks, not_executed_reason=reason)
 
 
-def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> ReducedRunCheck:
+def reduced_check(derivation: Derived, backend: str, max_memory: int) -> ReducedRunCheck:
     """--verify-small: the same layer, run and fully checked on shrunken inputs.
 
     Honest because what is claimed for the full configuration (equations, axis
@@ -292,12 +308,14 @@ def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> Redu
     # Keras's bias-add bug depends on the size of axis 1 (known_wrong_results):
     # shrink to a size where it applies exactly when it applies to the full inputs.
     buggy = bool(known_wrong_results(derivation, backend))
-    sizes = (4, 5, 3, 6, derivation.layer.num_heads)
-    candidates = [derive(shrunk(derivation.config, most)) for most in sizes]
-    small_derivation = next(
-        (d for d in candidates if bool(known_wrong_results(d, backend)) == buggy), candidates[0]
+    scores = derivation.shapes["attention_scores"]
+    sizes = (4, 5, 3, 6, scores.shape[scores.labels.index("heads")] or 1)
+    kind = kind_of(derivation.config)
+    shrunken = [kind.shrunk(derivation.config, most) for most in sizes]
+    candidates = [(small, derive_any(small)) for small in shrunken]
+    small, small_derivation = next(
+        ((c, d) for c, d in candidates if bool(known_wrong_results(d, backend)) == buggy), candidates[0]
     )
-    small = small_derivation.config
     shapes = {name: format_shape(tensor.shape[1:]) for name, tensor in small_derivation.inputs.items()}
     inputs = {name: tensor.shape[1:] for name, tensor in small_derivation.inputs.items()}
     shown = f"query {shapes['query']}, key {shapes['key']}, value {shapes['value']}"
@@ -330,11 +348,11 @@ def reduced_check(derivation: Derivation, backend: str, max_memory: int) -> Redu
     )
 
 
-def _numpy_skipped(derivation: Derivation, detail: str) -> NumpyCheck:
+def _numpy_skipped(derivation: Derived, detail: str) -> NumpyCheck:
     return NumpyCheck(Status.SKIPPED, detail, TOLERANCE[derivation.layer.dtype])
 
 
-def algebra_only(derivation: Derivation, backend: str, cause: str, reason: str) -> ExplainResult:
+def algebra_only(derivation: Derived, backend: str, cause: str, reason: str) -> ExplainResult:
     """The shape algebra alone, no Keras: --no-run, or weights too big to build."""
     skipped = f"not run: {cause}"
     checks = (
@@ -346,7 +364,7 @@ def algebra_only(derivation: Derivation, backend: str, cause: str, reason: str) 
     return ExplainResult(derivation, backend, None, checks, not_executed_reason=reason)
 
 
-def compare_with_layer(derivation: Derivation, run: LayerRun) -> DerivationCheck:
+def compare_with_layer(derivation: Derived, run: LayerRun) -> DerivationCheck:
     """Our shapes, equations, weights and axes against the real layer's."""
     batch = derivation.config.batch
     mismatches: list[Mismatch] = []
@@ -355,7 +373,8 @@ def compare_with_layer(derivation: Derivation, run: LayerRun) -> DerivationCheck
         if ours != keras:
             mismatches.append(Mismatch(kind, name, ours, keras))
 
-    compare("attention_axes", "attention_axes", derivation.layer.attention_axes, run.resolved_axes)
+    if run.resolved_axes is not None:  # a layer with an attention_axes argument
+        compare("attention_axes", "attention_axes", derivation.layer.attention_axes, run.resolved_axes)
     if run.execution_path is not None:
         compare("execution_path", "execution_path", derivation.execution_path, run.execution_path)
     # Without a forward pass the layer reports only its output shape (compute_output_shape).
@@ -373,7 +392,8 @@ def compare_with_layer(derivation: Derivation, run: LayerRun) -> DerivationCheck
         compare("weight", name, ours_weights.get(name), run.weights.get(name))
     counts = (
         f"{len(shapes)} shape{'s' if len(shapes) != 1 else ''}, {len(derivation.equations)} equations, "
-        f"{len(ours_weights)} weights, the resolved axes"
+        f"{len(ours_weights)} weights"
+        + (", the resolved axes" if run.resolved_axes is not None else "")
         + (", the execution path" if run.execution_path is not None else "")
     )
     against = "the real forward pass" if run.executed else "the real layer, built but not run"
@@ -387,7 +407,7 @@ def compare_with_layer(derivation: Derivation, run: LayerRun) -> DerivationCheck
     return DerivationCheck(Status.PASSED, f"shape algebra agrees with {against} ({counts})")
 
 
-def numpy_check(derivation: Derivation, run: LayerRun, *, shapes_agree: bool) -> NumpyCheck:
+def numpy_check(derivation: Derived, run: LayerRun, *, shapes_agree: bool) -> NumpyCheck:
     """Re-execute our equations in float64 and compare with Keras's numbers."""
     tolerance = TOLERANCE[derivation.layer.dtype]
     if not shapes_agree:
@@ -424,21 +444,23 @@ def numpy_check(derivation: Derivation, run: LayerRun, *, shapes_agree: bool) ->
     )
 
 
-def _bias_bug_way_out(derivation: Derivation, known: tuple[str, ...]) -> str:
+def _bias_bug_way_out(derivation: Derived, known: tuple[str, ...]) -> str:
     """What avoids the misplaced-bias bug for the projections it hits (known_wrong_results)."""
     ways = []
     if any("attention_output bias" in found for found in known):
-        out = derivation.layer.output_shape or ()
+        out = (derivation.layer.output_shape if isinstance(derivation, Derivation) else None) or ()
         ways.append(
             f"give output_shape another shape: {format_shape(out)} ends in 1, so its bias squeezes to one "
             f"axis that Keras adds along axis 1 (size {derivation.axes[1].query_size})"
         )
     if any("attention_output bias" not in found for found in known):
-        ways.append("change key_dim/value_dim from 1")
+        ways.append(
+            "change head_dim from 1" if derivation.kind == "gqa" else "change key_dim/value_dim from 1"
+        )
     return "; ".join(ways)
 
 
-def plain_call_check(derivation: Derivation, run: LayerRun) -> PlainCallCheck:
+def plain_call_check(derivation: Derived, run: LayerRun) -> PlainCallCheck:
     """The call a model makes, ``layer(query, value)`` without scores, against the checked call.
 
     Without return_attention_scores Keras may take another path (the fused
@@ -457,23 +479,55 @@ def plain_call_check(derivation: Derivation, run: LayerRun) -> PlainCallCheck:
     compared = f"max |diff| {difference:.1e} from the checked output"
     if difference <= tolerance:
         return PlainCallCheck(Status.PASSED, f"{called}: {compared}", tolerance, path, difference)
+    from mha_cli.runtime.reference import fully_masked_rows
+
+    empty = fully_masked_rows(derivation, run.arrays)
+    why = (
+        f": {empty} (item, head, query) rows of the scores have no key position left to attend to, which "
+        "the call with scores gives zero weights and the fused path does not"
+        if empty
+        else ""
+    )
     detail = (
         f"{called}, without scores, computes another output than the call with them: {compared} "
-        f"(tolerance {tolerance:.0e} for {derivation.layer.dtype}). Keras disagrees with itself here; "
+        f"(tolerance {tolerance:.0e} for {derivation.layer.dtype}). Keras disagrees with itself here{why}; "
         "a model gets this output"
     )
     return PlainCallCheck(Status.WARNING, detail, tolerance, path, difference)
 
 
-def _plain_call_skipped(derivation: Derivation, detail: str) -> PlainCallCheck:
+def _plain_call_skipped(derivation: Derived, detail: str) -> PlainCallCheck:
     return PlainCallCheck(Status.SKIPPED, detail, TOLERANCE[derivation.layer.dtype])
 
 
-def symbolic_check(derivation: Derivation, run: LayerRun) -> SymbolicCheck:
+def symbolic_check(derivation: Derived, run: LayerRun) -> SymbolicCheck:
     """Keras's symbolic shapes (keras.Input, model.summary()) against the real ones."""
     real: dict[str, tuple[int | None, ...]] = {
         name: derivation.shapes[name].shape for name in ("output", "attention_scores")
     }
+    if run.symbolic_refusal is not None:
+        query, value = derivation.inputs["query"].shape[-1], derivation.inputs["value"].shape[-1]
+        detail = (
+            f"Keras's symbolic call (keras.Input, and so a functional model and model.summary()) refuses "
+            f"this configuration, which the forward pass runs: {run.symbolic_refusal}"
+            + (
+                f". GroupQueryAttention's compute_output_shape wants the query's and the value's last axes "
+                f"equal (here {query} and {value}), its call does not; to hold it in a functional model, "
+                "project the value to the query's width first"
+                if derivation.kind == "gqa" and query != value
+                else ""
+            )
+        )
+        return SymbolicCheck(Status.WARNING, detail, measured=run.executed, refusal=run.symbolic_refusal)
+    if "attention_scores" not in run.symbolic:
+        output = run.symbolic["output"]
+        detail = (
+            "Keras's symbolic call (keras.Input, and so a functional model and model.summary()) returns the "
+            f"output {format_shape(output)} alone for return_attention_scores=True: a functional model "
+            "cannot take this layer's scores (GroupQueryAttention before Keras 3.15; keras-team/keras#22642)"
+        )
+        missing = "returns no attention scores for return_attention_scores=True (fixed in Keras 3.15)"
+        return SymbolicCheck(Status.WARNING, detail, output, measured=run.executed, refusal=missing)
     output, scores = run.symbolic["output"], run.symbolic["attention_scores"]
     if all(run.symbolic[name] == real[name] for name in real):
         return SymbolicCheck(
@@ -488,11 +542,16 @@ def symbolic_check(derivation: Derivation, run: LayerRun) -> SymbolicCheck:
         f"{name.replace('_', ' ')} {format_shape(run.symbolic[name])}, {source} {format_shape(real[name])}"
         for name in wrong
     ]
+    why = (
+        "Keras assumes scores are (batch, heads, T, T) with T = query.shape[1] (wrong since Keras 3.3 "
+        "whenever the real scores are not that: cross-attention, free axes or several attended axes; "
+        "keras-team/keras#19303)"
+        if derivation.kind == "mha"
+        else "GroupQueryAttention's symbolic scores were fixed in Keras 3.15 (keras-team/keras#22642)"
+    )
     detail = (
         f"Keras's symbolic call (keras.Input, and so model.summary()) reports {'; '.join(parts)}. "
-        "The forward-pass shape is right: Keras assumes scores are (batch, heads, T, T) with T = "
-        "query.shape[1] (wrong since Keras 3.3 whenever the real scores are not that: cross-attention, "
-        "free axes or several attended axes; keras-team/keras#19303). Layers a functional model stacks "
+        f"The forward-pass shape is right: {why}. Layers a functional model stacks "
         "on the scores are built for the wrong shape, so build them from the real one."
     )
     wrong_shapes = {name: real[name] for name in wrong}

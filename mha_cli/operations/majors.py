@@ -183,7 +183,7 @@ def _derived_differences(keras3: MajorRun, keras2: MajorRun) -> tuple[Difference
     r3, r2 = keras3.result, keras2.result
     assert r3 is not None and r2 is not None
     v3, v2 = keras3.version, keras2.version
-    d3, d2 = r3.derivation, r2.derivation
+    d3, d2 = r3.mha, r2.mha
     found: list[Difference] = []
     axes_differ = d3.layer.attention_axes != d2.layer.attention_axes
     if axes_differ:
@@ -400,4 +400,4 @@ def _fully_masked_rows(run: MajorRun) -> int:
         return 0
     from mha_cli.runtime.reference import fully_masked_rows
 
-    return fully_masked_rows(result.derivation, result.run.arrays)
+    return fully_masked_rows(result.mha, result.run.arrays)

@@ -301,7 +301,7 @@ def observed_call(found: CallResult) -> dict[str, Any]:
     values.update(use_bias=arguments["use_bias"], use_gate=arguments["use_gate"], dtype=arguments["dtype"])
     values.update(query=list(call.query_shape), value=list(call.value_shape), key=list(call.key_shape))
     if found.result is not None:
-        d = found.result.derivation
+        d = found.result.mha
         values["value_dim"] = d.layer.value_dim  # None in the layer's config means key_dim
         values["output_shape"] = list(d.shapes["output"].shape[d.rank - 1 :])
         values.update(

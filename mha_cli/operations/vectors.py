@@ -150,7 +150,7 @@ def explained_vectors(
             "config": run.layer_config,
             # As fed: key is value when the call gave none, as Keras builds it.
             "build_shapes": {name: list(run.arrays[name].shape) for name in ("query", "value", "key")},
-            "resolved_attention_axes": list(run.resolved_axes),
+            "resolved_attention_axes": None if run.resolved_axes is None else list(run.resolved_axes),
         },
         "call": {
             "text": call(derivation, training=False),

@@ -6,13 +6,16 @@ Pure: built from the derivation, no Keras.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mha_cli.core.call import INPUT_TENSOR, call, input_names
 from mha_cli.core.config import KERAS_DEFAULTS
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.weight_map import TARGET_NAMES, WeightMap
+from mha_cli.output import gqa
 
 
 def constructor(d: Derivation) -> str:
@@ -36,6 +39,11 @@ def constructor(d: Derivation) -> str:
     return f"keras.layers.MultiHeadAttention({', '.join(args)})"
 
 
+def layer_line(d: Derived) -> str:
+    """The constructor call of ``d``'s layer kind, as the user writes it."""
+    return _CONSTRUCTORS[d.kind](d)
+
+
 def filled_arguments(d: Derivation) -> dict[str, object]:
     """The arguments that have a value whether or not the user gave one (Keras's default otherwise)."""
     layer = d.layer
@@ -47,7 +55,7 @@ def filled_arguments(d: Derivation) -> dict[str, object]:
     }
 
 
-def snippet(d: Derivation) -> str:
+def snippet(d: Derived) -> str:
     """A script that builds this layer, runs it once and prints both shapes, each with the expected one."""
     batch = d.config.batch
     lines = ["import numpy as np", "import keras", "", f"rng = np.random.default_rng({d.config.seed})"]
@@ -60,7 +68,7 @@ def snippet(d: Derivation) -> str:
     output = d.shapes["output"].with_batch(batch)
     scores = d.shapes["attention_scores"].with_batch(batch)
     lines += [
-        f"layer = {constructor(d)}",
+        f"layer = {layer_line(d)}",
         f"output, scores = {call(d)}",
         f'print("output", tuple(output.shape))  # {output}',
         f'print("attention_scores", tuple(scores.shape))  # {scores}',
@@ -185,3 +193,7 @@ def map_script(d: Derivation, m: WeightMap, layout: str | None = None) -> str:
             "    )",
         ]
     return "\n".join(lines) + "\n"
+
+
+#: Each layer kind's constructor line, by kind (mha_cli.core.kinds).
+_CONSTRUCTORS: dict[str, Callable[[Any], str]] = {"mha": constructor, "gqa": gqa.constructor}

@@ -23,10 +23,8 @@ def _axes_label(config_axes: tuple[int, ...] | None) -> str:
 def render_compare(comparison: Comparison, console: Console) -> None:
     """One column per configuration, a row per shape, equation and count; differences marked."""
     results = comparison.results
-    table = titled_table(
-        "Compare", "", *(_axes_label(r.derivation.config.attention_axes) for r in results), ""
-    )
-    derivations = [result.derivation for result in results]
+    table = titled_table("Compare", "", *(_axes_label(r.mha.config.attention_axes) for r in results), "")
+    derivations = [result.mha for result in results]
 
     def row(label: str, values: list[str]) -> None:
         compared_row(table, label, values)

@@ -10,15 +10,15 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from mha_cli.core.config import KERAS_DEFAULTS, Role
-from mha_cli.core.derived import Derivation
+from mha_cli.core.config import Role
+from mha_cli.core.derived import Derived
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.operations.explain import (
     ExplainResult,
 )
 from mha_cli.operations.picture import Picture
-from mha_cli.output.code import filled_arguments
 from mha_cli.output.headline import headline
+from mha_cli.output.layers import text_of
 from mha_cli.output.picture import picture_section
 from mha_cli.output.tables import STATUS_MARK, size_text, titled_table
 
@@ -29,52 +29,15 @@ _ROLE_MEANING = {
     Role.BATCH: "independent examples",
     Role.ATTENDED: "attention runs along it",
     Role.FREE: "not attended: each slice attends on its own",
-    Role.FEATURE: "projected away into heads x key_dim / value_dim",
 }
 
 
 def layer_section(result: ExplainResult) -> Group:
     d = result.derivation
-    layer, config = d.layer, d.config
+    config = d.config
 
-    keras_default = {
-        "value_dim": "Keras default: key_dim",
-        "output_shape": "Keras default: the query's feature size",
-        "attention_axes": "Keras default: all axes but batch, heads and features",
-    }
-    tool_default = {
-        "num_heads": "mha-explain default (Keras requires it)",
-        "key_dim": "mha-explain default: query features // num_heads (Keras requires it)",
-    }
-
-    def source(name: str, is_default: bool) -> str:
-        if name in tool_default and name in layer.defaulted:
-            return tool_default[name]
-        if name in keras_default and name in layer.defaulted:
-            return keras_default[name]
-        return "Keras default" if is_default else "given"
-
-    out = d.shapes["output"].shape[d.rank - 1 :]
     table = titled_table("", "argument", "value", "")
-    rows = [
-        ("num_heads", str(layer.num_heads), False),
-        ("key_dim", str(layer.key_dim), False),
-        ("value_dim", str(layer.value_dim), False),
-        (
-            "output_shape",
-            f"None -> {format_shape(out)}" if layer.output_shape is None else format_shape(out),
-            False,
-        ),
-        (
-            "attention_axes",
-            ("None" if config.attention_axes is None else format_shape(config.attention_axes))
-            + f" -> {format_shape(layer.attention_axes)}",
-            False,
-        ),
-        *((name, str(value), value == KERAS_DEFAULTS[name]) for name, value in filled_arguments(d).items()),
-    ]
-    for name, value, is_default in rows:
-        marker = source(name, is_default)
+    for name, value, marker in text_of(d).arguments(d):
         table.add_row(name, value, Text(marker, style="dim" if marker != "given" else ""))
     run = result.run
     if run is None:
@@ -89,7 +52,7 @@ def layer_section(result: ExplainResult) -> Group:
     return Group(Text("Layer", style="bold"), Text(where, style="dim"), table)
 
 
-def axes_table(d: Derivation) -> Table:
+def axes_table(d: Derived) -> Table:
     table = titled_table("Axes", "axis", "neg", "name", "role", "query", "key", "value", "meaning")
     for axis in d.axes:
         table.add_row(
@@ -100,12 +63,12 @@ def axes_table(d: Derivation) -> Table:
             size_text(axis.query_size),
             size_text(axis.key_size),
             size_text(axis.value_size),
-            _ROLE_MEANING[axis.role],
+            text_of(d).feature_meaning if axis.role is Role.FEATURE else _ROLE_MEANING[axis.role],
         )
     return table
 
 
-def shapes_table(d: Derivation) -> Table:
+def shapes_table(d: Derived) -> Table:
     table = titled_table("Shapes", "tensor", "shape", "axes", f"{d.layer.dtype} / item")
     table.columns[-1].justify = "right"
     for name, tensor in {**d.inputs, **d.shapes}.items():
@@ -119,7 +82,7 @@ def shapes_table(d: Derivation) -> Table:
     return table
 
 
-def einsums_table(d: Derivation) -> Table:
+def einsums_table(d: Derived) -> Table:
     table = titled_table(
         "Einsum equations (as the installed Keras builds them)",
         "step",
@@ -144,7 +107,7 @@ def einsums_table(d: Derivation) -> Table:
     return table
 
 
-def weights_table(d: Derivation) -> Table:
+def weights_table(d: Derived) -> Table:
     table = titled_table("Weights", "projection", "kernel", "bias", "params")
     for weight in d.weights:
         table.add_row(
@@ -157,7 +120,7 @@ def weights_table(d: Derivation) -> Table:
     return table
 
 
-def summary_section(d: Derivation) -> Group:
+def summary_section(d: Derived) -> Group:
     return Group(Text("Summary", style="bold"), *(Text(f"- {line}") for line in d.summary))
 
 
@@ -230,6 +193,8 @@ def render(
     console.print(axes_table(d))
     console.print(shapes_table(d))
     console.print(einsums_table(d))
+    for section in text_of(d).sections(d):
+        console.print(section)
     console.print(weights_table(d))
     console.print(summary_section(d))
     if picture is not None:

@@ -7,19 +7,20 @@ from rich.table import Table
 from rich.text import Text
 
 from mha_cli.core.call import INPUT_TENSOR, call, input_names
-from mha_cli.core.derived import Axis, Derivation
+from mha_cli.core.derived import Derived
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.operations.explain import ExplainResult, Status
-from mha_cli.output.code import constructor
+from mha_cli.output.code import layer_line
+from mha_cli.output.layers import text_of
 
 
-def call_code(d: Derivation) -> Text:
+def call_code(d: Derived) -> Text:
     """The constructor and the call, as the user would write them."""
     inputs = ", ".join(
         f"{name}: {format_shape(d.inputs[INPUT_TENSOR[name]].shape)}" for name in input_names(d)
     )
     code = Text()
-    code.append(f"layer = {constructor(d)}\n", style="bold")
+    code.append(f"layer = {layer_line(d)}\n", style="bold")
     code.append(f"output, scores = {call(d)}\n", style="bold")
     code.append(f"# {inputs}", style="dim")  # a line of its own: a narrow terminal wraps between shapes
     return code
@@ -57,22 +58,13 @@ def headline(result: ExplainResult) -> Group:
     query, and one line of verification (torchinfo and model.summary() answer this densely)."""
     d = result.derivation
     scores, output = d.shapes["attention_scores"], d.shapes["output"]
-    feature = d.axes[-1]
-
-    def named(axes: tuple[Axis, ...]) -> str:
-        return ", ".join(f"{axis.name} ({axis.index})" for axis in axes) or "none"
-
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     grid.add_row("scores", labelled(scores.shape, scores.labels))
     grid.add_row("output", labelled(output.shape, output.labels))
-    grid.add_row(
-        "axes",
-        f"attended: {named(d.attended_axes)}; free: {named(d.free_axes)}; feature: axis {feature.index}, "
-        f"size {feature.query_size} -> {d.layer.num_heads} head{'s' if d.layer.num_heads != 1 else ''} "
-        f"x {d.layer.key_dim} (key_dim)",
-    )
+    for label, text in text_of(d).headline_rows(d):
+        grid.add_row(label, text)
     grid.add_row(
         "weights",
         f"{d.weights_per_query:,} per query position and head; scores "

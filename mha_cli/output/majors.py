@@ -38,7 +38,7 @@ def render_majors(found: MajorsRun, console: Console) -> None:
     console.print(title)
     console.print(_majors_verdict(found))
     if ran:
-        console.print(call_code(ran[0].derivation))
+        console.print(call_code(ran[0].mha))
     table = titled_table("Side by side", "", keras3.version, keras2.version, "")
 
     def row(label: str, values: list[str]) -> None:

@@ -24,11 +24,11 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from mha_cli.core.config import BACKENDS, ExecutionPath
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.errors import ConfigError, EnvironmentProblem, InternalError
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.kinds import KINDS
-from mha_cli.core.limits import ONEDNN_MAX_SOFTMAX_RANK, check_shape_limits
+from mha_cli.core.limits import ONEDNN_MAX_SOFTMAX_RANK
 from mha_cli.runtime.quiet import native_output_silenced, sigint_held
 
 #: What to install for each backend. Keras's numpy backend imports scipy and jax
@@ -53,7 +53,8 @@ class LayerRun:
     backend: str
     #: True for a forward pass; False when the layer was only built (inspect_layer).
     executed: bool
-    resolved_axes: tuple[int, ...]
+    #: The attended axes the built layer holds; None for a layer without attention_axes (GroupQueryAttention).
+    resolved_axes: tuple[int, ...] | None
     #: Concrete shapes seen in the forward pass (batch is the real batch size);
     #: without one, only ``output`` from compute_output_shape.
     shapes: dict[str, tuple[int, ...]]
@@ -61,7 +62,8 @@ class LayerRun:
     equations: dict[str, str]
     #: Weight shapes by Keras path without the layer name, e.g. "query/kernel".
     weights: dict[str, tuple[int, ...]]
-    #: Shapes from calling the layer on keras.Input (the model.summary() path).
+    #: Shapes from calling the layer on keras.Input (the model.summary() path); empty when Keras's
+    #: symbolic call refused what the forward pass ran (``symbolic_refusal`` says why).
     symbolic: dict[str, tuple[int | None, ...]]
     #: Inputs as fed, weights, output and scores, all as float64 numpy arrays (empty without a forward pass);
     #: with the execution path observed, also ``output_without_scores``, that call's output.
@@ -76,6 +78,8 @@ class LayerRun:
     #: With ``intermediates``: the tensors inside the forward pass with scores, as float64 arrays
     #: (see INTERMEDIATES); empty otherwise.
     intermediates: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Keras's own words when its symbolic call refused a configuration its forward pass ran.
+    symbolic_refusal: str | None = None
 
     #: What ``intermediates`` holds, in the order the layer computes it, and what each is.
     INTERMEDIATES: ClassVar[dict[str, str]] = {
@@ -133,10 +137,12 @@ def load_keras(backend: str, major: int = 3) -> ModuleType:
     return keras
 
 
-def _check_supported(keras: ModuleType, derivation: Derivation) -> None:
+def _check_supported(keras: ModuleType, derivation: Derived) -> None:
     if is_keras2(keras):  # derive refuses what Keras 2 lacks (use_gate, sliding_window)
         return
-    parameters = inspect.signature(keras.layers.MultiHeadAttention.__init__).parameters
+    parameters = inspect.signature(
+        getattr(keras.layers, KINDS[derivation.kind].keras_class).__init__
+    ).parameters
     if derivation.layer.use_gate and "use_gate" not in parameters:
         raise ConfigError(
             "--gate",
@@ -175,12 +181,13 @@ def softmax_rank_limit(dtype: str) -> int | None:
     return _softmax_rank_limits[dtype]
 
 
-def _check_backend_limits(derivation: Derivation, backend: str) -> None:
-    check_shape_limits(derivation, backend)
+def _check_backend_limits(derivation: Derived, backend: str) -> None:
+    KINDS[derivation.kind].check_backend(derivation, backend)
     if backend != "tensorflow":
         return
     attended = derivation.layer.attention_axes
-    given = format_shape(derivation.config.attention_axes or attended)
+    given_axes = derivation.config.attention_axes if isinstance(derivation, Derivation) else None
+    given = format_shape(given_axes or attended)
     scores_rank = len(derivation.shapes["attention_scores"].shape)
     # Probe only when the limit could matter: a single axis, scores above rank 5.
     single_axis_over = len(attended) == 1 and scores_rank > ONEDNN_MAX_SOFTMAX_RANK
@@ -196,7 +203,7 @@ def _check_backend_limits(derivation: Derivation, backend: str) -> None:
         )
 
 
-def known_wrong_results(derivation: Derivation, backend: str) -> tuple[str, ...]:
+def known_wrong_results(derivation: Derived, backend: str) -> tuple[str, ...]:
     """Projections whose bias the installed Keras adds along the wrong axis.
 
     Keras's TensorFlow ``ops.add`` routes a bias that squeezes to one vector
@@ -246,7 +253,7 @@ def uninterrupted(function: F) -> F:
 
 @uninterrupted
 def run_layer(
-    derivation: Derivation,
+    derivation: Derived,
     backend: str,
     *,
     observe_path: bool = False,
@@ -267,7 +274,7 @@ def run_layer(
 
 
 @uninterrupted
-def inspect_layer(derivation: Derivation, backend: str) -> LayerRun:
+def inspect_layer(derivation: Derived, backend: str) -> LayerRun:
     """Build the real layer without running it forward (for configurations too big to run).
 
     Reads back what needs no tensor beyond the weights, whose size does not
@@ -280,9 +287,11 @@ def inspect_layer(derivation: Derivation, backend: str) -> LayerRun:
     shapes = (query, value, None if config.key_shape is None else key)
     with native_output_silenced():
         layer = _built_layer(keras, derivation, *shapes)
-        with keras_rejects():
-            output_shape = tuple(layer.compute_output_shape(*shapes))
-        return _read_back(keras, layer, derivation, backend, {"output": output_shape}, {}, executed=False)
+        try:
+            reported = {"output": tuple(layer.compute_output_shape(*shapes))}
+        except ValueError:  # GroupQueryAttention's refuses query and value widths its call runs
+            reported = {}
+        return _read_back(keras, layer, derivation, backend, reported, {}, executed=False)
 
 
 def _load_keras2(backend: str) -> ModuleType:
@@ -329,14 +338,17 @@ def _variable_array(keras: ModuleType, variable: Any) -> np.ndarray:
     return np.asarray(variable.numpy()) if is_keras2(keras) else _to_numpy(keras, variable.value)
 
 
-def _resolved_axes(keras: ModuleType, layer: Any, rank: int) -> tuple[int, ...]:
-    """The attended input axes the built layer holds (Keras 2 keeps negatives, on the projected rank)."""
+def _resolved_axes(keras: ModuleType, layer: Any, rank: int) -> tuple[int, ...] | None:
+    """The attended input axes the built layer holds (Keras 2 keeps negatives, on the projected rank);
+    None for a layer that has no attention_axes (GroupQueryAttention attends over axis 1 by its equations)."""
+    if not hasattr(layer, "attention_axes") and not hasattr(layer, "_attention_axes"):
+        return None
     if not is_keras2(keras):
         return tuple(int(axis) for axis in layer.attention_axes)
     return tuple(int(axis) + rank + 1 if axis < 0 else int(axis) for axis in layer._attention_axes)
 
 
-def _prepared(derivation: Derivation, backend: str) -> ModuleType:
+def _prepared(derivation: Derived, backend: str) -> ModuleType:
     keras = load_keras(backend, derivation.config.keras)
     _check_supported(keras, derivation)
     _check_backend_limits(derivation, backend)
@@ -374,7 +386,7 @@ def _rejected(error: Exception) -> ConfigError:
 _INPUTS = ("query", "value", "key")
 
 
-def _built_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, ...] | None) -> Any:
+def _built_layer(keras: Any, derivation: Derived, *input_shapes: tuple[int, ...] | None) -> Any:
     """The layer as the user would construct it, built for (query, value, key) shapes."""
     with keras_rejects():
         kind = KINDS[derivation.kind]
@@ -410,7 +422,7 @@ _REUSE_MAX_LAYERS = 32
 _REUSE_MAX_WEIGHT_BYTES = 8 * 2**20
 
 
-def build_signature(derivation: Derivation) -> Hashable:
+def build_signature(derivation: Derived) -> Hashable:
     """What ``MultiHeadAttention.build`` depends on: layers with equal signatures are interchangeable.
 
     Build reads only the constructor arguments and the inputs' ranks and last
@@ -419,13 +431,15 @@ def build_signature(derivation: Derivation) -> Hashable:
     sublayers, equations and weight shapes, whatever the batch and attended
     sizes (Keras 3.12 to 3.15).
     """
-    arguments = derivation.layer.keras_kwargs(derivation.config.attention_axes)
+    kind = KINDS[derivation.kind]
+    arguments = kind.keras_kwargs(derivation)
     inputs = (derivation.inputs[name].shape for name in ("query", "value", "key"))
     keras = derivation.config.keras
-    return (keras, repr(sorted(arguments.items())), *((len(shape), shape[-1]) for shape in inputs))
+    signature = (keras, repr(sorted(arguments.items())), *((len(shape), shape[-1]) for shape in inputs))
+    return signature if kind.name == "mha" else (kind.name, *signature)
 
 
-def _reusable_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int, ...] | None) -> Any:
+def _reusable_layer(keras: Any, derivation: Derived, *input_shapes: tuple[int, ...] | None) -> Any:
     """A layer built for these inputs: one built earlier in this process if its build_signature is equal.
 
     Users call one layer on inputs of several lengths in just this way. Every
@@ -446,7 +460,7 @@ def _reusable_layer(keras: Any, derivation: Derivation, *input_shapes: tuple[int
 
 def _run(
     keras: Any,
-    derivation: Derivation,
+    derivation: Derived,
     backend: str,
     observe_path: bool,
     intermediates: bool,
@@ -496,7 +510,7 @@ def _forward(
     keras: Any,
     layer: Any,
     invoke: Callable[..., Any],
-    derivation: Derivation,
+    derivation: Derived,
     backend: str,
     inputs: tuple[Any, Any, Any],
     masks: dict[str, Any],
@@ -506,9 +520,10 @@ def _forward(
     """Call ``layer`` through ``invoke`` with scores (and, observing the path, without), and read it back."""
     query, value, key = inputs
     inside: dict[str, Any] = {}
+    attended: dict[str, tuple[int, ...]] = {}
     with (
         _recording_sublayers(layer) as seen,
-        _inside_attention(layer, inside, intermediates),
+        _inside_attention(layer, inside, attended, intermediates),
         keras_rejects(),
     ):
         output, scores = invoke(query, value, key=key, return_attention_scores=True, training=False, **masks)
@@ -519,6 +534,8 @@ def _forward(
     if "gate" in seen:
         shapes["gate"] = tuple(seen["gate"][1].shape)
     # The output projection's input is the attention output (after the gate).
+    if "key_repeated" in derivation.shapes:  # GroupQueryAttention: what the attention saw, after ops.repeat
+        shapes.update(key_repeated=attended["key"], value_repeated=attended["value"])
     shapes.update(
         attention_output=tuple(seen["output"][0].shape),
         attention_scores=tuple(scores.shape),
@@ -548,18 +565,19 @@ def _forward(
 
 
 @contextmanager
-def _inside_attention(layer: Any, kept: dict[str, Any], wanted: bool) -> Iterator[None]:
-    """Keep the scores before the softmax, the mask it applies, and the attention output.
+def _inside_attention(
+    layer: Any, kept: dict[str, Any], attended: dict[str, tuple[int, ...]], wanted: bool
+) -> Iterator[None]:
+    """Record the shapes of the key and value the attention itself receives (``attended``), and with
+    ``wanted`` keep the scores before the softmax, the mask it applies, and the attention output.
 
-    Wraps the layer's ``_masked_softmax`` (called with the logits and the
-    combined mask) and ``_compute_attention`` (which returns the attention
-    output before the output projection), for this layer object only: the
-    same private methods Keras 2.21 and Keras 3.12 to 3.15 call on the path
-    with scores.
+    Wraps the layer's ``_compute_attention`` (called with the projected query,
+    key and value, after GroupQueryAttention's repeat, and returning the
+    attention output before the output projection) and ``_masked_softmax``
+    (called with the logits and the combined mask), for this layer object
+    only: the same private methods Keras 2.21 and Keras 3.12 to 3.15 call on
+    the path with scores, in MultiHeadAttention and GroupedQueryAttention alike.
     """
-    if not wanted:
-        yield
-        return
 
     def masked_softmax(*args: Any, _original: Any = layer._masked_softmax, **kwargs: Any) -> Any:
         given = dict(zip(("attention_scores", "attention_mask"), args, strict=False)) | kwargs
@@ -568,17 +586,22 @@ def _inside_attention(layer: Any, kept: dict[str, Any], wanted: bool) -> Iterato
         return _original(*args, **kwargs)
 
     def compute_attention(*args: Any, _original: Any = layer._compute_attention, **kwargs: Any) -> Any:
+        given = dict(zip(("query", "key", "value"), args, strict=False)) | kwargs
+        attended.update(key=tuple(given["key"].shape), value=tuple(given["value"].shape))
         result = _original(*args, **kwargs)
-        kept["attention_output"] = result[0]
+        if wanted:
+            kept["attention_output"] = result[0]
         return result
 
-    layer._masked_softmax = masked_softmax
     layer._compute_attention = compute_attention
+    if wanted:
+        layer._masked_softmax = masked_softmax
     try:
         yield
     finally:
-        del layer._masked_softmax
         del layer._compute_attention
+        if wanted:
+            del layer._masked_softmax
 
 
 @uninterrupted
@@ -640,7 +663,7 @@ def _observed_path(
 def _read_back(
     keras: Any,
     layer: Any,
-    derivation: Derivation,
+    derivation: Derived,
     backend: str,
     shapes: dict[str, tuple[int, ...]],
     tensors: dict[str, Any],
@@ -656,10 +679,20 @@ def _read_back(
         else keras.Input(shape=derivation.inputs["value"].shape[1:])
     )
     symbolic_key = None if config.key_shape is None else keras.Input(shape=derivation.inputs["key"].shape[1:])
-    with keras_rejects():
-        symbolic_output, symbolic_scores = layer(
-            symbolic_query, symbolic_value, key=symbolic_key, return_attention_scores=True
-        )
+    symbolic: dict[str, tuple[int | None, ...]] = {}
+    refusal = None
+    try:
+        with keras_rejects():
+            called = layer(symbolic_query, symbolic_value, key=symbolic_key, return_attention_scores=True)
+        if isinstance(called, tuple | list):
+            symbolic = {"output": tuple(called[0].shape), "attention_scores": tuple(called[1].shape)}
+        else:  # GroupQueryAttention before Keras 3.15 returns the output alone (keras-team/keras#22642)
+            symbolic = {"output": tuple(called.shape)}
+    except ConfigError as error:
+        if not executed and "output" in shapes:  # nothing ran that Keras's refusal could contradict
+            raise
+        # GroupQueryAttention's compute_output_shape demands query width == value width; its call does not.
+        refusal = error.problem.removeprefix("the real layer rejects this configuration: ")
     equations = {step: sublayer.equation for step, sublayer in _sublayers(layer).items()}
     equations.update(dot_product=layer._dot_product_equation, combine=layer._combine_equation)
 
@@ -687,10 +720,8 @@ def _read_back(
         shapes=shapes,
         equations=equations,
         weights=weights,
-        symbolic={
-            "output": tuple(symbolic_output.shape),
-            "attention_scores": tuple(symbolic_scores.shape),
-        },
+        symbolic=symbolic,
+        symbolic_refusal=refusal,
         arrays=arrays,
     )
 

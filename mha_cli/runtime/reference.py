@@ -1,8 +1,10 @@
 """Re-execute the derived einsums in NumPy (float64) with the layer's weights.
 
 This is the proof that the equations we print are the computation Keras runs:
-projections, scaling by 1/sqrt(key_dim), softmax over the attended key axes,
-combine, optional gate, output projection. NumPy only; no Keras.
+projections, scaling by 1/sqrt(key_dim) (GroupQueryAttention: head_dim),
+GroupQueryAttention's repeat of key and value along the heads axis, softmax
+over the attended key axes, combine, optional gate, output projection. NumPy
+only; no Keras.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import math
 
 import numpy as np
 
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derivation, Derived
+from mha_cli.core.gqa import GQADerivation
 
 
-def reexecute(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def reexecute(derivation: Derived, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The layer's forward pass from our equations; returns output and scores."""
     einsums = derivation.einsums
 
@@ -24,10 +27,16 @@ def reexecute(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict[str
         bias = arrays.get(f"{name}/bias")
         return projected if bias is None else projected + bias
 
-    query = project("query", arrays["query"]) / math.sqrt(derivation.layer.key_dim)
+    query = project("query", arrays["query"]) / math.sqrt(_head_size(derivation))
     key = project("key", arrays["key"])
     value = project("value", arrays["value"])
-    logits = contract(einsums["dot_product"].equation, key, query)
+    if isinstance(derivation, GQADerivation):  # ops.repeat: query heads g*r .. g*r+r-1 read head g
+        key, value = (np.repeat(x, derivation.layer.num_repeats, axis=2) for x in (key, value))
+    # By the einsums' own operands: MultiHeadAttention's dot product takes (key, query),
+    # GroupQueryAttention's (query, key) after the repeat.
+    named = {"query_projected": query, "key_projected": key, "key_repeated": key}
+    dot = einsums["dot_product"]
+    logits = contract(dot.equation, *(named[operand.name] for operand in dot.operands))
     mask = _mask(derivation, arrays, logits.ndim)
     keras2 = derivation.config.keras == 2
     if mask is not None and keras2:
@@ -54,6 +63,14 @@ def reexecute(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict[str
     if bias is not None:
         output = output + bias
     return {"output": output, "attention_scores": scores}
+
+
+def _head_size(derivation: Derived) -> int:
+    """What the query is scaled by the inverse square root of: key_dim, or GroupQueryAttention's head_dim."""
+    if isinstance(derivation, GQADerivation):
+        return derivation.layer.head_dim
+    assert isinstance(derivation, Derivation)
+    return derivation.layer.key_dim
 
 
 def contract(equation: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -102,7 +119,7 @@ def contract(equation: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(multiplied.transpose([letters.index(letter) for letter in result]))
 
 
-def _mask(derivation: Derivation, arrays: dict[str, np.ndarray], rank: int) -> np.ndarray | None:
+def _mask(derivation: Derived, arrays: dict[str, np.ndarray], rank: int) -> np.ndarray | None:
     """The boolean mask the scores see, built by the derivation's MaskPlan (not by Keras)."""
     plan = derivation.mask
     if plan is None:
@@ -123,7 +140,7 @@ def _mask(derivation: Derivation, arrays: dict[str, np.ndarray], rank: int) -> n
     return mask
 
 
-def max_abs_diffs(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+def max_abs_diffs(derivation: Derived, arrays: dict[str, np.ndarray]) -> dict[str, float]:
     """Max |Keras - NumPy| for the output and the attention scores."""
     ours = reexecute(derivation, arrays)
     diffs = {}
@@ -133,7 +150,7 @@ def max_abs_diffs(derivation: Derivation, arrays: dict[str, np.ndarray]) -> dict
     return diffs
 
 
-def fully_masked_rows(derivation: Derivation, arrays: dict[str, np.ndarray]) -> int:
+def fully_masked_rows(derivation: Derived, arrays: dict[str, np.ndarray]) -> int:
     """How many (item, head, query position) rows of the scores the mask leaves no key to attend to.
 
     Keras 3's softmax gives such a row zero weights; Keras 2's a flat 1/keys.

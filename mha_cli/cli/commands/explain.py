@@ -30,6 +30,7 @@ from mha_cli.cli.options import (
 from mha_cli.cli.process import fail, guarded, saved
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.errors import ExitCode
+from mha_cli.core.gqa import GQAConfig
 from mha_cli.core.grammar import parse_position
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 
 @screen_options
-@layer_options(shape_optional=True, every_keras=True)
+@layer_options(shape_optional=True, every_keras=True, kinds=True)
 def explain_command(
     ctx: typer.Context,
     config: MHAConfig | EveryKeras | None,
@@ -161,6 +162,7 @@ def explain_command(
     given: Given = {
         "--jsonl": jsonl is not None,
         "--keras all": isinstance(config, EveryKeras),
+        "--layer gqa": isinstance(config, GQAConfig),
         "--json": json_output,
         "--get": bool(get),
         "--code": code,
@@ -272,6 +274,13 @@ RULES: tuple[Rule, ...] = (
         for export in ("--svg", "--html")
     ),
     Excludes(
+        "--layer gqa",
+        ("--graph",),
+        "{mode} and {option}: --graph records MultiHeadAttention's call beside Attention's; "
+        "GroupQueryAttention is called the same way, layer(query, value, key=None, ...), and saved as "
+        "GroupedQueryAttention: leave out {option}",
+    ),
+    Excludes(
         "--graph", ("--no-run",), "{mode} builds a model around the real layer; leave out {option} to use it"
     ),
     Excludes(
@@ -312,7 +321,9 @@ def _export(
             guarded(partial(saved, option, path, save), debug)
 
 
-def _all_backends(config: MHAConfig, max_memory: int, json_output: bool, screen: Screen, debug: bool) -> None:
+def _all_backends(
+    config: MHAConfig | GQAConfig, max_memory: int, json_output: bool, screen: Screen, debug: bool
+) -> None:
     """--backend all: the same configuration on every installed backend, side by side."""
     from mha_cli.cli.worker import COMMAND
     from mha_cli.operations.backends import run_on_backends

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli import __version__
 from mha_cli.core.config import ExecutionPath
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derivation, Derived
+from mha_cli.core.gqa import GQADerivation
 from mha_cli.core.masks import mask_layout
 from mha_cli.operations.explain import (
     Check,
@@ -19,13 +20,14 @@ from mha_cli.operations.explain import (
     SymbolicCheck,
 )
 from mha_cli.output.documents import SCHEMA_VERSION, einsum_document, shape_list
+from mha_cli.output.documents import gqa as gqa_document
 
 if TYPE_CHECKING:  # an explain document needs neither: --no-run stays instant
     from mha_cli.operations.many import Answer
     from mha_cli.operations.picture import Picture
 
 
-def _mask(d: Derivation) -> dict[str, Any]:
+def _mask(d: Derived) -> dict[str, Any]:
     expected, heads_axis = mask_layout(d)
     plan = d.mask
     return {
@@ -81,11 +83,13 @@ def check_fields(check: Check) -> dict[str, Any]:
                 fields["known_keras_bugs"] = list(check.known_keras_bugs)
             return fields
         case SymbolicCheck():
-            return {
+            symbolic = {
                 "agrees": check.passed,
                 "output": _optional_shape(check.output),
                 "attention_scores": _optional_shape(check.attention_scores),
             }
+            # Only where Keras's symbolic call refused what its call ran (GroupQueryAttention's widths).
+            return symbolic if check.refusal is None else {**symbolic, "refusal": check.refusal}
         case PlainCallCheck():
             return {
                 "passed": check.passed,
@@ -112,9 +116,12 @@ def verification_document(check: Check) -> dict[str, Any]:
 
 
 def to_document(result: ExplainResult, picture: Picture | None = None) -> dict[str, Any]:
+    """The explain document; a GroupQueryAttention's says ``layer: "gqa"`` and adds ``grouping``
+    (MultiHeadAttention's documents have neither, as before: docs/scripts.md)."""
     d = result.derivation
+    gqa = d if isinstance(d, GQADerivation) else None
     run = result.run
-    return {
+    document = {
         "schema_version": SCHEMA_VERSION,
         "tool_version": __version__,
         "keras_version": None if run is None else run.keras_version,
@@ -122,8 +129,11 @@ def to_document(result: ExplainResult, picture: Picture | None = None) -> dict[s
         "backend": result.backend,
         "executed": result.executed,
         "not_executed_reason": result.not_executed_reason,
-        "config": config_document(d),
-        "attention_axes_given": None if d.config.attention_axes is None else list(d.config.attention_axes),
+        "config": config_document(result.mha) if gqa is None else gqa_document.config_document(gqa),
+        # GroupQueryAttention has no attention_axes argument: never given.
+        "attention_axes_given": None
+        if gqa is not None
+        else _optional_shape(result.mha.config.attention_axes),
         "defaults": sorted(d.layer.defaulted),
         "forward_pass": {"batch": d.config.batch, "seed": d.config.seed},
         "inputs": {name: shape_list(tensor) for name, tensor in d.inputs.items()},
@@ -175,6 +185,10 @@ def to_document(result: ExplainResult, picture: Picture | None = None) -> dict[s
         "checks": {check.name: verification_document(check) for check in result.checks},
         "warnings": list(result.warnings),
     }
+    if gqa is None:
+        return document
+    grouping = gqa_document.grouping_document(gqa)
+    return {"schema_version": SCHEMA_VERSION, "layer": gqa.kind, **document, "grouping": grouping}
 
 
 def line_error_document(answer: Answer) -> dict[str, Any]:

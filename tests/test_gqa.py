@@ -1,0 +1,403 @@
+"""GroupQueryAttention (--layer gqa): the algebra, against the real keras.layers.GroupQueryAttention.
+
+The pure tests hold the algebra's own rules (defaults, refusals, the grouping,
+the key/value cache). The keras tests build the real layer themselves, read
+its equations and kernels and run it, and re-execute it with a NumPy
+implementation written here from the layer's documented behaviour: a loop over
+query heads, each reading key/value head ``head // num_repeats``, with no einsum
+string and nothing from mha_cli's derivation or reference.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from mha_cli.cli.app import app
+from mha_cli.core.errors import ConfigError
+from mha_cli.core.gqa import GQAConfig, derive_gqa
+from tests.keras_features import keras_supports
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> Any:
+    return runner.invoke(app, ["--layer", "gqa", *args])
+
+
+# --- The algebra, alone ---------------------------------------------------------------------------
+
+
+def test_the_issue_s_example_derives_the_grouping_and_the_cache() -> None:
+    d = derive_gqa(GQAConfig(query_shape=(10, 64), num_query_heads=8, num_key_value_heads=2, head_dim=8))
+    assert d.shapes["query_projected"].shape == (None, 10, 8, 8)
+    assert d.shapes["key_projected"].shape == d.shapes["value_projected"].shape == (None, 10, 2, 8)
+    assert d.shapes["key_repeated"].shape == d.shapes["value_repeated"].shape == (None, 10, 8, 8)
+    assert d.shapes["attention_scores"].shape == (None, 8, 10, 10)
+    assert d.shapes["output"].shape == (None, 10, 64)
+    assert d.layer.num_repeats == 4
+    assert d.layer.groups() == ((0, (0, 1, 2, 3)), (1, (4, 5, 6, 7)))
+    # A key and a value per key/value head: 2 x 2 x 8 float32 numbers per token, 10 tokens.
+    assert d.kv_cache_bytes_per_token() == 2 * 2 * 8 * 4 == 128
+    assert d.kv_cache_bytes_per_sequence() == 1280
+    # query (64*8*8 + 8*8), key and value (64*2*8 + 2*8 each), output (8*8*64 + 64).
+    assert d.params == 4160 + 2 * 1040 + 4160
+
+
+def test_defaults_fill_what_keras_requires() -> None:
+    d = derive_gqa(GQAConfig(query_shape=(5, 16)))
+    assert (d.layer.num_query_heads, d.layer.num_key_value_heads, d.layer.head_dim) == (4, 2, 4)
+    assert d.layer.defaulted == {"head_dim", "num_query_heads", "num_key_value_heads"}
+    assert derive_gqa(GQAConfig(query_shape=(5, 16), num_query_heads=1)).layer.num_key_value_heads == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            GQAConfig(query_shape=(10, 64), num_query_heads=8, num_key_value_heads=3),
+            "--num-key-value-heads 3: must divide --num-query-heads 8 (Keras: 'must be divisible'); "
+            "choose one of 1, 2, 4, 8",
+        ),
+        (
+            GQAConfig(query_shape=(4, 10, 64)),
+            "--shape (4, 10, 64): GroupQueryAttention takes rank-3 inputs (batch, sequence, features), so "
+            "give 2 sizes, not 3; fold other axes into the sequence, or use --layer mha with --axes",
+        ),
+        (
+            GQAConfig(query_shape=(6, 16), value_shape=(4, 16), key_shape=(5, 16)),
+            "--key-shape (5, 16): key and value must have the same sequence length",
+        ),
+        (GQAConfig(query_shape=(6, 16), keras=2), "--keras 2: Keras 2 (tf_keras) has no GroupQueryAttention"),
+        (GQAConfig(query_shape=(6, 16), head_dim=0), "--head-dim 0: must be a positive integer"),
+        (GQAConfig(query_shape=(6, 16), mask_shape=(None, 2, 6, 6)), "--mask-shape"),
+    ],
+)
+def test_what_the_real_layer_refuses_is_refused_by_name(config: GQAConfig, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        derive_gqa(config)
+    assert str(raised.value).startswith(message)
+
+
+def test_mha_and_mqa_are_the_two_ends_of_the_grouping() -> None:
+    mha = derive_gqa(GQAConfig(query_shape=(8, 32), num_query_heads=4, num_key_value_heads=4))
+    mqa = derive_gqa(GQAConfig(query_shape=(8, 32), num_query_heads=4, num_key_value_heads=1))
+    assert "this is MultiHeadAttention" in mha.summary[1]
+    assert "multi-query attention (MQA)" in mqa.summary[1]
+    assert mha.kv_cache_bytes_per_token() == 4 * mqa.kv_cache_bytes_per_token()
+    assert mha.shapes["attention_scores"] == mqa.shapes["attention_scores"]
+
+
+# --- The CLI --------------------------------------------------------------------------------------
+
+
+def test_no_run_answers_with_the_grouping_in_the_headline() -> None:
+    result = invoke(
+        "--shape",
+        "10,64",
+        "--num-query-heads",
+        "8",
+        "--num-key-value-heads",
+        "2",
+        "--head-dim",
+        "8",
+        "--no-run",
+        "--brief",
+        "--width",
+        "100",
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "layer = keras.layers.GroupQueryAttention(head_dim=8, num_query_heads=8, num_key_value_heads=2)"
+        in (result.stdout)
+    )
+    assert "groups    query heads 0-3 -> 0, 4-7 -> 1 (key/value head)" in result.stdout
+    assert "kv cache  128 B per token (4x less than MultiHeadAttention's 512 B)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("--axes", "1"), "--axes: --layer gqa: GroupQueryAttention has no such argument"),
+        (("--key-dim", "4"), "--key-dim: --layer gqa: GroupQueryAttention has no such argument"),
+        (("--num-key-value-heads", "3"), "--num-key-value-heads 3: must divide --num-query-heads 4"),
+        (("--keras", "2"), "--keras 2: Keras 2 (tf_keras) has no GroupQueryAttention"),
+        (("--keras", "all"), "--keras all: --layer gqa: Keras 2 has no GroupQueryAttention; use --keras 3"),
+        (("--graph",), "--layer gqa and --graph: --graph records MultiHeadAttention's call"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], line: str) -> None:
+    result = invoke("--shape", "10,16", *args, "--no-run")
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and line in result.stderr, result.stderr
+
+
+def test_gqa_options_are_refused_for_mha() -> None:
+    result = runner.invoke(app, ["--shape", "10,16", "--num-query-heads", "4", "--no-run"])
+    assert result.exit_code == 2
+    assert "--num-query-heads: --layer mha: MultiHeadAttention has no such argument" in result.stderr
+
+
+def test_the_json_document_says_gqa_and_holds_the_grouping() -> None:
+    result = invoke(
+        "--shape", "10,64", "--num-query-heads", "8", "--num-key-value-heads", "2", "--no-run", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["layer"] == "gqa" and list(document)[:2] == ["schema_version", "layer"]
+    assert document["config"] == {
+        "head_dim": 8,
+        "num_query_heads": 8,
+        "num_key_value_heads": 2,
+        "dropout": 0.0,
+        "use_bias": True,
+        "use_gate": False,
+        "sliding_window": None,
+        "dtype": "float32",
+    }
+    assert document["grouping"] == {
+        "num_repeats": 4,
+        "groups": [
+            {"key_value_head": 0, "query_heads": [0, 1, 2, 3]},
+            {"key_value_head": 1, "query_heads": [4, 5, 6, 7]},
+        ],
+        "kv_cache_bytes_per_token": 128,
+        "kv_cache_bytes_per_sequence": 1280,
+    }
+    assert document["attention_axes_given"] is None
+    assert document["shapes"]["key_repeated"] == [None, 10, 8, 8]
+
+
+def test_get_reads_the_repeated_key_and_the_cache() -> None:
+    result = invoke(
+        "--shape",
+        "10,64",
+        "--num-query-heads",
+        "8",
+        "--num-key-value-heads",
+        "2",
+        "--no-run",
+        "--get",
+        "shapes.key_repeated",
+        "--get",
+        "grouping.kv_cache_bytes_per_token",
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "None,10,8,8\n128\n"
+
+
+# --- Against the real layer -----------------------------------------------------------------------
+
+
+def _independent_gqa(
+    layer: Any, query: np.ndarray, value: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """GroupQueryAttention in float64, one query head at a time, from the layer's own weights."""
+    w = {"/".join(v.path.split("/")[-2:]): np.asarray(v.numpy(), np.float64) for v in layer.weights}
+    u, v_heads, h = layer.num_query_heads, layer.num_key_value_heads, layer.head_dim
+    r = u // v_heads
+    batch, t, s = query.shape[0], query.shape[1], value.shape[1]
+    scores = np.zeros((batch, u, t, s))
+    output = np.zeros((batch, t, query.shape[-1])) + w.get("attention_output/bias", 0.0)
+    for head in range(u):
+        group = head // r  # ops.repeat(..., axis=2): heads g*r .. g*r+r-1 read key/value head g
+        q = query @ w["query/kernel"][:, head, :] + w.get("query/bias", np.zeros((u, h)))[head]
+        k = value @ w["key/kernel"][:, group, :] + w.get("key/bias", np.zeros((v_heads, h)))[group]
+        vv = value @ w["value/kernel"][:, group, :] + w.get("value/bias", np.zeros((v_heads, h)))[group]
+        logits = (q / np.sqrt(h)) @ k.transpose(0, 2, 1)
+        if mask is not None:  # (B, heads, T, S): True attends
+            logits = np.where(mask[:, head], logits, -1e9)
+        weights = np.exp(logits - logits.max(-1, keepdims=True))
+        weights /= weights.sum(-1, keepdims=True)
+        if mask is not None:
+            weights = np.where(mask[:, head], weights, 0.0)
+        scores[:, head] = weights
+        output += (weights @ vv) @ w["attention_output/kernel"][head]
+    return output, scores
+
+
+def _with_heads(mask: np.ndarray) -> np.ndarray:
+    """As GroupedQueryAttention._masked_softmax: size-1 axes inserted at -3 until the scores' rank 4."""
+    while mask.ndim < 4:
+        mask = np.expand_dims(mask, -3)
+    return mask
+
+
+@st.composite
+def gqa_configs(draw: st.DrawFn) -> dict[str, Any]:
+    kv_heads = draw(st.integers(1, 4))
+    return {
+        "t": draw(st.integers(1, 6)),
+        "s": draw(st.integers(1, 6)),
+        "dq": draw(st.integers(1, 12)),
+        "dv": draw(st.integers(1, 12)),
+        "kv_heads": kv_heads,
+        "query_heads": kv_heads * draw(st.integers(1, 3)),
+        "head_dim": draw(st.integers(1, 5)),
+        "use_bias": draw(st.booleans()),
+        "mask": draw(st.sampled_from([None, "full", "query_key", "heads_1"])),
+    }
+
+
+@pytest.mark.keras
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(gqa_configs())
+def test_the_algebra_and_an_independent_numpy_agree_with_the_real_layer(drawn: dict[str, Any]) -> None:
+    import keras
+
+    from mha_cli.runtime.keras_adapter import known_wrong_results
+
+    t, s, dq, dv = drawn["t"], drawn["s"], drawn["dq"], drawn["dv"]
+    mask_shape = {"full": (2, t, s), "query_key": (t, s), "heads_1": (2, 1, t, s), None: None}[drawn["mask"]]
+    config = GQAConfig(
+        query_shape=(t, dq),
+        value_shape=(s, dv),
+        head_dim=drawn["head_dim"],
+        num_query_heads=drawn["query_heads"],
+        num_key_value_heads=drawn["kv_heads"],
+        use_bias=drawn["use_bias"],
+        mask_shape=mask_shape,
+    )
+    d = derive_gqa(config)
+    # Keras adds a bias that squeezes to one axis of axis 1's size along axis 1 (keras-team/keras#20386):
+    # wrong numbers the NumPy below would catch; test_keras_s_bias_bug_hits_gqa_too shows it flagged.
+    assume(not known_wrong_results(d, "tensorflow"))
+    layer = keras.layers.GroupQueryAttention(
+        head_dim=drawn["head_dim"],
+        num_query_heads=drawn["query_heads"],
+        num_key_value_heads=drawn["kv_heads"],
+        use_bias=drawn["use_bias"],
+        bias_initializer="random_normal",
+        dtype="float64",
+    )
+    rng = np.random.default_rng(0)
+    query, value = rng.standard_normal((2, t, dq)), rng.standard_normal((2, s, dv))
+    mask = None if mask_shape is None else rng.random(mask_shape) < 0.75
+    output, scores = layer(query, value, attention_mask=mask, return_attention_scores=True)
+    assert tuple(output.shape) == d.shapes["output"].with_batch(2)
+    assert tuple(scores.shape) == d.shapes["attention_scores"].with_batch(2)
+    held = {
+        "query": layer._query_dense.equation,
+        "key": layer._key_dense.equation,
+        "value": layer._value_dense.equation,
+        "dot_product": layer._dot_product_equation,
+        "combine": layer._combine_equation,
+        "output": layer._output_dense.equation,
+    }
+    assert held == d.equations
+    kernels = {"/".join(v.path.split("/")[-2:]): tuple(v.shape) for v in layer.weights}
+    ours = {f"{w.projection}/kernel": w.kernel for w in d.weights} | {
+        f"{w.projection}/bias": w.bias for w in d.weights if w.bias is not None
+    }
+    assert kernels == ours and layer.count_params() == d.params
+    heads_mask = None if mask is None else np.broadcast_to(_with_heads(mask), (2, drawn["query_heads"], t, s))
+    expected_output, expected_scores = _independent_gqa(layer, query, value, heads_mask)
+    # float64, but Keras casts 1/sqrt(head_dim) through float32 first (a relative 3e-8): explain's tolerance.
+    np.testing.assert_allclose(np.asarray(output), expected_output, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(scores), expected_scores, rtol=0, atol=1e-6)
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize("index", range(4))
+def test_explain_verifies_every_example_with_four_checks(index: int) -> None:
+    from mha_cli.core.gqa import GQA
+    from mha_cli.operations.explain import Status, explain
+
+    result = explain(GQA.examples()[index], "tensorflow")
+    statuses = {check.name: check.status for check in result.checks}
+    assert statuses["derivation"] is Status.PASSED and statuses["numpy_reference"] is Status.PASSED
+    assert statuses["plain_call"] is Status.PASSED
+    # Keras's symbolic call refuses query and value widths that differ (example 1), and before 3.15
+    # returns no scores at all (keras-team/keras#22642); else it agrees.
+    widths_differ = index == 1
+    agrees = not widths_differ and keras_supports("sliding_window", "GroupQueryAttention")
+    assert statuses["keras_symbolic"] is (Status.PASSED if agrees else Status.WARNING)
+
+
+@pytest.mark.keras
+def test_keras_s_bias_bug_hits_gqa_too() -> None:
+    """A (2, 1) key bias (2 key/value heads, head_dim 1) on a sequence of 2: TensorFlow's ops.add adds
+    it along the sequence (keras-team/keras#20386, #21299); the NumPy check fails and says why."""
+    from mha_cli.operations.explain import NumpyCheck, Status, explain
+    from mha_cli.runtime.keras_adapter import known_wrong_results
+
+    config = GQAConfig(
+        query_shape=(1, 1), value_shape=(2, 1), head_dim=1, num_query_heads=2, num_key_value_heads=2
+    )
+    assert known_wrong_results(derive_gqa(config), "tensorflow") == (
+        "the key bias (2, 1) is added along axis 1 (size 2) instead of its own axes",
+        "the value bias (2, 1) is added along axis 1 (size 2) instead of its own axes",
+    )
+    check = explain(config, "tensorflow").check("numpy_reference")
+    assert isinstance(check, NumpyCheck) and check.status is Status.FAILED
+    assert "change head_dim from 1, or use --no-bias, or another backend" in check.detail
+    assert (
+        explain(replace(config, use_bias=False), "tensorflow").check("numpy_reference").status
+        is Status.PASSED
+    )
+
+
+@pytest.mark.keras
+def test_keras_s_compute_output_shape_refuses_widths_its_call_runs() -> None:
+    """The issue asked which is true: the call runs query width 16 with value width 12; only
+    compute_output_shape (and so keras.Input) refuses it."""
+    import keras
+
+    layer = keras.layers.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2)
+    output = layer(np.ones((2, 6, 16), "float32"), np.ones((2, 4, 12), "float32"))
+    assert tuple(output.shape) == (2, 6, 16)
+    with pytest.raises(ValueError, match="last dimension of `query_shape` and `value_shape` must be equal"):
+        layer.compute_output_shape((2, 6, 16), (2, 4, 12))
+    result = invoke("--shape", "6,16", "--value-shape", "4,12", "--head-dim", "4", "--json")
+    assert result.exit_code == 0, result.output
+    symbolic = json.loads(result.stdout)["checks"]["keras_symbolic"]
+    assert symbolic["status"] == "warning" and "must be equal" in symbolic["refusal"]
+
+
+@pytest.mark.keras
+def test_a_mask_without_room_for_the_heads_fails_in_the_real_layer_as_derived() -> None:
+    import keras
+
+    layer = keras.layers.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2)
+    x = np.ones((2, 6, 16), "float32")
+    with pytest.raises(Exception, match=r"Incompatible shapes|broadcastable"):  # an op error on TensorFlow
+        layer(x, x, attention_mask=np.ones((2, 2, 6, 6), bool))
+    with pytest.raises(ConfigError, match="--mask-shape"):
+        derive_gqa(GQAConfig(query_shape=(6, 16), mask_shape=(2, 2, 6, 6)))
+
+
+@pytest.mark.keras
+def test_causal_and_sliding_window_reach_the_scores_as_derived() -> None:
+    from mha_cli.operations.explain import Status, explain
+
+    if not keras_supports("sliding_window", "GroupQueryAttention"):
+        pytest.skip("sliding_window needs Keras 3.15")
+
+    config = GQAConfig(query_shape=(7, 16), causal=True, sliding_window=3, mask_shape=(None, 7, 7))
+    result = explain(config, "tensorflow")
+    assert result.failed == () and result.check("numpy_reference").status is Status.PASSED
+    assert result.run is not None
+    scores = result.run.arrays["attention_scores"]
+    rows, cols = np.indices((7, 7))
+    outside = (cols > rows) | (rows - cols >= 3)  # after the diagonal, or 3 or more positions back
+    assert np.all(scores[:, :, outside] == 0.0)
+
+
+@pytest.mark.keras
+def test_the_code_script_runs_and_prints_the_derived_shapes(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    result = invoke("--shape", "10,64", "--num-query-heads", "8", "--num-key-value-heads", "2", "--code")
+    assert result.exit_code == 0, result.output
+    script = tmp_path / "gqa.py"
+    script.write_text(result.stdout, encoding="utf-8")
+    ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert ran.stdout == "output (2, 10, 64)\nattention_scores (2, 8, 10, 10)\n"
