@@ -65,10 +65,15 @@ layer = keras.layers.MultiHeadAttention({arguments})
 output, scores = layer(x, x, return_attention_scores=True)
 print(output.shape, scores.shape)
 """
+#: GroupQueryAttention, Llama-style: 8 query heads sharing 2 key/value heads on a 128-token sequence.
+GQA = ["--layer", "gqa", "--shape", "128,256", "--num-query-heads", "8", "--num-key-value-heads", "2"]
 SCRIPTS = {
     "forum": HAND_WRITTEN.format(
         shape="32, 64, 4", arguments="num_heads=2, key_dim=128, attention_axes=(1,)"
     ),
+    "gqa": HAND_WRITTEN.format(
+        shape="128, 256", arguments="head_dim=32, num_query_heads=8, num_key_value_heads=2"
+    ).replace("MultiHeadAttention", "GroupQueryAttention"),
     "image": HAND_WRITTEN.format(shape="48, 48, 8", arguments="num_heads=2, key_dim=16"),
 }
 
@@ -275,6 +280,8 @@ def main() -> None:
             "mha-explain (full explain)": [CLI, *FORUM, "--json"],
             "hand-written script, 48x48 image": [sys.executable, str(scripts["image"])],
             "mha-explain, 48x48 image": [CLI, *IMAGE, "--json"],
+            "hand-written script, GroupQueryAttention": [sys.executable, str(scripts["gqa"])],
+            "mha-explain --layer gqa": [CLI, *GQA, "--json"],
             "check, 1 case": [CLI, "check", str(one), "--json"],
             f"check, {args.cases} cases": [CLI, "check", str(shared), "--json"],
             f"check, {args.cases} cases, own layers": [CLI, "check", str(own), "--json"],
@@ -378,6 +385,11 @@ def _ratios(median: dict[str, float], cases: int, configs: int) -> list[tuple[st
         (
             "the same, 48x48 image",
             ratio("mha-explain, 48x48 image", "hand-written script, 48x48 image"),
+            "<= 1.10",
+        ),
+        (
+            "the same, GroupQueryAttention (--layer gqa)",
+            ratio("mha-explain --layer gqa", "hand-written script, GroupQueryAttention"),
             "<= 1.10",
         ),
         ("check: marginal ms per case, end to end", lambda: marginal(f"check, {cases} cases"), "< 25"),

@@ -11,6 +11,7 @@ string and nothing from mha_cli's derivation or reference.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -401,3 +402,76 @@ def test_the_code_script_runs_and_prints_the_derived_shapes(tmp_path: Any) -> No
     script.write_text(result.stdout, encoding="utf-8")
     ran = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
     assert ran.stdout == "output (2, 10, 64)\nattention_scores (2, 8, 10, 10)\n"
+
+
+# --- compare: MHA, GQA and MQA on the same input ---------------------------------------------------
+
+
+def test_compare_puts_mha_gqa_and_mqa_side_by_side_by_default() -> None:
+    result = runner.invoke(
+        app, ["compare", "--layer", "gqa", "--shape", "10,64", "--num-query-heads", "8", "--no-run", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [(row["num_key_value_heads"], row["variant"]) for row in rows] == [
+        (8, "MHA"),
+        (2, "GQA"),
+        (1, "MQA"),
+    ]
+    # Per token: a key and a value of head_dim 8 in float32 per key/value head.
+    assert [row["kv_cache_bytes_per_token"] for row in rows] == [512, 128, 64]
+    # Each key/value head less saves its key and value projections: 2 x (64*8 + 8) parameters.
+    assert [rows[0]["params"] - row["params"] for row in rows] == [0, 6 * 1040, 7 * 1040]
+    assert {tuple(row["shapes"]["attention_scores"]) for row in rows} == {(None, 8, 10, 10)}
+
+
+def test_compare_kv_heads_all_lists_every_divisor_and_refuses_others() -> None:
+    args = ["compare", "--layer", "gqa", "--shape", "10,64", "--num-query-heads", "12", "--no-run", "--json"]
+    result = runner.invoke(app, [*args, "--kv-heads", "all"])
+    assert [row["num_key_value_heads"] for row in json.loads(result.stdout)["rows"]] == [12, 6, 4, 3, 2, 1]
+    result = runner.invoke(app, [*args, "--kv-heads", "5"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "mha-explain: error: --kv-heads 5: give a divisor of --num-query-heads 12 "
+        "(12, 6, 4, 3, 2, 1) or all\n"
+    )
+    result = runner.invoke(
+        app, ["compare", "--shape", "10,64", "--kv-heads", "2", "--axes", "1", "--axes", "none"]
+    )
+    assert result.exit_code == 2 and "give --layer gqa" in result.stderr
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_the_heads_table_never_cuts_a_number(width: int) -> None:
+    """Llama-sized: 32 query heads over 4096 features. Too narrow for the table, a row a line."""
+    args = [
+        "compare",
+        "--layer",
+        "gqa",
+        "--shape",
+        "4096,4096",
+        "--num-query-heads",
+        "32",
+        "--kv-heads",
+        "all",
+    ]
+    result = runner.invoke(app, [*args, "--no-run", "--width", str(width)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(runner.invoke(app, [*args, "--no-run", "--json"]).stdout)
+    lines = result.stdout.splitlines()
+    text = " ".join(result.stdout.split())
+    for row in document["rows"]:
+        for number in (f"{row['params']:,}", f"{row['flops_per_item']:,}"):  # whole, never cut
+            assert re.search(rf"(?<!\d)(?<!\d,){re.escape(number)}(?!\d|,\d)", text), number
+    assert max(len(line) for line in lines) <= width
+
+
+@pytest.mark.keras
+def test_compare_runs_every_row_through_the_real_layer() -> None:
+    result = runner.invoke(
+        app, ["compare", "--layer", "gqa", "--shape", "6,16", "--num-query-heads", "4", "--width", "100"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Every row verified on the real layer (3 forward passes)." in result.stdout
+    for line in ("4    MHA   1", "2    GQA   2", "1    MQA   4"):
+        assert line in result.stdout

@@ -218,6 +218,7 @@ _SINGLE_AXES = inspect.Parameter(
 _SEVERAL_AXES = inspect.Parameter(
     "axes",
     inspect.Parameter.KEYWORD_ONLY,
+    default=[],  # compare says how many it needs (and --layer gqa needs none)
     annotation=Annotated[
         list[Any],
         typer.Option(
@@ -600,10 +601,9 @@ def layer_options(
         kind = given.pop("layer", "mha")
         own = {name: given.pop(name, None) for name in _GQA_FIELDS}
         others = (option for k, names in _OWN_OPTIONS.items() if k != kind for option in names)
-        # --axes's default passes through its parser too (as "none"): given means not none.
-        other = next(
-            (o for o in others if (given["axes"] is not None if o == "--axes" else o in typed)), None
-        )
+        # --axes's default passes through its parser too (as "none"): given means not none, or not empty.
+        axes_given = given["axes"] not in (None, [])
+        other = next((o for o in others if (axes_given if o == "--axes" else o in typed)), None)
         if other is not None:
             problem = f"{_ACCEPTED[kind]} has no such argument; leave it out, or use the --layer that has it"
             raise BadValue(ConfigError(other, None, f"--layer {kind}: {problem}"))

@@ -137,6 +137,11 @@ class GQADerivation(Costs):
         return self.kv_cache_bytes_per_token() * (self.inputs["value"].shape[1] or 0)
 
 
+def default_key_value_heads(query_heads: int) -> int:
+    """The tool's default: 2 key/value heads where they divide the query heads, else 1."""
+    return DEFAULT_KEY_VALUE_HEADS if query_heads % DEFAULT_KEY_VALUE_HEADS == 0 else 1
+
+
 def _positive(option: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise ConfigError(option, value, "must be a positive integer")
@@ -188,7 +193,7 @@ def derive_gqa(config: GQAConfig) -> GQADerivation:
             "--keras", 2, "Keras 2 (tf_keras) has no GroupQueryAttention; it came with Keras 3 (3.1)"
         )
     query_heads = config.num_query_heads or DEFAULT_QUERY_HEADS
-    kv_heads = config.num_key_value_heads or min(DEFAULT_KEY_VALUE_HEADS, query_heads)
+    kv_heads = config.num_key_value_heads or default_key_value_heads(query_heads)
     if query_heads % kv_heads:
         divisors = [n for n in range(1, query_heads + 1) if query_heads % n == 0]
         raise ConfigError(

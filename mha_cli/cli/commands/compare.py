@@ -21,12 +21,13 @@ from mha_cli.cli.options import (
 from mha_cli.cli.process import fail, guarded
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.errors import ExitCode
+from mha_cli.core.gqa import GQAConfig
 
 
 @screen_options
-@layer_options(several_axes=True)
+@layer_options(several_axes=True, kinds=True)
 def compare_command(
-    configs: list[MHAConfig] | EveryChoice,
+    configs: list[MHAConfig] | EveryChoice | GQAConfig,
     backend: BackendOption = "tensorflow",
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Compare from the shape algebra alone: no Keras, no outputs.")
@@ -39,6 +40,16 @@ def compare_command(
             "(listed --axes always run, unless --no-run).",
         ),
     ] = False,
+    kv_heads: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kv-heads",
+            metavar="N|all",
+            help="--layer gqa: the num_key_value_heads to compare, given once each, or all (every divisor "
+            "of --num-query-heads) [default: as many as the query heads (MHA), the given one, and 1 (MQA)].",
+            show_default=False,
+        ),
+    ] = None,
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
     json_output: JsonOption = False,
     screen: Screen = DEFAULT_SCREEN,
@@ -55,6 +66,14 @@ def compare_command(
     """
     if run and no_run:
         fail(ExitCode.BAD_INPUT, "--run and --no-run: give one of them")
+    if isinstance(configs, GQAConfig):
+        _heads(configs, kv_heads or [], backend, no_run, max_memory, json_output, screen, debug)
+        return
+    if kv_heads:
+        fail(
+            ExitCode.BAD_INPUT,
+            "--kv-heads: MultiHeadAttention's key/value heads are its heads; give --layer gqa",
+        )
     if isinstance(configs, EveryChoice):
         _every_choice(configs.base, backend, run, max_memory, json_output, screen, debug)
         return
@@ -90,3 +109,28 @@ def _every_choice(
     )
     if found.failures:
         fail(ExitCode.CHECK_FAILED, f"check failed: {found.failures[0]}")
+
+
+def _heads(
+    base: GQAConfig,
+    asked: list[str],
+    backend: str,
+    no_run: bool,
+    max_memory: int,
+    json_output: bool,
+    screen: Screen,
+    debug: bool,
+) -> None:
+    """--layer gqa: MHA, GQA and MQA (or every --kv-heads) on the same input."""
+    from mha_cli.operations.heads import compare_heads
+
+    found = guarded(
+        lambda: compare_heads(base, asked, backend, execute=not no_run, max_memory=max_memory), debug
+    )
+    from mha_cli.output.documents.heads import heads_document
+    from mha_cli.output.heads import render_heads
+
+    screen.answer(json_output, partial(heads_document, found), partial(render_heads, found))
+    failed = sorted({check.name for result in found.results for check in result.failed})
+    if failed:
+        fail(ExitCode.CHECK_FAILED, f"check failed: {', '.join(failed)} (see mha-explain --layer gqa ...)")
