@@ -475,3 +475,61 @@ def test_compare_runs_every_row_through_the_real_layer() -> None:
     assert "Every row verified on the real layer (3 forward passes)." in result.stdout
     for line in ("4    MHA   1", "2    GQA   2", "1    MQA   4"):
         assert line in result.stdout
+
+
+# --- Case files, record, check and --jsonl --------------------------------------------------------
+
+
+def _mha_explain(*args: str, cwd: Any) -> Any:
+    """A fresh process, as CI runs it."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "mha_cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.keras
+def test_record_then_a_changed_key_value_head_count_turns_check_red_in_fresh_processes(tmp_path: Any) -> None:
+    cases = tmp_path / "gqa.mha.toml"
+    cases.write_text(
+        '[defaults]\nlayer = "gqa"\nnum_query_heads = 8\n\n'
+        '[[case]]\nname = "llama-like"\nshape = [10, 64]\nnum_key_value_heads = 2\n',
+        encoding="utf-8",
+    )
+    recorded = _mha_explain("record", str(cases), cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    text = cases.read_text(encoding="utf-8")
+    assert "key_projected = [10, 2, 8]\nvalue_projected = [10, 2, 8]\nkey_repeated = [10, 8, 8]" in text
+    assert _mha_explain("check", str(cases), cwd=tmp_path).returncode == 0
+    cases.write_text(text.replace("num_key_value_heads = 2", "num_key_value_heads = 4"), encoding="utf-8")
+    checked = _mha_explain("check", str(cases), "--width", "300", cwd=tmp_path)
+    assert checked.returncode == 1
+    assert "key_projected: expected (10, 2, 8), the real layer gives (10, 4, 8)" in checked.stdout
+    assert "params: expected 10400, the real layer gives 12480" in checked.stdout
+
+
+def test_a_case_file_refuses_the_other_kind_s_keys_at_their_line(tmp_path: Any) -> None:
+    cases = tmp_path / "bad.mha.toml"
+    cases.write_text(
+        '[[case]]\nname = "x"\nlayer = "gqa"\nshape = [10, 16]\nnum_heads = 4\n', encoding="utf-8"
+    )
+    result = runner.invoke(app, ["check", str(cases)])
+    assert result.exit_code == 2
+    assert f"{cases}:5: case 'x': num_heads: layer = \"gqa\" has no such argument" in result.stderr
+    cases.write_text('[[case]]\nname = "x"\nlayer = "gru"\nshape = [10, 16]\n', encoding="utf-8")
+    result = runner.invoke(app, ["check", str(cases)])
+    assert (
+        result.exit_code == 2 and "layer: 'gru': unknown layer kind; choose one of mha, gqa" in result.stderr
+    )
+
+
+def test_jsonl_lines_may_say_layer_gqa() -> None:
+    lines = (
+        '{"layer": "gqa", "shape": [10, 64], "num_query_heads": 8}\n'
+        '{"shape": [10, 64], "num_heads": 8}\n'
+        '{"layer": "gqa", "shape": [10, 64], "num_heads": 8}\n'
+    )
+    result = runner.invoke(app, ["--jsonl", "-", "--no-run", "--get", "shapes.key_projected"], input=lines)
+    assert result.exit_code == 2
+    assert result.stdout == "None,10,2,8\nNone,10,8,8\n\n"
+    assert 'stdin:3: num_heads: layer = "gqa" has no such argument' in result.stderr

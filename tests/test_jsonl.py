@@ -49,7 +49,15 @@ def test_a_line_takes_every_key_a_case_takes_and_means_the_same() -> None:
         "causal": True,
         "sliding_window": 2,
     }
-    assert set(knobs) | {"axes", "keras"} == set(KNOBS)  # keras = 2 has no use_gate: tests/test_keras2.py
+    # keras = 2 has no use_gate: tests/test_keras2.py; GroupQueryAttention's keys: tests/test_gqa.py.
+    assert set(knobs) | {
+        "axes",
+        "keras",
+        "layer",
+        "num_query_heads",
+        "num_key_value_heads",
+        "head_dim",
+    } == set(KNOBS)
     name, config = config_line(json.dumps({"name": "all", **knobs}))
     case_file = parse(Path("c.mha.json"), json.dumps({"case": [{"name": "all", **knobs}]}), "json")
     assert case_file.problems == ()

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli.core.config import KERAS_MAJORS, MHAConfig
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derived
 from mha_cli.core.errors import ConfigError
+from mha_cli.core.gqa import GQAConfig
 from mha_cli.core.grammar import MAX_SIZE, format_shape
-from mha_cli.core.mha import derive
+from mha_cli.core.kinds import derive_any
 from mha_cli.core.models import ModelSpec, model_spec, parse_input
 
 #: File names that directories are searched for, and that the pytest plugin collects.
@@ -52,6 +53,16 @@ KNOBS: dict[str, str] = {
     "causal": "bool",
     "sliding_window": "int",
     "keras": "int",
+    # The layer kind (mha_cli.core.kinds), and what only GroupQueryAttention has.
+    "layer": "str",
+    "num_query_heads": "int",
+    "num_key_value_heads": "int",
+    "head_dim": "int",
+}
+#: The knobs only one kind has.
+_OWN_KNOBS = {
+    "mha": ("num_heads", "key_dim", "value_dim", "output_shape", "axes", "attention_axes", "axis_names"),
+    "gqa": ("num_query_heads", "num_key_value_heads", "head_dim"),
 }
 CASE_KEYS = ("name", *KNOBS, "expect")
 TOP_LEVEL_KEYS = ("defaults", "case", "model", "calls", "recorded")
@@ -84,6 +95,8 @@ SHAPE_FIELDS = (
     "query_projected",
     "key_projected",
     "value_projected",
+    "key_repeated",  # GroupQueryAttention's key and value after the repeat
+    "value_repeated",
     "gate",
     "attention_output",
 )
@@ -131,7 +144,7 @@ class Case:
     line: int
     #: Position among the file's cases (what record writes back to).
     index: int
-    config: MHAConfig
+    config: MHAConfig | GQAConfig
     #: The ``expect`` block as written (shapes as lists), or None when there is none.
     expect: Mapping[str, Any] | None
     #: Lines of this case's keys (its own or from [defaults]) and ``expect.*`` fields.
@@ -433,7 +446,7 @@ def _case(path: Path, index: int, entry: dict[str, Any], defaults: dict[str, Any
         raise CaseFileError(path, key_lines[error.key], name, str(error)) from None
     case = Case(name, path, line, index, config, expect, key_lines)
     try:
-        derive(config)
+        derive_any(config)
     except ConfigError as error:
         raise case.config_problem(error) from None
     if expect is not None:
@@ -449,7 +462,7 @@ class KeyProblem(ValueError):
         super().__init__(f"{key}: {problem}")
 
 
-def config_from(knobs: Mapping[str, Any]) -> MHAConfig:
+def config_from(knobs: Mapping[str, Any]) -> MHAConfig | GQAConfig:
     """The configuration a mapping of knobs states: a case merged with [defaults], or an --jsonl line.
 
     ``knobs`` holds only keys of :data:`KNOBS` (the caller says what an unknown
@@ -463,6 +476,34 @@ def config_from(knobs: Mapping[str, Any]) -> MHAConfig:
                 values[key] = _value(kind, knobs[key])
             except ValueError as error:
                 raise KeyProblem(key, str(error)) from None
+    layer = values.get("layer", "mha")
+    if layer not in _OWN_KNOBS:
+        raise KeyProblem("layer", f"{layer!r}: unknown layer kind; choose one of {', '.join(_OWN_KNOBS)}")
+    for kind, own in _OWN_KNOBS.items():
+        given = next((key for key in own if key in knobs), None)
+        if kind != layer and given is not None:
+            raise KeyProblem(
+                given, f'layer = "{layer}" has no such argument; leave it out, or set layer = "{kind}"'
+            )
+    if layer == "gqa":
+        return GQAConfig(
+            query_shape=values["shape"],
+            value_shape=values.get("value_shape"),
+            key_shape=values.get("key_shape"),
+            head_dim=values.get("head_dim"),
+            num_query_heads=values.get("num_query_heads"),
+            num_key_value_heads=values.get("num_key_value_heads"),
+            use_bias=values.get("use_bias", True),
+            use_gate=values.get("use_gate", False),
+            dropout=values.get("dropout", 0.0),
+            dtype=values.get("dtype", "float32"),
+            batch=values.get("batch", 2),
+            seed=values.get("seed", 0),
+            mask_shape=values.get("mask_shape"),
+            causal=values.get("causal", False),
+            sliding_window=values.get("sliding_window"),
+            keras=values.get("keras", 3),
+        )
     axes_key = "attention_axes" if "attention_axes" in knobs else "axes"
     return MHAConfig(
         query_shape=values["shape"],
@@ -603,7 +644,7 @@ def _check_expect(path: Path, name: str, expect: object, key_lines: Mapping[str,
 # --- Expectations against a derivation -------------------------------------------
 
 
-def observed(derivation: Derivation, fields: Sequence[str] = EXPECT_FIELDS) -> dict[str, Any]:
+def observed(derivation: Derived, fields: Sequence[str] = EXPECT_FIELDS) -> dict[str, Any]:
     """The values ``fields`` name, as a case file writes them (shapes without batch)."""
     values: dict[str, Any] = {}
     for field in fields:
@@ -617,7 +658,7 @@ def observed(derivation: Derivation, fields: Sequence[str] = EXPECT_FIELDS) -> d
     return values
 
 
-def compare(expect: Mapping[str, Any], derivation: Derivation) -> tuple[Mismatch, ...]:
+def compare(expect: Mapping[str, Any], derivation: Derived) -> tuple[Mismatch, ...]:
     """Every expected value the derivation does not give, named by its field."""
     actual = observed(derivation, tuple(expect))
     mismatches = []

@@ -190,7 +190,7 @@ def run_case(
     except ConfigError as error:  # the real layer (or its backend) refuses the configuration
         problem = case.config_problem(error)  # at the line of the key it names
         return finish(CaseStatus.ERROR, line=problem.line, error=problem.problem)
-    mismatches = () if case.expect is None else compare(case.expect, result.mha)
+    mismatches = () if case.expect is None else compare(case.expect, result.derivation)
     failed_checks = tuple(f"{check.name}: {check.detail}" for check in result.failed)
     if failed_checks or mismatches:
         status = CaseStatus.FAILED

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from mha_cli.core.cases import CASE_KEYS, KNOBS, KeyProblem, at_key, config_from, unknown_name
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.errors import ConfigError, ExitCode
+from mha_cli.core.gqa import GQAConfig
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, ExplainResult, explain
 
 #: The keys a line may hold: a case's, without its expectations.
@@ -46,7 +47,7 @@ class Answer:
     exit_code: ExitCode = ExitCode.OK
 
 
-def config_line(text: str) -> tuple[str | None, MHAConfig]:
+def config_line(text: str) -> tuple[str | None, MHAConfig | GQAConfig]:
     """The (name, configuration) one line states; LineProblem when it states none."""
     try:
         entry = json.loads(text)

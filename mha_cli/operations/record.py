@@ -316,13 +316,13 @@ def _record_file(
             assert case is not None and explained is not None  # run_case sets both for a case that ran
             if case.expect is None:
                 added.append(result.name)
-                edits[case.index] = (observed(explained.mha, RECORDED_FIELDS), True)
+                edits[case.index] = (observed(explained.derivation, RECORDED_FIELDS), True)
             elif result.mismatches:
                 changes = [Change(result.name, m.field, m.expected, m.actual) for m in result.mismatches]
                 (updated if update else kept).extend(changes)
                 if update:
                     fields = sorted({m.field.split(".")[0] for m in result.mismatches})
-                    edits[case.index] = (observed(explained.mha, fields), False)
+                    edits[case.index] = (observed(explained.derivation, fields), False)
             else:
                 unchanged.append(result.name)
     outcome = RecordOutcome(
