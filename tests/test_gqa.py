@@ -533,3 +533,49 @@ def test_jsonl_lines_may_say_layer_gqa() -> None:
     assert result.exit_code == 2
     assert result.stdout == "None,10,2,8\nNone,10,8,8\n\n"
     assert 'stdin:3: num_heads: layer = "gqa" has no such argument' in result.stderr
+
+
+# --- What a review found ----------------------------------------------------------------------------
+
+
+def test_kv_heads_and_num_key_value_heads_together_are_refused() -> None:
+    args = ["compare", "--layer", "gqa", "--shape", "10,64", "--num-query-heads", "8", "--no-run"]
+    result = runner.invoke(app, [*args, "--kv-heads", "2", "--num-key-value-heads", "4"])
+    assert result.exit_code == 2
+    assert "--num-key-value-heads 4: compare takes the counts from --kv-heads; add it there" in result.stderr
+
+
+def test_backend_all_refuses_what_it_would_ignore() -> None:
+    result = runner.invoke(app, ["--shape", "10,16", "--backend", "all", "--no-run"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "mha-explain: error: --backend all and --no-run: --backend all runs every"
+    )
+
+
+@pytest.mark.keras
+def test_a_gqa_line_with_graph_is_one_line_error_and_the_rest_is_answered() -> None:
+    lines = '{"layer": "gqa", "shape": [10, 64]}\n{"shape": [10, 64]}\n'
+    result = runner.invoke(app, ["--jsonl", "-", "--graph", "--get", "shapes.output"], input=lines)
+    assert result.exit_code == 2
+    assert result.stdout == "\nNone,10,64\n"
+    assert "--jsonl stdin:1: graph: it records how a functional model saves MultiHeadAttention's call" in (
+        result.stderr
+    )
+
+
+@pytest.mark.keras
+def test_check_vectors_skips_gqa_cases_and_writes_the_rest(tmp_path: Any) -> None:
+    cases = tmp_path / "mixed.mha.toml"
+    cases.write_text(
+        '[[case]]\nname = "gqa"\nlayer = "gqa"\nshape = [6, 16]\n\n[[case]]\nname = "mha"\nshape = [6, 16]\n',
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["check", str(cases), "--vectors", str(tmp_path / "vectors")])
+    assert result.exit_code == 0, result.output
+    assert (
+        "no test vectors for mixed.mha.toml:gqa" in result.stderr
+        or "not yet for layer = 'gqa'" in result.stderr
+    )
+    assert (tmp_path / "vectors" / "mixed" / "mha" / "vectors.npz").exists()
+    assert not (tmp_path / "vectors" / "mixed" / "gqa").exists()

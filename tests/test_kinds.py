@@ -92,3 +92,15 @@ def test_the_real_layer_is_built_from_the_kind_and_agrees(layer_kind: LayerKind,
     assert result.failed == () and result.check("numpy_reference").status is Status.PASSED
     assert result.run is not None
     assert result.run.arrays["output"].shape == derived.shapes["output"].with_batch(config.batch)
+
+
+def test_every_table_keyed_by_kind_covers_every_kind() -> None:
+    """A kind registered in KINDS and forgotten in a renderer's table fails here, not in a user's hands."""
+    from mha_cli.cli.options import LAYER_OPTION_NAMES
+    from mha_cli.core.cases import KNOBS
+    from mha_cli.output import code, layers
+
+    assert set(layers._TEXTS) == set(code._CONSTRUCTORS) == set(KINDS)
+    for layer_kind in KINDS.values():
+        # Each kind's own arguments are options of the CLI and keys of case files and --jsonl lines.
+        assert set(layer_kind.own_arguments) <= set(LAYER_OPTION_NAMES) & set(KNOBS), layer_kind.name

@@ -457,12 +457,6 @@ _GQA: tuple[tuple[str, Any, Any], ...] = (
     ),
 )
 _GQA_FIELDS = tuple(name for name, _, _ in _GQA)
-#: The options only one kind has, as --help names them, by kind.
-_OWN_OPTIONS = {
-    "mha": ("--num-heads", "--key-dim", "--value-dim", "--output-shape", "--axes", "--axis-names"),
-    "gqa": ("--num-query-heads", "--num-key-value-heads", "--head-dim"),
-}
-_ACCEPTED = {"mha": "MultiHeadAttention", "gqa": "GroupQueryAttention"}
 #: scan's --keras: which Keras loads the model (3|2); all: Keras 2 loads it, each layer tried in Keras 3.
 ScanKerasOption = Annotated[
     Any,
@@ -600,12 +594,15 @@ def layer_options(
     ) -> MHAConfig | GQAConfig | list[MHAConfig] | EveryChoice | EveryKeras | None:
         kind = given.pop("layer", "mha")
         own = {name: given.pop(name, None) for name in _GQA_FIELDS}
-        others = (option for k, names in _OWN_OPTIONS.items() if k != kind for option in names)
+        others = (
+            LAYER_OPTION_NAMES[name] for k in KINDS.values() if k.name != kind for name in k.own_arguments
+        )
         # --axes's default passes through its parser too (as "none"): given means not none, or not empty.
         axes_given = given["axes"] not in (None, [])
         other = next((o for o in others if (axes_given if o == "--axes" else o in typed)), None)
         if other is not None:
-            problem = f"{_ACCEPTED[kind]} has no such argument; leave it out, or use the --layer that has it"
+            layer = KINDS[kind].keras_class
+            problem = f"{layer} has no such argument; leave it out, or use the --layer that has it"
             raise BadValue(ConfigError(other, None, f"--layer {kind}: {problem}"))
         if kind == "gqa":
             return _gqa_config(given, own)

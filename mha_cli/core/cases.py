@@ -25,7 +25,7 @@ from mha_cli.core.derived import Derived
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.gqa import GQAConfig
 from mha_cli.core.grammar import MAX_SIZE, format_shape
-from mha_cli.core.kinds import derive_any
+from mha_cli.core.kinds import KINDS, derive_any
 from mha_cli.core.models import ModelSpec, model_spec, parse_input
 
 #: File names that directories are searched for, and that the pytest plugin collects.
@@ -58,11 +58,6 @@ KNOBS: dict[str, str] = {
     "num_query_heads": "int",
     "num_key_value_heads": "int",
     "head_dim": "int",
-}
-#: The knobs only one kind has.
-_OWN_KNOBS = {
-    "mha": ("num_heads", "key_dim", "value_dim", "output_shape", "axes", "attention_axes", "axis_names"),
-    "gqa": ("num_query_heads", "num_key_value_heads", "head_dim"),
 }
 CASE_KEYS = ("name", *KNOBS, "expect")
 TOP_LEVEL_KEYS = ("defaults", "case", "model", "calls", "recorded")
@@ -477,14 +472,15 @@ def config_from(knobs: Mapping[str, Any]) -> MHAConfig | GQAConfig:
             except ValueError as error:
                 raise KeyProblem(key, str(error)) from None
     layer = values.get("layer", "mha")
-    if layer not in _OWN_KNOBS:
-        raise KeyProblem("layer", f"{layer!r}: unknown layer kind; choose one of {', '.join(_OWN_KNOBS)}")
-    for kind, own in _OWN_KNOBS.items():
-        given = next((key for key in own if key in knobs), None)
-        if kind != layer and given is not None:
-            raise KeyProblem(
-                given, f'layer = "{layer}" has no such argument; leave it out, or set layer = "{kind}"'
-            )
+    if layer not in KINDS:
+        raise KeyProblem("layer", f"{layer!r}: unknown layer kind; choose one of {', '.join(KINDS)}")
+    for other in KINDS.values():
+        # "attention_axes" is MultiHeadAttention's "axes" by its other name.
+        names = {*other.own_arguments, *(("attention_axes",) if "axes" in other.own_arguments else ())}
+        own = [key for key in knobs if key in names]
+        if other.name != layer and own:
+            problem = f'layer = "{layer}" has no such argument; leave it out, or set layer = "{other.name}"'
+            raise KeyProblem(own[0], problem)
     if layer == "gqa":
         return GQAConfig(
             query_shape=values["shape"],

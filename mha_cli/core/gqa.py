@@ -128,9 +128,11 @@ class GQADerivation(Costs):
         ``ops.dot_product_attention`` unless dropout > 0 (inputs are always rank 3)."""
         return ExecutionPath.FUSED if self.layer.dropout == 0.0 else ExecutionPath.EINSUM
 
-    def kv_cache_bytes_per_token(self) -> int:
-        """What a decoder caches per token for this layer: a key and a value per key/value head."""
-        return 2 * self.layer.num_key_value_heads * self.layer.head_dim * DTYPE_BYTES[self.layer.dtype]
+    def kv_cache_bytes_per_token(self, key_value_heads: int | None = None) -> int:
+        """What a decoder caches per token for this layer: a key and a value per key/value head
+        (for ``key_value_heads`` heads, if given: as many as the query heads is MultiHeadAttention's)."""
+        heads = self.layer.num_key_value_heads if key_value_heads is None else key_value_heads
+        return 2 * heads * self.layer.head_dim * DTYPE_BYTES[self.layer.dtype]
 
     def kv_cache_bytes_per_sequence(self) -> int:
         """The same, for the key/value sequence as configured (one batch item)."""
@@ -345,6 +347,7 @@ class GroupQueryAttentionKind:
     name: str = "gqa"
     keras_class: str = "GroupQueryAttention"
     config_type: type = GQAConfig
+    own_arguments: tuple[str, ...] = ("num_query_heads", "num_key_value_heads", "head_dim")
 
     def derive(self, config: GQAConfig) -> GQADerivation:
         return derive_gqa(config)

@@ -5,7 +5,8 @@ configuration into a :class:`~mha_cli.core.derived.Derived` (axis roles, every
 shape, the einsum equations, weights, masks, costs and plain sentences) or
 refuses it with a ConfigError naming the option, and it names the real layer
 and its constructor arguments so the runtime can build it. Renderers, the JSON
-documents and the checks read a derivation only through ``Derived``.
+documents and the checks read a derivation through ``Derived``; what only one kind has is read by
+that kind's own modules (``output/gqa.py``, ``output/documents/gqa.py``).
 
 Adding a kind means adding modules: its algebra beside :mod:`mha_cli.core.mha`
 and :mod:`mha_cli.core.gqa` (registered in :data:`KINDS`), what the runtime must
@@ -39,6 +40,11 @@ class LayerKind(Protocol):
     @property
     def keras_class(self) -> str:
         """The class in ``keras.layers`` that the runtime builds."""
+        ...
+
+    @property
+    def own_arguments(self) -> tuple[str, ...]:
+        """The configuration's arguments no other kind has (case-file keys; --options with dashes)."""
         ...
 
     @property

@@ -443,6 +443,14 @@ class MultiHeadAttentionKind:
     name: str = "mha"
     keras_class: str = "MultiHeadAttention"
     config_type: type = MHAConfig
+    own_arguments: tuple[str, ...] = (
+        "num_heads",
+        "key_dim",
+        "value_dim",
+        "output_shape",
+        "axes",
+        "axis_names",
+    )
 
     def derive(self, config: MHAConfig) -> Derivation:
         return derive(config)

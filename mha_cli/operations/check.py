@@ -29,6 +29,7 @@ from mha_cli.core.cases import (
     load,
     show,
 )
+from mha_cli.core.config import MHAConfig
 from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, ExplainResult, explain
 from mha_cli.operations.scan import CallResult, observed_call, scan
@@ -184,8 +185,9 @@ def run_case(
             backend,
             max_memory=max_memory,
             observe_path=False,
-            graph=vectors,
-            intermediates=vectors,
+            # Test vectors are MultiHeadAttention's (check_vectors skips the other kinds' cases).
+            graph=vectors and isinstance(case.config, MHAConfig),
+            intermediates=vectors and isinstance(case.config, MHAConfig),
         )
     except ConfigError as error:  # the real layer (or its backend) refuses the configuration
         problem = case.config_problem(error)  # at the line of the key it names

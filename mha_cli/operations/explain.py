@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from mha_cli.core.config import ExecutionPath, MHAConfig
 from mha_cli.core.derived import Derivation, Derived
-from mha_cli.core.errors import InternalError
+from mha_cli.core.errors import ConfigError, InternalError
 from mha_cli.core.gqa import GQAConfig
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.core.kinds import derive_any, kind_of
@@ -183,8 +183,8 @@ class ExplainResult:
 
     @property
     def mha(self) -> Derivation:
-        """The derivation, where only MultiHeadAttention's is meant (case files, scan, --keras all,
-        map, vectors): those refuse other kinds before they run."""
+        """The derivation, where only MultiHeadAttention's is meant (scan, --keras all, map, vectors,
+        --graph, compare --axes): those refuse or skip other kinds before they get here."""
         if not isinstance(self.derivation, Derivation):
             raise InternalError(f"a {self.derivation.kind} derivation reached code for MultiHeadAttention")
         return self.derivation
@@ -214,6 +214,13 @@ def explain(
     only, so it runs whatever the memory guard says). With ``intermediates``,
     the run keeps the tensors inside the forward pass (test vectors).
     """
+    if graph and not isinstance(config, MHAConfig):  # call_convention builds MultiHeadAttention's model
+        raise ConfigError(
+            "--graph",
+            None,
+            "it records how a functional model saves MultiHeadAttention's call; GroupQueryAttention is "
+            "called the same way, layer(query, value, key=None, ...): leave out --graph",
+        )
     result = _explain(
         config,
         backend,

@@ -50,6 +50,12 @@ def key_value_heads(base: GQAConfig, asked: Sequence[str]) -> tuple[int, ...]:
         if len(asked) > 1:
             raise ConfigError("--kv-heads", ALL, "all stands for every divisor, so give it alone")
         return divisors
+    if asked and base.num_key_value_heads is not None:
+        raise ConfigError(
+            "--num-key-value-heads",
+            base.num_key_value_heads,
+            f"compare takes the counts from --kv-heads; add it there (--kv-heads {base.num_key_value_heads})",
+        )
     if not asked:
         given = base.num_key_value_heads or default_key_value_heads(query_heads)
         return tuple(sorted({query_heads, given, 1}, reverse=True))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli import __version__
 from mha_cli.core.call import call
+from mha_cli.core.derived import Derivation
 from mha_cli.core.errors import ConfigError
 from mha_cli.operations.explain import TOLERANCE, ExplainResult
 
@@ -218,6 +219,9 @@ def _no_vectors(result: ExplainResult | None, error: str | None) -> str | None:
     """Why a case or call has no test vectors, or None when it has them."""
     if result is None:
         return error or "not explained"
+    if not isinstance(result.derivation, Derivation):
+        kind = result.derivation.kind
+        return f"test vectors are written for MultiHeadAttention; not yet for layer = {kind!r}"
     if not result.executed or result.run is None or not result.run.intermediates:
         return result.not_executed_reason or "no forward pass ran"
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from mha_cli.core.config import DTYPE_BYTES, KERAS_DEFAULTS
+from mha_cli.core.config import KERAS_DEFAULTS
 from mha_cli.core.gqa import GQADerivation
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.output.tables import titled_table
@@ -81,7 +81,7 @@ def headline_rows(d: GQADerivation) -> list[tuple[str, str]]:
     feature = d.axes[-1]
     cache = d.kv_cache_bytes_per_token()
     # MultiHeadAttention with as many heads caches a key and a value per query head.
-    mha_cache = 2 * layer.num_query_heads * layer.head_dim * DTYPE_BYTES[layer.dtype]
+    mha_cache = d.kv_cache_bytes_per_token(layer.num_query_heads)
     saved = f" ({mha_cache // cache}x less than MultiHeadAttention's {format_bytes(mha_cache)})"
     return [
         (
@@ -106,7 +106,7 @@ def sections(d: GQADerivation) -> list[Table]:
         "read by query heads",
         "cached per token",
     )
-    per_head = 2 * layer.head_dim * DTYPE_BYTES[layer.dtype]
+    per_head = d.kv_cache_bytes_per_token(1)
     for group, heads in layer.groups():
         table.add_row(str(group), ", ".join(map(str, heads)), format_bytes(per_head))
     return [table]

@@ -7,6 +7,7 @@ from rich.measure import Measurement
 from rich.text import Text
 
 from mha_cli.core.grammar import format_bytes, format_shape
+from mha_cli.core.summary import join_words
 from mha_cli.operations.explain import Status
 from mha_cli.operations.heads import HeadsComparison, variant
 from mha_cli.output.gqa import grouping
@@ -22,7 +23,8 @@ def render_heads(found: HeadsComparison, console: Console) -> None:
     derivations = found.derivations
     first = derivations[0]
     executed = all(result.executed for result in found.results)
-    asked = "every legal num_key_value_heads" if found.every else "MHA, GQA and MQA side by side"
+    counts = join_words([f"{d.layer.num_key_value_heads} ({variant(d)})" for d in derivations])
+    asked = f"{'every legal number of ' if found.every else ''}key/value heads {counts}"
     console.print(
         Text(
             f"GroupQueryAttention with {first.layer.num_query_heads} query heads of "

@@ -288,8 +288,13 @@ def inspect_layer(derivation: Derived, backend: str) -> LayerRun:
     with native_output_silenced():
         layer = _built_layer(keras, derivation, *shapes)
         try:
-            reported = {"output": tuple(layer.compute_output_shape(*shapes))}
-        except ValueError:  # GroupQueryAttention's refuses query and value widths its call runs
+            with keras_rejects():
+                reported = {"output": tuple(layer.compute_output_shape(*shapes))}
+        except ConfigError:
+            # GroupQueryAttention's compute_output_shape refuses query and value widths that differ,
+            # which its call runs (and the symbolic check reports); anything else is a refusal.
+            if derivation.inputs["query"].shape[-1] == derivation.inputs["value"].shape[-1]:
+                raise
             reported = {}
         return _read_back(keras, layer, derivation, backend, reported, {}, executed=False)
 

@@ -287,6 +287,12 @@ RULES: tuple[Rule, ...] = (
         "--keras all", ("--no-run", "--get", "--code", "--picture", "--at", "--svg", "--html"), _BOTH_KERASES
     ),
     Excludes(
+        "--backend all",
+        ("--no-run", "--get", "--code", "--picture", "--at", "--svg", "--html", "--graph"),
+        "{mode} and {option}: --backend all runs every backend and prints them side by side (tables or "
+        "--json); run {option} with one --backend",
+    ),
+    Excludes(
         "--keras all",
         ("--backend",),
         "{mode} and {option}: Keras 2 runs only on TensorFlow, so both run there; leave out --backend",
