@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mha_cli.core.config import KERAS_DEFAULTS
+
 if TYPE_CHECKING:
     from mha_cli.core.derived import Derived
 
@@ -37,3 +39,23 @@ def call(d: Derived, *, training: bool | None = None) -> str:
     if training is not None:
         args.append(f"training={training}")
     return f"layer({', '.join(args)})"
+
+
+def filled_arguments(d: Derived) -> dict[str, object]:
+    """The arguments that have a value whether or not the user gave one (Keras's default otherwise)."""
+    layer = d.layer
+    return {
+        "dropout": layer.dropout,
+        "use_bias": layer.use_bias,
+        "use_gate": layer.use_gate,
+        "dtype": layer.dtype,
+    }
+
+
+def changed_arguments(d: Derived) -> list[str]:
+    """Those of :func:`filled_arguments` that differ from Keras's defaults, as keyword arguments."""
+    return [
+        f'{name}="{value}"' if isinstance(value, str) else f"{name}={value}"
+        for name, value in filled_arguments(d).items()
+        if value != KERAS_DEFAULTS[name]
+    ]

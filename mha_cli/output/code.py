@@ -10,8 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mha_cli.core.call import INPUT_TENSOR, call, input_names
-from mha_cli.core.config import KERAS_DEFAULTS
+from mha_cli.core.call import INPUT_TENSOR, call, changed_arguments, input_names
 from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.weight_map import TARGET_NAMES, WeightMap
@@ -31,28 +30,13 @@ def constructor(d: Derivation) -> str:
     if layer.sliding_window is not None:
         args.append(f"sliding_window={layer.sliding_window}")
     # Arguments mha-explain always fills in: shown only when not Keras's default.
-    args += [
-        f'{name}="{value}"' if isinstance(value, str) else f"{name}={value}"
-        for name, value in filled_arguments(d).items()
-        if value != KERAS_DEFAULTS[name]
-    ]
+    args += changed_arguments(d)
     return f"keras.layers.MultiHeadAttention({', '.join(args)})"
 
 
 def layer_line(d: Derived) -> str:
     """The constructor call of ``d``'s layer kind, as the user writes it."""
     return _CONSTRUCTORS[d.kind](d)
-
-
-def filled_arguments(d: Derivation) -> dict[str, object]:
-    """The arguments that have a value whether or not the user gave one (Keras's default otherwise)."""
-    layer = d.layer
-    return {
-        "dropout": layer.dropout,
-        "use_bias": layer.use_bias,
-        "use_gate": layer.use_gate,
-        "dtype": layer.dtype,
-    }
 
 
 def snippet(d: Derived) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from mha_cli.core.call import changed_arguments, filled_arguments
 from mha_cli.core.config import KERAS_DEFAULTS
 from mha_cli.core.gqa import GQADerivation
 from mha_cli.core.grammar import format_bytes, format_shape
@@ -18,17 +19,6 @@ _TOOL_DEFAULT = {
 FEATURE_MEANING = "projected away into heads x head_dim"
 
 
-def filled_arguments(d: GQADerivation) -> dict[str, object]:
-    """The arguments that have a value whether or not the user gave one (Keras's default otherwise)."""
-    layer = d.layer
-    return {
-        "dropout": layer.dropout,
-        "use_bias": layer.use_bias,
-        "use_gate": layer.use_gate,
-        "dtype": layer.dtype,
-    }
-
-
 def constructor(d: GQADerivation) -> str:
     """``keras.layers.GroupQueryAttention(...)``: the three arguments Keras requires, and what differs
     from Keras's defaults."""
@@ -40,11 +30,7 @@ def constructor(d: GQADerivation) -> str:
     ]
     if layer.sliding_window is not None:
         args.append(f"sliding_window={layer.sliding_window}")
-    args += [
-        f'{name}="{value}"' if isinstance(value, str) else f"{name}={value}"
-        for name, value in filled_arguments(d).items()
-        if value != KERAS_DEFAULTS[name]
-    ]
+    args += changed_arguments(d)
     return f"keras.layers.GroupQueryAttention({', '.join(args)})"
 
 

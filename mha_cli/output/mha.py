@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from mha_cli.core.call import filled_arguments
 from mha_cli.core.config import KERAS_DEFAULTS
 from mha_cli.core.derived import Axis, Derivation
 from mha_cli.core.grammar import format_shape
-from mha_cli.output.code import filled_arguments
 
 _KERAS_DEFAULT = {
     "value_dim": "Keras default: key_dim",
