@@ -565,7 +565,7 @@ def test_a_gqa_line_with_graph_is_one_line_error_and_the_rest_is_answered() -> N
 
 
 @pytest.mark.keras
-def test_check_vectors_skips_gqa_cases_and_writes_the_rest(tmp_path: Any) -> None:
+def test_check_vectors_writes_gqa_and_mha_cases_alike(tmp_path: Any) -> None:
     cases = tmp_path / "mixed.mha.toml"
     cases.write_text(
         '[[case]]\nname = "gqa"\nlayer = "gqa"\nshape = [6, 16]\n\n[[case]]\nname = "mha"\nshape = [6, 16]\n',
@@ -573,9 +573,52 @@ def test_check_vectors_skips_gqa_cases_and_writes_the_rest(tmp_path: Any) -> Non
     )
     result = runner.invoke(app, ["check", str(cases), "--vectors", str(tmp_path / "vectors")])
     assert result.exit_code == 0, result.output
-    assert (
-        "no test vectors for mixed.mha.toml:gqa" in result.stderr
-        or "not yet for layer = 'gqa'" in result.stderr
+    for name, class_name in (("gqa", "GroupedQueryAttention"), ("mha", "MultiHeadAttention")):
+        manifest = json.loads((tmp_path / "vectors" / "mixed" / name / "manifest.json").read_text("utf-8"))
+        assert manifest["layer"]["class_name"] == class_name
+
+
+# --- Test vectors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.keras
+def test_vectors_hold_every_tensor_and_an_independent_numpy_reproduces_them(tmp_path: Any) -> None:
+    """Every array of vectors.npz, recomputed here per query head from the stored inputs and weights
+    (nothing from mha_cli's derivation or reference), including the repeated key and value."""
+    out = tmp_path / "v"
+    args = ["vectors", "--layer", "gqa", "--shape", "6,16", "--value-shape", "5,12", "--num-query-heads", "6"]
+    result = runner.invoke(
+        app, [*args, "--num-key-value-heads", "2", "--mask-shape", "None,6,5", "--out", str(out)]
     )
-    assert (tmp_path / "vectors" / "mixed" / "mha" / "vectors.npz").exists()
-    assert not (tmp_path / "vectors" / "mixed" / "gqa").exists()
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["layer"]["class_name"] == "GroupedQueryAttention"
+    assert manifest["layer"]["config"]["num_key_value_heads"] == 2
+    assert manifest["call"]["inbound_nodes"] is None  # --graph is MultiHeadAttention's
+    stored = np.load(out / "vectors.npz")
+    w = {
+        name.split("/", 1)[1]: stored[name].astype(np.float64)
+        for name in stored
+        if name.startswith("grouped_")
+    }
+    query, value = stored["query"].astype(np.float64), stored["value"].astype(np.float64)
+    mask = stored["attention_mask"][:, None]  # (B, 1, T, S): Keras inserts the heads axis at -3
+    u, v_heads, h = 6, 2, 16 // 6
+    key_projected = np.einsum("bsd,dgh->bsgh", value, w["key/kernel"]) + w["key/bias"]
+    np.testing.assert_allclose(stored["key_projected"], key_projected, atol=1e-4)
+    np.testing.assert_allclose(
+        stored["key_repeated"], np.repeat(stored["key_projected"], u // v_heads, axis=2)
+    )
+    np.testing.assert_allclose(stored["value_repeated"], np.repeat(stored["value_projected"], 3, axis=2))
+    output = np.zeros((2, 6, 16)) + w["attention_output/bias"]
+    for head in range(u):
+        group = head // (u // v_heads)
+        q = query @ w["query/kernel"][:, head] + w["query/bias"][head]
+        k = value @ w["key/kernel"][:, group] + w["key/bias"][group]
+        vv = value @ w["value/kernel"][:, group] + w["value/bias"][group]
+        logits = np.where(mask[:, 0], (q / np.sqrt(h)) @ k.transpose(0, 2, 1), -1e9)
+        weights = np.exp(logits - logits.max(-1, keepdims=True))
+        weights = np.where(mask[:, 0], weights / weights.sum(-1, keepdims=True), 0.0)
+        np.testing.assert_allclose(stored["attention_scores"][:, head], weights, atol=1e-4)
+        output += (weights @ vv) @ w["attention_output/kernel"][head]
+    np.testing.assert_allclose(stored["output"], output, atol=1e-4)

@@ -346,6 +346,7 @@ class GroupQueryAttentionKind:
 
     name: str = "gqa"
     keras_class: str = "GroupQueryAttention"
+    saved_class: str = "GroupedQueryAttention"
     config_type: type = GQAConfig
     own_arguments: tuple[str, ...] = ("num_query_heads", "num_key_value_heads", "head_dim")
 

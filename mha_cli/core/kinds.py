@@ -43,6 +43,11 @@ class LayerKind(Protocol):
         ...
 
     @property
+    def saved_class(self) -> str:
+        """The class_name a saved model records (GroupQueryAttention's: GroupedQueryAttention)."""
+        ...
+
+    @property
     def own_arguments(self) -> tuple[str, ...]:
         """The configuration's arguments no other kind has (case-file keys; --options with dashes)."""
         ...

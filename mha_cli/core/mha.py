@@ -442,6 +442,7 @@ class MultiHeadAttentionKind:
 
     name: str = "mha"
     keras_class: str = "MultiHeadAttention"
+    saved_class: str = "MultiHeadAttention"
     config_type: type = MHAConfig
     own_arguments: tuple[str, ...] = (
         "num_heads",

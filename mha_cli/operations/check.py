@@ -185,9 +185,8 @@ def run_case(
             backend,
             max_memory=max_memory,
             observe_path=False,
-            # Test vectors are MultiHeadAttention's (check_vectors skips the other kinds' cases).
-            graph=vectors and isinstance(case.config, MHAConfig),
-            intermediates=vectors and isinstance(case.config, MHAConfig),
+            graph=vectors and isinstance(case.config, MHAConfig),  # --graph is MultiHeadAttention's
+            intermediates=vectors,
         )
     except ConfigError as error:  # the real layer (or its backend) refuses the configuration
         problem = case.config_problem(error)  # at the line of the key it names

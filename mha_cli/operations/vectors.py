@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli import __version__
 from mha_cli.core.call import call
-from mha_cli.core.derived import Derivation
 from mha_cli.core.errors import ConfigError
+from mha_cli.core.kinds import KINDS
 from mha_cli.operations.explain import TOLERANCE, ExplainResult
 
 if TYPE_CHECKING:
@@ -49,6 +49,16 @@ _WEIGHT_MEANING = {
     "attention_output/kernel": "output projection kernel: (num_heads, value_dim) -> output features",
     "attention_output/bias": "output projection bias",
 }
+#: GroupQueryAttention's kernels, where their heads differ from MultiHeadAttention's.
+_GQA_WEIGHT_MEANING = {
+    **_WEIGHT_MEANING,
+    "query/kernel": "query projection kernel: query features -> (num_query_heads, head_dim)",
+    "key/kernel": "key projection kernel: key features -> (num_key_value_heads, head_dim)",
+    "value/kernel": "value projection kernel: value features -> (num_key_value_heads, head_dim)",
+    "gate/kernel": "gate projection kernel: query features -> (num_query_heads, head_dim), then sigmoid",
+    "attention_output/kernel": "output projection kernel: (num_query_heads, head_dim) -> output features",
+}
+_WEIGHT_MEANINGS = {"mha": _WEIGHT_MEANING, "gqa": _GQA_WEIGHT_MEANING}
 
 
 @dataclass(frozen=True)
@@ -123,10 +133,14 @@ def explained_vectors(
             "mask",
             mask_meaning or given + "broadcasts it over the heads",
         )
+    weight_meaning = _WEIGHT_MEANINGS[derivation.kind]
     for short, path in run.variable_paths.items():
-        add(path, run.arrays[short], "weight", f"{_WEIGHT_MEANING[short]} (Keras variable {short})")
+        add(path, run.arrays[short], "weight", f"{weight_meaning[short]} (Keras variable {short})")
     for name, value in run.intermediates.items():
-        add(name, value, "mask" if name == "softmax_mask" else "intermediate", run.INTERMEDIATES[name])
+        meaning = run.INTERMEDIATES[name]
+        if derivation.kind == "gqa":  # GroupQueryAttention scales by its head_dim
+            meaning = meaning.replace("1/sqrt(key_dim)", "1/sqrt(head_dim)")
+        add(name, value, "mask" if name == "softmax_mask" else "intermediate", meaning)
     add("output", run.arrays["output"], "output", "the layer's output (training=False)")
     add(
         "attention_scores",
@@ -147,7 +161,7 @@ def explained_vectors(
         "tolerance": TOLERANCE[dtype],
         "seed": config.seed,
         "layer": {
-            "class_name": "MultiHeadAttention",
+            "class_name": KINDS[derivation.kind].saved_class,
             "config": run.layer_config,
             # As fed: key is value when the call gave none, as Keras builds it.
             "build_shapes": {name: list(run.arrays[name].shape) for name in ("query", "value", "key")},
@@ -219,9 +233,6 @@ def _no_vectors(result: ExplainResult | None, error: str | None) -> str | None:
     """Why a case or call has no test vectors, or None when it has them."""
     if result is None:
         return error or "not explained"
-    if not isinstance(result.derivation, Derivation):
-        kind = result.derivation.kind
-        return f"test vectors are written for MultiHeadAttention; not yet for layer = {kind!r}"
     if not result.executed or result.run is None or not result.run.intermediates:
         return result.not_executed_reason or "no forward pass ran"
     return None

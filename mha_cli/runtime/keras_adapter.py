@@ -13,6 +13,7 @@ import functools
 import importlib
 import inspect
 import os
+import re
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Mapping
@@ -86,6 +87,9 @@ class LayerRun:
         "query_projected": "query through the query projection (query/kernel, query/bias), before scaling",
         "key_projected": "key through the key projection",
         "value_projected": "value through the value projection",
+        "key_repeated": "GroupQueryAttention: the projected key repeated num_query_heads // "
+        "num_key_value_heads times along the heads axis (ops.repeat, axis 2), as the dot product reads it",
+        "value_repeated": "GroupQueryAttention: the projected value repeated likewise, for the combine",
         "gate": "sigmoid of the gate projection of query (use_gate only)",
         "attention_logits": "scores before the softmax: the projected query times 1/sqrt(key_dim), "
         "dotted with the projected key; the mask is not applied yet",
@@ -400,8 +404,9 @@ def _built_layer(keras: Any, derivation: Derived, *input_shapes: tuple[int, ...]
             kernel_initializer="zeros",  # every weight is assigned before a forward pass
             bias_initializer="zeros",
             # One name in every process, so weight paths ("multi_head_attention/query/kernel",
-            # in test vectors) do not depend on how many layers were built before.
-            name="multi_head_attention",
+            # in test vectors) do not depend on how many layers were built before: Keras's own
+            # first name for the class (grouped_query_attention for GroupQueryAttention).
+            name=re.sub(r"(?<!^)(?=[A-Z])", "_", kind.saved_class).lower(),
         )
         if is_keras2(keras):
             # Keras 2's MultiHeadAttention builds its projections on the first call, not in build():
@@ -525,7 +530,7 @@ def _forward(
     """Call ``layer`` through ``invoke`` with scores (and, observing the path, without), and read it back."""
     query, value, key = inputs
     inside: dict[str, Any] = {}
-    attended: dict[str, tuple[int, ...]] = {}
+    attended: dict[str, Any] = {}
     with (
         _recording_sublayers(layer) as seen,
         _inside_attention(layer, inside, attended, intermediates),
@@ -540,7 +545,9 @@ def _forward(
         shapes["gate"] = tuple(seen["gate"][1].shape)
     # The output projection's input is the attention output (after the gate).
     if "key_repeated" in derivation.shapes:  # GroupQueryAttention: what the attention saw, after ops.repeat
-        shapes.update(key_repeated=attended["key"], value_repeated=attended["value"])
+        shapes.update(
+            key_repeated=tuple(attended["key"].shape), value_repeated=tuple(attended["value"].shape)
+        )
     shapes.update(
         attention_output=tuple(seen["output"][0].shape),
         attention_scores=tuple(scores.shape),
@@ -559,6 +566,8 @@ def _forward(
         if "gate" in seen:
             kept["gate"] = seen["gate"][1]
         kept.update(inside)
+        if "key_repeated" in derivation.shapes:
+            kept.update(key_repeated=attended["key"], value_repeated=attended["value"])
         if "gate" in seen:
             kept["output_projection_input"] = seen["output"][0]
         kept = {name: kept[name] for name in LayerRun.INTERMEDIATES if kept.get(name) is not None}
@@ -571,7 +580,7 @@ def _forward(
 
 @contextmanager
 def _inside_attention(
-    layer: Any, kept: dict[str, Any], attended: dict[str, tuple[int, ...]], wanted: bool
+    layer: Any, kept: dict[str, Any], attended: dict[str, Any], wanted: bool
 ) -> Iterator[None]:
     """Record the shapes of the key and value the attention itself receives (``attended``), and with
     ``wanted`` keep the scores before the softmax, the mask it applies, and the attention output.
@@ -592,7 +601,7 @@ def _inside_attention(
 
     def compute_attention(*args: Any, _original: Any = layer._compute_attention, **kwargs: Any) -> Any:
         given = dict(zip(("query", "key", "value"), args, strict=False)) | kwargs
-        attended.update(key=tuple(given["key"].shape), value=tuple(given["value"].shape))
+        attended.update(key=given["key"], value=given["value"])
         result = _original(*args, **kwargs)
         if wanted:
             kept["attention_output"] = result[0]

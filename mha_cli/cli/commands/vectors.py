@@ -22,6 +22,7 @@ from mha_cli.cli.options import (
 from mha_cli.cli.process import fail, guarded, saved, say_note
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.errors import ExitCode
+from mha_cli.core.gqa import GQAConfig
 
 if TYPE_CHECKING:
     from mha_cli.operations.vectors import Skipped, VectorSet
@@ -35,9 +36,9 @@ VECTORS_HELP = (
 
 
 @screen_options
-@layer_options()
+@layer_options(kinds=True)
 def vectors_command(
-    config: MHAConfig,
+    config: MHAConfig | GQAConfig,
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help=VECTORS_HELP, rich_help_panel=OUTPUT)],
     backend: BackendOption = "tensorflow",
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
@@ -63,7 +64,12 @@ def vectors_command(
     directory = guarded(partial(prepared, "--out", out), debug)
     result = guarded(
         lambda: explain(
-            config, backend, max_memory=max_memory, observe_path=True, graph=True, intermediates=True
+            config,
+            backend,
+            max_memory=max_memory,
+            observe_path=True,
+            graph=isinstance(config, MHAConfig),  # the serialized call node: MultiHeadAttention's only
+            intermediates=True,
         ),
         debug,
     )
