@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from mha_cli.core.config import DTYPE_BYTES, KERAS_MAJORS, ExecutionPath, Role, Shape
+from mha_cli.core.config import DTYPE_BYTES, ExecutionPath, Role, Shape
 from mha_cli.core.derived import Axis, Costs, Einsum, MaskPlan, Tensor, Weight, bind_einsum
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.masks import plan_mask
 from mha_cli.core.summary import join_words, masked_reach
+from mha_cli.core.validate import check_settings, positive
 
 #: Tool defaults for the three arguments Keras requires: four query heads sharing two
 #: key/value heads, so the grouping shows; head_dim keeps the width (heads x head_dim == features).
@@ -144,11 +145,6 @@ def default_key_value_heads(query_heads: int) -> int:
     return DEFAULT_KEY_VALUE_HEADS if query_heads % DEFAULT_KEY_VALUE_HEADS == 0 else 1
 
 
-def _positive(option: str, value: int | None) -> None:
-    if value is not None and value < 1:
-        raise ConfigError(option, value, "must be a positive integer")
-
-
 def _check_rank(option: str, shape: Shape) -> None:
     if len(shape) != 2:
         raise ConfigError(
@@ -158,7 +154,7 @@ def _check_rank(option: str, shape: Shape) -> None:
             f"not {len(shape)}; fold other axes into the sequence, or use --layer mha with --axes",
         )
     for size in shape:
-        _positive(option, size)
+        positive(option, size)
 
 
 def derive_gqa(config: GQAConfig) -> GQADerivation:
@@ -180,16 +176,15 @@ def derive_gqa(config: GQAConfig) -> GQADerivation:
         ("--head-dim", config.head_dim),
         ("--num-query-heads", config.num_query_heads),
         ("--num-key-value-heads", config.num_key_value_heads),
-        ("--batch", config.batch),
-        ("--sliding-window", config.sliding_window),
     ):
-        _positive(option, given)
-    if not 0.0 <= config.dropout < 1.0:
-        raise ConfigError("--dropout", config.dropout, "must be in [0, 1)")
-    if config.dtype not in DTYPE_BYTES:
-        raise ConfigError("--dtype", config.dtype, f"unknown dtype; choose one of {', '.join(DTYPE_BYTES)}")
-    if config.keras not in KERAS_MAJORS:
-        raise ConfigError("--keras", config.keras, "choose 3 (the keras package) or 2 (tf_keras)")
+        positive(option, given)
+    check_settings(
+        dropout=config.dropout,
+        dtype=config.dtype,
+        batch=config.batch,
+        sliding_window=config.sliding_window,
+        keras=config.keras,
+    )
     if config.keras == 2:
         raise ConfigError(
             "--keras", 2, "Keras 2 (tf_keras) has no GroupQueryAttention; it came with Keras 3 (3.1)"

@@ -17,8 +17,6 @@ from dataclasses import dataclass, replace
 
 from mha_cli.core.config import (
     DEFAULT_NUM_HEADS,
-    DTYPE_BYTES,
-    KERAS_MAJORS,
     LayerArgs,
     MHAConfig,
     Role,
@@ -30,6 +28,7 @@ from mha_cli.core.grammar import format_shape
 from mha_cli.core.limits import check_shape_limits
 from mha_cli.core.masks import plan_mask
 from mha_cli.core.summary import summarize
+from mha_cli.core.validate import check_settings, positive
 
 # Keras names einsum axes with ascii_lowercase (`_index_to_einsum_variable`).
 _LETTERS = string.ascii_lowercase
@@ -89,11 +88,6 @@ def _check_shape(option: str, shape: Shape) -> None:
     for size in shape:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ConfigError(option, format_shape(shape), f"size {size!r} is not a positive integer")
-
-
-def _positive(option: str, value: int | None) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ConfigError(option, value, "must be a positive integer")
 
 
 def _resolve_axes(given: tuple[int, ...] | None, rank: int, keras: int = 3) -> tuple[int, ...]:
@@ -198,22 +192,21 @@ def derive(config: MHAConfig) -> Derivation:
             f"key and value must agree on every axis but the last (Keras: 'must be equal'); "
             f"value is {format_shape(value)}",
         )
-    _positive("--num-heads", config.num_heads)
-    _positive("--key-dim", config.key_dim)
-    _positive("--value-dim", config.value_dim)
+    positive("--num-heads", config.num_heads)
+    positive("--key-dim", config.key_dim)
+    positive("--value-dim", config.value_dim)
     if config.output_shape is not None:
         if not config.output_shape:
             raise ConfigError("--output-shape", "()", "give at least one size, or leave it out")
         for size in config.output_shape:
-            _positive("--output-shape", size)
-    if not 0.0 <= config.dropout < 1.0:
-        raise ConfigError("--dropout", config.dropout, "must be in [0, 1)")
-    if config.dtype not in DTYPE_BYTES:
-        raise ConfigError("--dtype", config.dtype, f"unknown dtype; choose one of {', '.join(DTYPE_BYTES)}")
-    _positive("--batch", config.batch)
-    _positive("--sliding-window", config.sliding_window)
-    if config.keras not in KERAS_MAJORS:
-        raise ConfigError("--keras", config.keras, "choose 3 (the keras package) or 2 (tf_keras)")
+            positive("--output-shape", size)
+    check_settings(
+        dropout=config.dropout,
+        dtype=config.dtype,
+        batch=config.batch,
+        sliding_window=config.sliding_window,
+        keras=config.keras,
+    )
     if config.keras == 2:
         for option, present, since in (
             ("--gate", config.use_gate, "use_gate (Keras 3.14)"),
