@@ -142,6 +142,28 @@ def gpt2_backbone() -> keras.Model:
     )
 
 
+def gqa_decoder(num_key_value_heads: int = 2) -> keras.Model:
+    """A Llama-style decoder block: causal GroupQueryAttention (8 query heads sharing
+    ``num_key_value_heads`` key/value heads) over token embeddings, then cross-attention to a
+    memory of another length (a functional model needs the memory as wide as the query: Keras's
+    compute_output_shape demands it, although the layer's call does not)."""
+    tokens = keras.Input(shape=(TARGET,), dtype="int32", name="tokens")
+    memory = keras.Input(shape=(SOURCE, WIDTH), name="memory")
+    x = layers.Embedding(VOCABULARY, WIDTH, name="embed")(tokens)
+    attention = layers.GroupQueryAttention(
+        head_dim=4, num_query_heads=8, num_key_value_heads=num_key_value_heads, name="self_gqa"
+    )
+    x = layers.LayerNormalization(name="norm")(x + attention(x, x, use_causal_mask=True))
+    crossed, scores = layers.GroupQueryAttention(
+        head_dim=4, num_query_heads=4, num_key_value_heads=1, use_bias=False, name="cross_mqa"
+    )(x, memory, return_attention_scores=True)
+    return keras.Model([tokens, memory], [crossed, scores], name="gqa_decoder")
+
+
+def gqa_decoder_four_kv_heads() -> keras.Model:
+    return gqa_decoder(num_key_value_heads=4)
+
+
 def keras2_model() -> Any:
     """A Keras 2 (tf_keras) model: a text encoder (self-attention, then causal cross-attention) and an
     image branch attending over axis -3, which is the width in Keras 2 (scan --keras 2 / all)."""

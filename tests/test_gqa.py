@@ -622,3 +622,104 @@ def test_vectors_hold_every_tensor_and_an_independent_numpy_reproduces_them(tmp_
         np.testing.assert_allclose(stored["attention_scores"][:, head], weights, atol=1e-4)
         output += (weights @ vv) @ w["attention_output/kernel"][head]
     np.testing.assert_allclose(stored["output"], output, atol=1e-4)
+
+
+# --- In a model: scan, record and check -----------------------------------------------------------
+
+
+@pytest.mark.keras
+def test_scan_finds_and_proves_a_models_gqa_calls_from_a_keras_file(tmp_path: Any) -> None:
+    """A Llama-style block saved as .keras: both GroupQueryAttention calls found, their shapes
+    those of a fresh keras.layers.GroupQueryAttention, and the vectors scan writes reproduced per
+    query head from the loaded model's own weights (nothing from mha_cli's reference)."""
+    import keras
+
+    from tests import scan_models
+
+    path = tmp_path / "decoder.keras"
+    scan_models.gqa_decoder().save(path)
+    result = runner.invoke(app, ["scan", str(path), "--json", "--vectors", str(tmp_path / "v")])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    calls = {call["layer"]: call for call in document["calls"]}
+    assert list(calls) == ["self_gqa", "cross_mqa"] and document["attention_layers"] == 2
+    model = keras.saving.load_model(path)
+    rng = np.random.default_rng(0)
+    for name, call in calls.items():
+        assert (call["kind"], call["class"]) == ("gqa", "GroupedQueryAttention"), name
+        assert {check: found["status"] for check, found in call["checks"].items()} == {
+            "derivation": "passed",
+            "numpy_reference": "passed",
+            "keras_symbolic": "passed",
+            "plain_call": "passed",
+            "model_call": "passed",
+        }, name
+        layer = model.get_layer(name)
+        fresh = keras.layers.GroupQueryAttention(
+            head_dim=layer.head_dim,
+            num_query_heads=layer.num_query_heads,
+            num_key_value_heads=layer.num_key_value_heads,
+            use_bias=layer.use_bias,
+        )
+        query, value = (rng.standard_normal((2, *call["inputs"][n][1:])) for n in ("query", "value"))
+        output, scores = fresh(query, value, return_attention_scores=True)
+        assert call["shapes"]["attention_scores"] == [None, *scores.shape[1:]], name
+        assert call["shapes"]["output"] == [None, *output.shape[1:]], name
+        assert call["config"]["num_key_value_heads"] == layer.num_key_value_heads
+    # The causal call is explained as the model made it: use_causal_mask, no attention_mask.
+    causal = calls["self_gqa"]
+    assert causal["mask_sources"] == ["use_causal_mask"] and causal["mask"]["causal"] is True
+    assert calls["cross_mqa"]["shapes"]["key_projected"] == [None, scan_models.SOURCE, 1, 4]
+    assert calls["cross_mqa"]["shapes"]["key_repeated"] == [None, scan_models.SOURCE, 4, 4]
+    for name, causal_mask in (("self_gqa", True), ("cross_mqa", False)):
+        stored = np.load(tmp_path / "v" / name / "vectors.npz")
+        query, value = stored["query"].astype(np.float64), stored["value"].astype(np.float64)
+        t, s = query.shape[1], value.shape[1]
+        layer = model.get_layer(name)
+        heads = (2, layer.num_query_heads, t, s)
+        mask = np.broadcast_to(np.tril(np.ones((t, s), bool)), heads) if causal_mask else None
+        output, scores = _independent_gqa(layer, query, value, mask)
+        np.testing.assert_allclose(stored["output"], output, atol=1e-4)
+        np.testing.assert_allclose(stored["attention_scores"], scores, atol=1e-5)
+
+
+@pytest.mark.keras
+def test_scan_table_names_the_query_and_key_value_heads() -> None:
+    result = runner.invoke(app, ["scan", "--build", "tests.scan_models:gqa_decoder"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    rows = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert any(r.startswith("self_gqa 8 (2 kv) x 4, (1,) (6,16) -> (8,6,6) ->") for r in rows), rows
+    assert any(r.startswith("cross_mqa (scores) 4 (1 kv) x 4, (1,) (6,16) -> (4,6,10) ->") for r in rows)
+
+
+@pytest.mark.keras
+def test_a_models_num_key_value_heads_change_turns_check_red_in_fresh_processes(tmp_path: Any) -> None:
+    code = (
+        "import keras\n\n\ndef build():\n"
+        '    x = keras.Input(shape=(6, 16), name="x")\n'
+        "    attention = keras.layers.GroupQueryAttention(\n"
+        '        head_dim=4, num_query_heads=8, num_key_value_heads={kv}, name="attention"\n'
+        "    )\n"
+        '    return keras.Model(x, attention(x, x, use_causal_mask=True), name="tiny_llama")\n'
+    )
+    (tmp_path / "tiny_llama.py").write_text(code.format(kv=2), encoding="utf-8")
+    cases = tmp_path / "llama.mha.toml"
+    cases.write_text('[model]\nbuild = "tiny_llama:build"\n', encoding="utf-8")
+    recorded = _mha_explain("record", cases.name, cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    pinned = cases.read_text(encoding="utf-8")
+    assert (
+        '[calls.attention]\nclass = "GroupedQueryAttention"\nnum_query_heads = 8\nnum_key_value_heads = 2\n'
+        "head_dim = 4\n" in pinned
+    )
+    assert "params = 1344\n" in pinned  # 16*32+32 + 2*(16*8+8) + 32*16+16
+    assert _mha_explain("check", cases.name, cwd=tmp_path).returncode == 0
+    (tmp_path / "tiny_llama.py").write_text(code.format(kv=4), encoding="utf-8")  # someone edits the model
+    checked = _mha_explain("check", cases.name, "--width", "300", cwd=tmp_path)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    # At the pinned num_key_value_heads: [model] 1-2, a blank line, [calls.attention] 4, class 5, 6, 7.
+    assert "llama.mha.toml:7: call 'attention': num_key_value_heads: expected 2, the model gives 4" in (
+        checked.stderr
+    )
+    assert "params: expected 1344, the model gives 1616" in checked.stdout
+    assert cases.read_text(encoding="utf-8") == pinned  # check never writes

@@ -111,7 +111,7 @@ def test_a_resaved_model_with_other_axes_and_a_new_call_fail_check(saved_image: 
     fields = {m["field"]: (m["expected"], m["actual"]) for m in cases["columns"]["mismatches"]}
     assert fields["attention_axes"] == ([1], [2])
     assert cases["extra"]["status"] == "failed"
-    assert "a MultiHeadAttention call the file does not pin" in cases["extra"]["failed_checks"][0]
+    assert "an attention call the file does not pin" in cases["extra"]["failed_checks"][0]
 
 
 def test_a_pinned_call_that_is_gone_fails_and_record_update_removes_it(

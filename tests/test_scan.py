@@ -162,7 +162,7 @@ def test_a_subclass_that_changes_call_is_reported_honestly(saved: dict[str, Path
 def test_a_model_without_attention_says_so(saved: dict[str, Path]) -> None:
     result = scan(str(saved["no_attention.keras"]))
     assert result.exit_code == 0, result.output
-    assert "No MultiHeadAttention layer in this model" in result.stdout
+    assert "No MultiHeadAttention or GroupQueryAttention layer in this model" in result.stdout
 
 
 @pytest.mark.parametrize("kind", ["keras", "h5", "json"])

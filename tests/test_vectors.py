@@ -290,8 +290,11 @@ def test_scan_vectors_hold_the_models_own_weights_by_path_and_every_call(tmp_pat
     ]
     causal = dict((d, m) for d, _, m in read_sets(tmp_path / "encoder_decoder-vectors"))["decoder_causal"]
     assert causal["call"]["use_causal_mask"] is True
-    masks = [entry for entry in causal["arrays"] if entry["name"] == "attention_mask"]
-    assert "use_causal_mask" in masks[0]["meaning"]
+    # The model gave it no attention_mask, so neither do its vectors: the layer makes the causal
+    # mask itself, and the softmax_mask it applied is there for a port to compare against.
+    names = {entry["name"]: entry for entry in causal["arrays"]}
+    assert "attention_mask" not in names and "attention_mask=" not in causal["call"]["text"]
+    assert "use_causal_mask" in names["softmax_mask"]["meaning"]
 
 
 def test_check_vectors_writes_one_set_per_case_named_by_file_and_case(tmp_path: Path) -> None:

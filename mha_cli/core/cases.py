@@ -80,6 +80,10 @@ CALL_FIELDS = (
     "attention_scores",
     "output",
     "params",
+    # A GroupQueryAttention call's own arguments, in place of num_heads .. attention_axes.
+    "num_query_heads",
+    "num_key_value_heads",
+    "head_dim",
 )
 RECORDED_KEYS = ("keras_version", "backend", "tool_version")
 

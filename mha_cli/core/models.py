@@ -16,6 +16,8 @@ from mha_cli.core.grammar import MAX_SIZE, quoted
 MODEL_SUFFIXES = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".json": "json"}
 #: Input dtypes --input accepts; integer inputs are drawn small and positive (token ids).
 INPUT_DTYPES = ("float32", "float64", "float16", "bfloat16", "int32", "int64", "bool")
+#: A captured call's mask sources that the layer computes itself from its arguments (not given to it).
+IMPLICIT_MASKS = frozenset({"use_causal_mask", "sliding_window"})
 _BUILD = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", re.ASCII)
 _INPUT = re.compile(r"([^=\s]+)=([^:]+)(?::(\w+))?", re.ASCII)
 _SIZE = re.compile(r"[0-9]+|None|none|null|\?", re.ASCII)

@@ -260,9 +260,7 @@ def check_model(
         if model.pinned is None:  # never recorded: verified, nothing to compare yet
             results.append(_pinned_result(finish, key, model.line, None, call, observed_call(call)))
             continue
-        new = (
-            f"a MultiHeadAttention call the file does not pin ({call.call.class_name}); run record to pin it"
-        )
+        new = f"an attention call the file does not pin ({call.call.class_name}); run record to pin it"
         results.append(
             finish(key, model.line, CaseStatus.FAILED, failed_checks=(new,), result=call.result, scanned=call)
         )

@@ -1,4 +1,7 @@
-"""Scan a model: every call of its MultiHeadAttention layers, explained and proved on its own weights.
+"""Scan a model: every call of its attention layers, explained and proved on its own weights.
+
+MultiHeadAttention and GroupQueryAttention calls alike (and their subclasses'):
+each call is explained as its layer's kind (:mod:`mha_cli.core.kinds`).
 
 Each call gets what ``explain`` gives one configuration (derivation, the
 real layer's shapes, equations and weights, the NumPy re-execution, Keras's
@@ -13,11 +16,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derived
 from mha_cli.core.errors import ConfigError
+from mha_cli.core.gqa import GQAConfig, GQADerivation
 from mha_cli.core.grammar import format_bytes, format_shape
-from mha_cli.core.mha import derive
-from mha_cli.core.models import InputSpec, ModelSpec, resolve_inputs
+from mha_cli.core.kinds import KINDS, derive_any
+from mha_cli.core.models import IMPLICIT_MASKS, InputSpec, ModelSpec, resolve_inputs
 from mha_cli.operations.explain import (
     DEFAULT_MAX_MEMORY,
     TOLERANCE,
@@ -89,7 +93,7 @@ class ScanResult:
     calls: tuple[CallResult, ...]
     #: Why the real forward pass did not run (the memory guard), else None.
     not_executed_reason: str | None = None
-    #: How many MultiHeadAttention layers the model holds (a layer may be called several times).
+    #: How many attention layers the model holds (a layer may be called several times).
     layer_count: int = 0
     #: ``--keras all``: each Keras 2 layer in Keras 3 (empty otherwise, or when nothing ran).
     migrations: tuple[LayerMigration, ...] = ()
@@ -111,9 +115,33 @@ class ScanResult:
         return tuple(c for c in self.calls if layer in (c.call.path, c.call.key))
 
 
-def config_of(call: CapturedCall, batch: int, seed: int, keras: int = 3) -> MHAConfig:
-    """The configuration one call states: the layer's arguments and the shapes and mask it received."""
+def config_of(call: CapturedCall, batch: int, seed: int, keras: int = 3) -> MHAConfig | GQAConfig:
+    """The configuration one call states: the layer's arguments and the shapes and mask it received.
+
+    A call whose only masks are the ones the layer makes itself (use_causal_mask, sliding_window)
+    states no attention_mask: the layer is called with none, as the model called it.
+    """
     arguments = call.arguments
+    mask_shape = call.mask_shape if set(call.mask_sources) - IMPLICIT_MASKS else None
+    if call.kind == "gqa":
+        return GQAConfig(
+            query_shape=call.query_shape,
+            value_shape=None if call.value_is_query else call.value_shape,
+            key_shape=call.key_shape if call.key_given else None,
+            head_dim=arguments["head_dim"],
+            num_query_heads=arguments["num_query_heads"],
+            num_key_value_heads=arguments["num_key_value_heads"],
+            use_bias=arguments["use_bias"],
+            use_gate=arguments["use_gate"],
+            dropout=arguments["dropout"],
+            dtype=arguments["dtype"],
+            batch=batch,
+            seed=seed,
+            mask_shape=mask_shape,
+            causal=call.causal,
+            sliding_window=arguments["sliding_window"],
+            keras=keras,
+        )
     return MHAConfig(
         query_shape=call.query_shape,
         value_shape=None if call.value_is_query else call.value_shape,
@@ -129,8 +157,8 @@ def config_of(call: CapturedCall, batch: int, seed: int, keras: int = 3) -> MHAC
         dtype=arguments["dtype"],
         batch=batch,
         seed=seed,
-        mask_shape=call.mask_shape,
-        # The combined mask already holds the causal and sliding-window masks; ANDing them again
+        mask_shape=mask_shape,
+        # A combined mask already holds the causal and sliding-window masks; ANDing them again
         # (as the derivation and the re-run do) changes nothing.
         causal=call.causal,
         sliding_window=arguments["sliding_window"],
@@ -175,13 +203,13 @@ def scan(
     symbolic = symbolic_calls(loaded, inputs)
     # Each call's derivation, or why there is none; the memory guard's estimate and, when it
     # stops the run, the answers come from these.
-    derived: list[Derivation | ConfigError] = []
+    derived: list[Derived | ConfigError] = []
     for call in symbolic:
         try:
-            derived.append(derive(config_of(call, spec.batch, spec.seed, spec.keras)))
+            derived.append(derive_any(config_of(call, spec.batch, spec.seed, spec.keras)))
         except ConfigError as error:
             derived.append(error)
-    estimate = sum(d.forward_pass_bytes() for d in derived if isinstance(d, Derivation))
+    estimate = sum(d.forward_pass_bytes() for d in derived if not isinstance(d, ConfigError))
     if estimate > max_memory:
         reason = (
             f"the attention layers' forward pass and checks would need about {format_bytes(estimate)}, "
@@ -234,7 +262,7 @@ def _explained(call: CapturedCall, spec: ModelSpec, backend: str, intermediates:
     from mha_cli.runtime.keras_adapter import run_captured
 
     try:
-        derivation = derive(config_of(call, spec.batch, spec.seed, spec.keras))
+        derivation = derive_any(config_of(call, spec.batch, spec.seed, spec.keras))
         run = run_captured(
             call.layer,
             derivation,
@@ -251,9 +279,10 @@ def _explained(call: CapturedCall, spec: ModelSpec, backend: str, intermediates:
     model_output = call.arrays["output"]
     assert model_output is not None
     difference = max_abs_diff(run.arrays["output"], model_output.astype("float64"))
+    base = KINDS[call.kind].keras_class
     if difference <= tolerance:
         rerun = (
-            "MultiHeadAttention.call, with this layer's weights on this call's inputs,"
+            f"{base}.call, with this layer's weights on this call's inputs,"
             if "call" in call.overrides
             else "re-running the layer on this call's inputs"
         )
@@ -266,9 +295,9 @@ def _explained(call: CapturedCall, spec: ModelSpec, backend: str, intermediates:
     elif "call" in call.overrides:
         model_check = ModelCallCheck(
             Status.WARNING,
-            f"{call.class_name} overrides call and computes another output than MultiHeadAttention.call "
+            f"{call.class_name} overrides call and computes another output than {base}.call "
             f"on the same inputs and weights (max |diff| {difference:.1e}); what is verified here is "
-            "MultiHeadAttention's computation with this layer's weights, not the subclass's own",
+            f"{base}'s computation with this layer's weights, not the subclass's own",
             tolerance,
             difference,
         )
@@ -295,6 +324,8 @@ def observed_call(found: CallResult) -> dict[str, Any]:
     call = found.call
     arguments = call.arguments
     values: dict[str, Any] = {"class": call.class_name}
+    if call.kind == "gqa":
+        return _observed_gqa_call(found, values)
     for name in ("num_heads", "key_dim", "value_dim", "output_shape", "attention_axes"):
         value = arguments[name]
         values[name] = list(value) if isinstance(value, tuple) else value
@@ -304,6 +335,24 @@ def observed_call(found: CallResult) -> dict[str, Any]:
         d = found.result.mha
         values["value_dim"] = d.layer.value_dim  # None in the layer's config means key_dim
         values["output_shape"] = list(d.shapes["output"].shape[d.rank - 1 :])
+        values.update(
+            attention_scores=list(d.shapes["attention_scores"].shape[1:]),
+            output=list(d.shapes["output"].shape[1:]),
+            params=d.params,
+        )
+    return values
+
+
+def _observed_gqa_call(found: CallResult, values: dict[str, Any]) -> dict[str, Any]:
+    """observed_call for a GroupQueryAttention call: its own arguments, the same shapes and params."""
+    call = found.call
+    arguments = call.arguments
+    for name in ("num_query_heads", "num_key_value_heads", "head_dim", "use_bias", "use_gate", "dtype"):
+        values[name] = arguments[name]
+    values.update(query=list(call.query_shape), value=list(call.value_shape), key=list(call.key_shape))
+    if found.result is not None:
+        d = found.result.derivation
+        assert isinstance(d, GQADerivation)
         values.update(
             attention_scores=list(d.shapes["attention_scores"].shape[1:]),
             output=list(d.shapes["output"].shape[1:]),

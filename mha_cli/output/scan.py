@@ -39,10 +39,16 @@ def _scan_row(found: CallResult) -> tuple[str, str, str, str, str, str, Text]:
     if found.result is None:
         return label, "", shapes_line(found), "", "", "", _call_status(found)
     d = found.result.derivation
+    arguments = call.arguments
+    heads = (
+        # GroupQueryAttention: query heads, the key/value heads they share, and head_dim.
+        f"{arguments['num_query_heads']} ({arguments['num_key_value_heads']} kv) x {arguments['head_dim']}"
+        if call.kind == "gqa"
+        else f"{arguments['num_heads']} x {arguments['key_dim']}"
+    )
     return (
         label,
-        f"{call.arguments['num_heads']} x {call.arguments['key_dim']}, "
-        f"{format_shape(d.layer.attention_axes)}",
+        f"{heads}, {format_shape(d.layer.attention_axes)}",
         shapes_line(found),
         str(d.execution_path),
         f"{d.params:,}",
@@ -60,7 +66,8 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
     console.print(head)
     if not scan.calls:
         console.print(
-            f"No MultiHeadAttention layer in this model (Keras {scan.keras_version}): nothing to explain."
+            f"No MultiHeadAttention or GroupQueryAttention layer in this model (Keras {scan.keras_version}): "
+            "nothing to explain."
         )
         return
     console.print(Text(f"inputs: {inputs}; batch {scan.spec.batch}, seed {scan.spec.seed}", style="dim"))

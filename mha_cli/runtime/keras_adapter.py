@@ -28,7 +28,7 @@ from mha_cli.core.config import BACKENDS, ExecutionPath
 from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.errors import ConfigError, EnvironmentProblem, InternalError
 from mha_cli.core.grammar import format_shape
-from mha_cli.core.kinds import KINDS
+from mha_cli.core.kinds import KINDS, kind_of
 from mha_cli.core.limits import ONEDNN_MAX_SOFTMAX_RANK
 from mha_cli.runtime.quiet import native_output_silenced, sigint_held
 
@@ -621,7 +621,7 @@ def _inside_attention(
 @uninterrupted
 def run_captured(
     layer: Any,
-    derivation: Derivation,
+    derivation: Derived,
     backend: str,
     arrays: dict[str, np.ndarray | None],
     *,
@@ -634,7 +634,8 @@ def run_captured(
     ``arrays`` holds ``query``, ``value``, ``key`` (None: the call gave none)
     and the ``attention_mask`` Keras combined for that call (explicit, implicit
     and causal masks ANDed), when there was one. With ``base_call``, the call
-    is MultiHeadAttention's own, for a subclass that overrides it.
+    is the kind's own class's (MultiHeadAttention.call, GroupQueryAttention.call), for a subclass
+    that overrides it.
     """
     keras = load_keras(backend, derivation.config.keras)
     dtype = derivation.layer.dtype
@@ -644,7 +645,8 @@ def run_captured(
     masks: dict[str, Any] = {"use_causal_mask": True} if causal else {}
     if arrays.get("attention_mask") is not None:
         masks["attention_mask"] = _to_tensor(keras, arrays["attention_mask"])
-    invoke = functools.partial(keras.layers.MultiHeadAttention.call, layer) if base_call else layer
+    base = getattr(keras.layers, kind_of(derivation.config).keras_class)
+    invoke = functools.partial(base.call, layer) if base_call else layer
     query, value, key = tensors
     with native_output_silenced():
         inputs = (query, value, key)

@@ -1,13 +1,13 @@
-"""A user's model: loaded safely, and every call of its MultiHeadAttention layers captured.
+"""A user's model: loaded safely, and every call of its attention layers captured.
 
 Loading never runs code a model file carries unless the user said to trust it
 (Keras's ``safe_mode``); code runs only from what the user names on the command
-line (``--build``, ``--custom-objects``). Every MultiHeadAttention (and
-subclass) in the model has its ``call`` wrapped, so each call is seen with the
-tensors it really receives, also inside custom layers and nested models, which
-a functional graph does not record. Two passes: a symbolic one over the
-model's own ``call`` (shapes, no memory), then, when the caller allows, a real
-one on random inputs.
+line (``--build``, ``--custom-objects``). Every MultiHeadAttention and
+GroupQueryAttention (and subclass) in the model has its ``call`` wrapped, so
+each call is seen with the tensors it really receives, also inside custom
+layers and nested models, which a functional graph does not record. Two
+passes: a symbolic one over the model's own ``call`` (shapes, no memory), then,
+when the caller allows, a real one on random inputs.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import quoted
-from mha_cli.core.models import InputSpec, ModelSpec
+from mha_cli.core.models import IMPLICIT_MASKS, InputSpec, ModelSpec
 from mha_cli.runtime.keras_adapter import (
     _to_numpy,
     _to_tensor,
@@ -46,7 +46,7 @@ _MAX_TOKEN = 9
 
 @dataclass(frozen=True)
 class CapturedCall:
-    """One call of one MultiHeadAttention layer, as the model made it."""
+    """One call of one attention layer, as the model made it."""
 
     #: The live layer (a runtime handle, passed back to run_captured).
     layer: Any
@@ -69,7 +69,8 @@ class CapturedCall:
     scores_requested: bool
     #: Which of call and _compute_attention the layer's class overrides.
     overrides: tuple[str, ...]
-    #: The layer's shape-relevant arguments, resolved (MHAConfig's names; attention_axes as built).
+    #: The layer's shape-relevant arguments, resolved (its kind's configuration's names; for
+    #: MultiHeadAttention, attention_axes as built).
     arguments: dict[str, Any]
     #: The real pass's tensors as float64/bool arrays: query, value, key (None when not given),
     #: attention_mask (combined; None without one) and output; empty after a symbolic pass alone.
@@ -77,6 +78,8 @@ class CapturedCall:
     #: This call's serialized inbound node, as the model's get_config() records it, in a list
     #: (None: the model records none, e.g. a subclassed model, or the layer's name is ambiguous).
     inbound_nodes: list[Any] | None = None
+    #: The layer's kind (mha_cli.core.kinds): "mha", or "gqa" for GroupQueryAttention and subclasses.
+    kind: str = "mha"
 
     @property
     def key(self) -> str:
@@ -92,7 +95,7 @@ class LoadedModel:
     weights_from: str
     #: The model's inputs as declared (sizes None where unknown).
     inputs: tuple[InputSpec, ...]
-    #: Its MultiHeadAttention layers (and subclasses), in model order.
+    #: Its MultiHeadAttention and GroupQueryAttention layers (and subclasses), in model order.
     attention_layers: tuple[Any, ...]
     keras_version: str
     #: The Keras module that loaded it (keras, or tf_keras for Keras 2).
@@ -143,6 +146,11 @@ def _classes(config: Any) -> Iterator[tuple[str, str]]:
     elif isinstance(config, list):
         for value in config:
             yield from _classes(value)
+
+
+def _one_line(error: Exception) -> str:
+    """An exception's message on one line, without the call's arguments Keras appends to it."""
+    return " ".join(str(error).split("Arguments received by")[0].split())
 
 
 def _import_user_module(option: str, module: str) -> Any:
@@ -223,11 +231,8 @@ def load(spec: ModelSpec, backend: str) -> LoadedModel:
             quoted(str(spec.path)),
             f"not a model Keras can load (it holds a {got}); {_expected(spec.kind)}",
         )
-    layers = tuple(
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, keras.layers.MultiHeadAttention)
-    )
+    classes = tuple(base for _, base in attention_bases(keras))
+    layers = tuple(layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, classes))
     return LoadedModel(
         model, model.name, weights_from, _declared_inputs(model), layers, keras.__version__, keras
     )
@@ -245,7 +250,9 @@ def _load(keras: Any, spec: ModelSpec) -> tuple[Any, str]:
             return build(), f"initialised by {spec.build} (seeded with --seed {spec.seed})"
         except Exception as error:
             raise ConfigError(
-                "--build", quoted(spec.build), f"the function raised {type(error).__name__}: {error}"
+                "--build",
+                quoted(spec.build),
+                f"the function raised {type(error).__name__}: {_one_line(error)}",
             ) from None
     path = spec.path
     assert path is not None
@@ -335,8 +342,22 @@ def _structured(model: Any, tensors: list[Any]) -> Any:
     return tensors[0] if len(tensors) == 1 else tensors
 
 
+def attention_bases(keras: Any) -> tuple[tuple[str, Any], ...]:
+    """(kind, class) of every attention layer this Keras has that scan finds: MultiHeadAttention,
+    and GroupQueryAttention where it exists (Keras 3; tf_keras has none)."""
+    from mha_cli.core.kinds import KINDS
+
+    found = ((name, getattr(keras.layers, kind.keras_class, None)) for name, kind in KINDS.items())
+    return tuple((name, base) for name, base in found if base is not None)
+
+
+def layer_kind(keras: Any, layer: Any) -> tuple[str, Any]:
+    """The kind of an attention layer and the Keras class it is (or subclasses)."""
+    return next((name, base) for name, base in attention_bases(keras) if isinstance(layer, base))
+
+
 def _overrides(keras: Any, layer: Any) -> tuple[str, ...]:
-    base = keras.layers.MultiHeadAttention
+    _, base = layer_kind(keras, layer)
     return tuple(
         name
         for name in ("call", "_compute_attention")
@@ -344,9 +365,20 @@ def _overrides(keras: Any, layer: Any) -> tuple[str, ...]:
     )
 
 
-def _arguments(layer: Any) -> dict[str, Any]:
-    """What the layer was built with, in MHAConfig's terms."""
+def _arguments(keras: Any, layer: Any) -> dict[str, Any]:
+    """What the layer was built with, in its kind's configuration's terms (MHAConfig's, GQAConfig's)."""
     config = layer.get_config()
+    if layer_kind(keras, layer)[0] == "gqa":
+        return {
+            "head_dim": int(config["head_dim"]),
+            "num_query_heads": int(config["num_query_heads"]),
+            "num_key_value_heads": int(config["num_key_value_heads"]),
+            "use_bias": bool(config.get("use_bias", True)),
+            "use_gate": bool(config.get("use_gate", False)),
+            "dropout": float(config.get("dropout", 0.0)),
+            "dtype": str(layer.compute_dtype),
+            "sliding_window": config.get("sliding_window"),
+        }
     output_shape = config.get("output_shape")
     if isinstance(output_shape, int):
         output_shape = (output_shape,)
@@ -414,7 +446,8 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
             ]
             if causal:
                 sources.append("use_causal_mask")
-            if getattr(_layer, "_sliding_window", None) is not None:
+            arguments = _arguments(keras, _layer)
+            if arguments["sliding_window"] is not None:
                 sources.append("sliding_window")
             combined = None
             if sources and keras2:  # Keras 2 reads the query's and value's masks off the tensors
@@ -441,7 +474,10 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
                     "query": arrays_of(query),
                     "value": arrays_of(value),
                     "key": None if key is None or key is value else arrays_of(key),
-                    "attention_mask": None if combined is None else arrays_of(combined).astype(bool),
+                    # Only masks the layer makes itself (causal, sliding window): it makes them again.
+                    "attention_mask": None
+                    if combined is None or not set(sources) - IMPLICIT_MASKS
+                    else arrays_of(combined).astype(bool),
                     "output": arrays_of(output),
                 }
             mask_shape = None if combined is None else (None, *tuple(combined.shape)[1:])
@@ -463,8 +499,9 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
                     causal=causal,
                     scores_requested=bool(kwargs.get("return_attention_scores", False)),
                     overrides=_overrides(keras, _layer),
-                    arguments=_arguments(_layer),
+                    arguments=arguments,
                     arrays=arrays,
+                    kind=layer_kind(keras, _layer)[0],
                 )
             )
             return result

@@ -1,4 +1,4 @@
-"""``mha-explain scan``: every MultiHeadAttention call in a model, explained on the model's own weights."""
+"""``mha-explain scan``: every attention call in a model, explained on the model's own weights."""
 
 from __future__ import annotations
 
@@ -108,9 +108,9 @@ def scan_command(
     screen: Screen = DEFAULT_SCREEN,
     debug: DebugOption = False,
 ) -> None:
-    """Explain every MultiHeadAttention call in a model, on its own weights.
+    """Explain every MultiHeadAttention and GroupQueryAttention call in a model, on its own weights.
 
-    Finds every call of MultiHeadAttention and its subclasses, also inside
+    Finds every call of those layers and their subclasses, also inside
     custom layers and nested models, and gives each what explain gives: shapes,
     equations, the NumPy re-execution and Keras's symbolic shapes, from the
     inputs that call really received. A model file never runs code it carries

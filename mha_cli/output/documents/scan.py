@@ -23,6 +23,7 @@ def scan_document(scan: ScanResult) -> dict[str, Any]:
         call = found.call
         entry: dict[str, Any] = {
             "layer": call.path,
+            "kind": call.kind,
             "class": call.class_name,
             "call_index": call.call_index,
             "mask_sources": list(call.mask_sources),
@@ -32,7 +33,9 @@ def scan_document(scan: ScanResult) -> dict[str, Any]:
             "error": found.error,
         }
         if found.result is not None:
-            entry.update(to_document(found.result))
+            document = to_document(found.result)
+            document.pop("layer", None)  # a GroupQueryAttention document's kind: here "kind", beside the path
+            entry.update(document)
         calls.append(entry)
     return {
         "schema_version": SCHEMA_VERSION,
