@@ -164,6 +164,15 @@ def gqa_decoder_four_kv_heads() -> keras.Model:
     return gqa_decoder(num_key_value_heads=4)
 
 
+def gqa_narrow_memory() -> keras.Model:
+    """A functional model Keras refuses to build: GroupQueryAttention's compute_output_shape wants
+    the memory as wide as the query (its call would run it)."""
+    x = keras.Input(shape=(TARGET, WIDTH), name="x")
+    memory = keras.Input(shape=(SOURCE, 12), name="memory")
+    attention = layers.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2)
+    return keras.Model([x, memory], attention(x, memory))
+
+
 def keras2_model() -> Any:
     """A Keras 2 (tf_keras) model: a text encoder (self-attention, then causal cross-attention) and an
     image branch attending over axis -3, which is the width in Keras 2 (scan --keras 2 / all)."""

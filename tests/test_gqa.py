@@ -723,3 +723,15 @@ def test_a_models_num_key_value_heads_change_turns_check_red_in_fresh_processes(
     )
     assert "params: expected 1344, the model gives 1616" in checked.stdout
     assert cases.read_text(encoding="utf-8") == pinned  # check never writes
+
+
+@pytest.mark.keras
+def test_a_builder_keras_refuses_is_one_line_naming_it() -> None:
+    result = runner.invoke(app, ["scan", "--build", "tests.scan_models:gqa_narrow_memory"])
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()  # Keras's message spans lines and lists the call's arguments
+    assert line.startswith(
+        "mha-explain: error: --build tests.scan_models:gqa_narrow_memory: the function raised"
+    )
+    assert "The last dimension of `query_shape` and `value_shape` must be equal" in line
+    assert "Arguments received" not in line
