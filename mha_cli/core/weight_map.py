@@ -1,4 +1,4 @@
-"""Weight maps between Keras's MultiHeadAttention and PyTorch: which configurations map, and the formulas.
+"""Weight maps between Keras's attention layers and PyTorch: which configurations map, and the formulas.
 
 Pure: the formulas are NumPy expressions as text, for people to read and run
 (:mod:`mha_cli.output.code` prints them as a script); the runtime
@@ -10,14 +10,21 @@ key_dim)``, output ``(heads, value_dim, output features)``. PyTorch keeps
 ``(out, in)`` matrices whose ``out`` axis is heads-major, ``h * head_dim + d``,
 which is exactly a row-major reshape of Keras's ``(heads, dim)`` axes. So
 every map is a reshape and a transpose; nothing is permuted inside a head.
+
+GroupQueryAttention's kernels are the same with ``num_key_value_heads`` in
+the key's and value's heads axis; both of its targets are four Linear layers
+(Llama's q_proj, k_proj, v_proj, o_proj), attending through
+``scaled_dot_product_attention(..., enable_gqa=True)`` (torch) or with the
+repeat spelled out (linear).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.errors import ConfigError
+from mha_cli.core.gqa import GQADerivation
 from mha_cli.core.grammar import format_shape
 
 #: Where a map goes (``--to``) or comes from (``--from``).
@@ -26,6 +33,11 @@ TARGETS = ("torch", "linear")
 TARGET_NAMES = {
     "torch": "torch.nn.MultiheadAttention",
     "linear": "four torch.nn.Linear layers (q_proj, k_proj, v_proj, o_proj)",
+}
+#: GroupQueryAttention's targets: PyTorch has no grouped-query module, so both are four Linear layers.
+GQA_TARGET_NAMES = {
+    "torch": "scaled_dot_product_attention(..., enable_gqa=True) over four Linear layers",
+    "linear": "four torch.nn.Linear layers, the key/value repeat spelled out (any torch)",
 }
 
 
@@ -69,17 +81,42 @@ class WeightMap:
     causal: bool
     mask: bool
     dropout: float
+    #: GroupQueryAttention: the key/value heads the num_heads query heads share (None: MultiHeadAttention).
+    num_key_value_heads: int | None = None
+
+    @property
+    def keras_class(self) -> str:
+        return "MultiHeadAttention" if self.num_key_value_heads is None else "GroupQueryAttention"
+
+    @property
+    def target_name(self) -> str:
+        """What the target is, as people know it."""
+        names = TARGET_NAMES if self.num_key_value_heads is None else GQA_TARGET_NAMES
+        return names[self.target]
+
+    @property
+    def four_linear(self) -> bool:
+        """Whether the PyTorch side is q_proj, k_proj, v_proj and o_proj (linear, and GQA's targets)."""
+        return self.target == "linear" or self.num_key_value_heads is not None
+
+    @property
+    def kv_heads(self) -> int:
+        """The key's and value's heads: num_key_value_heads, or MultiHeadAttention's num_heads."""
+        return self.num_heads if self.num_key_value_heads is None else self.num_key_value_heads
 
 
 def _refuse(option: str, target: str, reason: str) -> ConfigError:
     return ConfigError(option, target, reason)
 
 
-def plan(derivation: Derivation, target: str, direction: str = "to") -> WeightMap:
+def plan(derivation: Derived, target: str, direction: str = "to") -> WeightMap:
     """The map for ``derivation``'s layer, or a ConfigError saying why there is none and what would work."""
     option = f"--{direction}"
     if target not in TARGETS:
         raise _refuse(option, target, f"unknown target; choose {' or '.join(TARGETS)}")
+    if isinstance(derivation, GQADerivation):
+        return _plan_gqa(derivation, target, direction)
+    assert isinstance(derivation, Derivation)
     layer, config = derivation.layer, derivation.config
     if derivation.rank != 3:
         raise _refuse(
@@ -167,32 +204,142 @@ def plan(derivation: Derivation, target: str, direction: str = "to") -> WeightMa
     return WeightMap(target, direction, module, parameters, notes, **common)  # type: ignore[arg-type]
 
 
-def _features(derivation: Derivation, name: str) -> int:
+def _plan_gqa(derivation: GQADerivation, target: str, direction: str) -> WeightMap:
+    """GroupQueryAttention's map: four Linear layers for either target (the module differs)."""
+    option = f"--{direction}"
+    layer, config = derivation.layer, derivation.config
+    if layer.use_gate:
+        raise _refuse(
+            option,
+            target,
+            "use_gate multiplies the attention output by sigmoid(query projection), which the four-Linear "
+            "layout has not; leave out --gate",
+        )
+    if layer.sliding_window is not None:
+        raise _refuse(
+            option,
+            target,
+            "sliding_window is a mask Keras builds inside the call; give it to PyTorch as attn_mask "
+            "(attend where |i - j| < window) and map the layer without it: leave out --sliding-window",
+        )
+    dq, dk, dv = (_features(derivation, name) for name in ("query", "key", "value"))
+    u, g, h = layer.num_query_heads, layer.num_key_value_heads, layer.head_dim
+    sizes = (dq, dk, dv, dq, u, h, h)
+    if direction == "to":
+        parameters = _to_torch("linear", False, layer.use_bias, *sizes, kv_heads=g)
+    else:
+        parameters = _to_keras("linear", False, layer.use_bias, *sizes, kv_heads=g)
+    module = (
+        f"KerasLayoutGQA({dq}, {dk}, {dv}, num_query_heads={u}, num_key_value_heads={g}, head_dim={h}, "
+        f"bias={layer.use_bias}, fused={target == 'torch'})"
+    )
+    mask = config.mask_shape is not None
+    return WeightMap(
+        target,
+        direction,
+        module,
+        parameters,
+        _gqa_call_notes(target, layer.num_repeats, config.causal, mask, layer.dropout),
+        num_heads=u,
+        key_dim=h,
+        value_dim=h,
+        query_features=dq,
+        key_features=dk,
+        value_features=dv,
+        output_features=dq,
+        use_bias=layer.use_bias,
+        packed=False,
+        causal=config.causal,
+        mask=mask,
+        dropout=layer.dropout,
+        num_key_value_heads=g,
+    )
+
+
+def _gqa_call_notes(target: str, repeats: int, causal: bool, mask: bool, dropout: float) -> tuple[str, ...]:
+    notes = [
+        "--code's script defines KerasLayoutGQA: four Linear layers called in Keras's order, "
+        "module(query, value, key, attention_mask), (batch, sequence, features) in, the output and the "
+        "scores per query head out."
+    ]
+    grouping = (
+        f"as Keras's ops.repeat(x, {repeats}, axis=2) does: query head i reads key/value head i // {repeats}"
+    )
+    if target == "torch":
+        notes.append(
+            "The attention is torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, "
+            "enable_gqa=True) on (batch, heads, sequence, head_dim) tensors (torch >= 2.5), which repeats "
+            f"each key/value head for its {repeats} query head(s) {grouping}. Before torch 2.5: --to linear."
+        )
+    else:
+        notes.append(
+            f"The repeat is spelled out, k.repeat_interleave({repeats}, dim=1) and the same for v, "
+            f"{grouping}; it runs on any torch."
+        )
+    if mask:
+        notes.append(
+            "attention_mask: scaled_dot_product_attention's boolean attn_mask means what Keras's does "
+            "(True: attend), as (batch, 1, T, S): mask[:, None]. The module takes Keras's (batch, T, S)."
+        )
+    if causal:
+        notes.append(
+            "use_causal_mask=True: Keras's lower triangle from the top-left corner, "
+            "np.tril(np.ones((T, S), bool)); scaled_dot_product_attention's is_causal=True is that same "
+            "triangle, but cannot be given with an attn_mask."
+        )
+    notes.append(
+        "A query row with no key to attend to (fully masked) is NaN in PyTorch; Keras 3 gives it zero "
+        "scores with return_attention_scores=True."
+    )
+    if dropout:
+        notes.append(
+            "dropout: run the PyTorch module in inference mode, module.train(False), as Keras's "
+            "training=False."
+        )
+    return tuple(notes)
+
+
+def _features(derivation: Derived, name: str) -> int:
     size = derivation.inputs[name].shape[-1]
     assert size is not None  # only the batch axis is None
     return size
 
 
 def _to_torch(
-    target: str, packed: bool, bias: bool, dq: int, dk: int, dv: int, do: int, h: int, kd: int, vd: int
+    target: str,
+    packed: bool,
+    bias: bool,
+    dq: int,
+    dk: int,
+    dv: int,
+    do: int,
+    h: int,
+    kd: int,
+    vd: int,
+    *,
+    kv_heads: int | None = None,
 ) -> tuple[Parameter, ...]:
+    """PyTorch's parameters from Keras's weights; ``kv_heads``: the key's and value's heads (GQA)."""
     e = h * kd
+    g = h if kv_heads is None else kv_heads
     q = f'w["query/kernel"].reshape({dq}, {e}).T'
-    k = f'w["key/kernel"].reshape({dk}, {e}).T'
-    v = f'w["value/kernel"].reshape({dv}, {h * vd}).T'
     o = f'w["attention_output/kernel"].reshape({h * vd}, {do}).T'
     found = []
     if target == "linear":
-        found += [Parameter("q_proj.weight", (e, dq), q), Parameter("k_proj.weight", (e, dk), k)]
-        found += [Parameter("v_proj.weight", (h * vd, dv), v), Parameter("o_proj.weight", (do, h * vd), o)]
+        k = f'w["key/kernel"].reshape({dk}, {g * kd}).T'
+        v = f'w["value/kernel"].reshape({dv}, {g * vd}).T'
+        found += [Parameter("q_proj.weight", (e, dq), q), Parameter("k_proj.weight", (g * kd, dk), k)]
+        found += [Parameter("v_proj.weight", (g * vd, dv), v), Parameter("o_proj.weight", (do, h * vd), o)]
         if bias:
             found += [
                 Parameter("q_proj.bias", (e,), f'w["query/bias"].reshape({e})'),
-                Parameter("k_proj.bias", (e,), f'w["key/bias"].reshape({e})'),
-                Parameter("v_proj.bias", (h * vd,), f'w["value/bias"].reshape({h * vd})'),
+                Parameter("k_proj.bias", (g * kd,), f'w["key/bias"].reshape({g * kd})'),
+                Parameter("v_proj.bias", (g * vd,), f'w["value/bias"].reshape({g * vd})'),
                 Parameter("o_proj.bias", (do,), 'w["attention_output/bias"]'),
             ]
         return tuple(found)
+    k = f'w["key/kernel"].reshape({dk}, {e}).T'
+    v = f'w["value/kernel"].reshape({dv}, {h * vd}).T'
     if packed:
         found.append(Parameter("in_proj_weight", (3 * e, e), f"np.concatenate([{q}, {k}, {v}])", (q, k, v)))
     else:
@@ -211,9 +358,22 @@ def _to_torch(
 
 
 def _to_keras(
-    target: str, packed: bool, bias: bool, dq: int, dk: int, dv: int, do: int, h: int, kd: int, vd: int
+    target: str,
+    packed: bool,
+    bias: bool,
+    dq: int,
+    dk: int,
+    dv: int,
+    do: int,
+    h: int,
+    kd: int,
+    vd: int,
+    *,
+    kv_heads: int | None = None,
 ) -> tuple[Parameter, ...]:
+    """Keras's weights from PyTorch's parameters; ``kv_heads``: the key's and value's heads (GQA)."""
     e = h * kd
+    g = h if kv_heads is None else kv_heads
     if target == "linear":
         sources = {"query": "q_proj.weight", "key": "k_proj.weight", "value": "v_proj.weight"}
         bias_of = {"query": "q_proj.bias", "key": "k_proj.bias", "value": "v_proj.bias"}
@@ -242,17 +402,22 @@ def _to_keras(
 
     features = {"query": dq, "key": dk, "value": dv}
     dims = {"query": kd, "key": kd, "value": vd}
+    heads = {"query": h, "key": g, "value": g}
     found = [
         Parameter(
             f"{name}/kernel",
-            (features[name], h, dims[name]),
-            f"{read(sources[name])}.T.reshape({features[name]}, {h}, {dims[name]})",
+            (features[name], heads[name], dims[name]),
+            f"{read(sources[name])}.T.reshape({features[name]}, {heads[name]}, {dims[name]})",
         )
         for name in ("query", "key", "value")
     ]
     if bias:
         found += [
-            Parameter(f"{name}/bias", (h, dims[name]), f"{read(bias_of[name])}.reshape({h}, {dims[name]})")
+            Parameter(
+                f"{name}/bias",
+                (heads[name], dims[name]),
+                f"{read(bias_of[name])}.reshape({heads[name]}, {dims[name]})",
+            )
             for name in ("query", "key", "value")
         ]
     found.append(

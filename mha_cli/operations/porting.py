@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mha_cli.core.config import MHAConfig
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derived
 from mha_cli.core.errors import ConfigError
+from mha_cli.core.gqa import GQAConfig
 from mha_cli.core.grammar import format_bytes
-from mha_cli.core.limits import check_shape_limits
-from mha_cli.core.mha import derive
+from mha_cli.core.kinds import kind_of
 from mha_cli.core.weight_map import WeightMap, plan
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, TOLERANCE
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MapResult:
-    derivation: Derivation
+    derivation: Derived
     map: WeightMap
     #: Both sides run on the same inputs (None without --check).
     check: MapCheck | None
@@ -47,7 +47,7 @@ class MapResult:
 
 
 def weight_map(
-    config: MHAConfig,
+    config: MHAConfig | GQAConfig,
     target: str,
     direction: str,
     *,
@@ -56,12 +56,13 @@ def weight_map(
     max_memory: int = DEFAULT_MAX_MEMORY,
 ) -> MapResult:
     """The map for ``config`` (ConfigError when there is none); with ``check``, both real layers run."""
-    derivation = derive(config)
+    kind = kind_of(config)
+    derivation = kind.derive(config)
     wmap = plan(derivation, target, direction)
     tolerance = TOLERANCE[derivation.layer.dtype]
     if not check:
         return MapResult(derivation, wmap, None, tolerance)
-    check_shape_limits(derivation, backend)
+    kind.check_backend(derivation, backend)
     needed = derivation.forward_pass_bytes() * 2  # Keras's pass, and PyTorch's in float64
     if needed > max_memory:
         raise ConfigError(

@@ -13,7 +13,7 @@ from typing import Any
 from mha_cli.core.call import INPUT_TENSOR, call, changed_arguments, input_names
 from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.grammar import format_shape
-from mha_cli.core.weight_map import TARGET_NAMES, WeightMap
+from mha_cli.core.weight_map import WeightMap
 from mha_cli.output import gqa
 
 
@@ -78,33 +78,39 @@ def _entries(m: WeightMap) -> list[str]:
     return lines
 
 
-def layout_source() -> str:
-    """KerasLayoutAttention's class as text, from its file (nothing imported: no torch, no NumPy)."""
-    spec = importlib.util.find_spec("mha_cli.runtime.torch_layout")
+def layout_source(m: WeightMap | None = None) -> str:
+    """The PyTorch module class ``m`` maps to, as text, from its file (nothing imported: no torch, no
+    NumPy): KerasLayoutAttention, or GroupQueryAttention's KerasLayoutGQA."""
+    module, name = ("torch_layout", "KerasLayoutAttention")
+    if m is not None and m.num_key_value_heads is not None:
+        module, name = ("torch_layout_gqa", "KerasLayoutGQA")
+    spec = importlib.util.find_spec(f"mha_cli.runtime.{module}")
     assert spec is not None and spec.origin is not None
     text = Path(spec.origin).read_text(encoding="utf-8")
-    return text[text.index("class KerasLayoutAttention") :]
+    return text[text.index(f"class {name}") :]
 
 
-def map_script(d: Derivation, m: WeightMap, layout: str | None = None) -> str:
+def map_script(d: Derived, m: WeightMap, layout: str | None = None) -> str:
     """A script moving one layer's weights between Keras and PyTorch (``m``), and calling the other side.
 
-    ``layout`` is KerasLayoutAttention's source, for ``--to linear``. The
-    script expects ``layer`` (the Keras layer) and, for "to", the call's
-    inputs as NumPy arrays; for "from", ``torch_layer``.
+    ``layout`` is the module class's source (:func:`layout_source`), for a
+    "to" map onto four Linear layers. The script expects ``layer`` (the Keras
+    layer) and, for "to", the call's inputs as NumPy arrays; for "from",
+    ``torch_layer``.
     """
     keras2 = d.config.keras == 2
     short = 'v.name.split(":")[0].split("/")[-2:]' if keras2 else 'v.path.split("/")[-2:]'
     dtype = "np.float64" if d.layer.dtype == "float64" else "np.float32"
-    title = TARGET_NAMES[m.target]
+    title = m.target_name
+    flag = "" if m.num_key_value_heads is None else "--layer gqa "
     if m.direction == "from":
         lines = [
-            f"# {title} -> Keras MultiHeadAttention (mha-explain map --from {m.target}).",
+            f"# {title} -> Keras {m.keras_class} (mha-explain map {flag}--from {m.target}).",
             "# Given torch_layer, the PyTorch module; builds the Keras layer and sets its weights.",
             "import numpy as np",
             "import tf_keras as keras" if keras2 else "import keras",
             "",
-            f"layer = {constructor(d)}",
+            f"layer = {layer_line(d)}",
         ]
         shapes = [d.inputs[name].with_batch(d.config.batch) for name in ("query", "value", "key")]
         if keras2:  # Keras 2 creates the projections on the first call
@@ -124,7 +130,7 @@ def map_script(d: Derivation, m: WeightMap, layout: str | None = None) -> str:
         ]
         return "\n".join(lines) + "\n"
     lines = [
-        f"# Keras MultiHeadAttention -> {title} (mha-explain map --to {m.target}).",
+        f"# Keras {m.keras_class} -> {title} (mha-explain map {flag}--to {m.target}).",
         "# Given layer, the Keras layer, and its call's query, value (and key, mask) as NumPy arrays;",
         "# without a key, Keras uses value: key = value.",
         *(["import math", ""] if layout is not None else []),
@@ -161,7 +167,7 @@ def map_script(d: Derivation, m: WeightMap, layout: str | None = None) -> str:
         if m.causal:
             lines.append("attend &= np.tril(np.ones(attend.shape[1:], bool))  # use_causal_mask=True")
     lines.append("with torch.no_grad():")
-    if m.target == "linear":
+    if m.four_linear:
         mask_argument = ", attention_mask=torch.from_numpy(attend)" if masked else ""
         lines.append(f"    output, scores = torch_layer(t(query), t(value), t(key){mask_argument})")
     else:

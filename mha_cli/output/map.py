@@ -12,11 +12,9 @@ from mha_cli.output.tables import titled_table
 
 def render_map(result: MapResult, console: Console) -> None:
     """The map: the module, each parameter's formula, how the call translates, and the check."""
-    from mha_cli.core.weight_map import TARGET_NAMES
-
     wmap = result.map
-    target = TARGET_NAMES[wmap.target]
-    arrow = f"Keras MultiHeadAttention -> {target}" if wmap.direction == "to" else f"{target} -> Keras"
+    target = wmap.target_name
+    arrow = f"Keras {wmap.keras_class} -> {target}" if wmap.direction == "to" else f"{target} -> Keras"
     console.print(Text(arrow, style="bold"))
     console.print(Text(wmap.module))
     source = "the Keras layer's weights" if wmap.direction == "to" else "the PyTorch state_dict"

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mha_cli.core.derived import Derivation
+from mha_cli.core.derived import Derived
 from mha_cli.core.errors import EnvironmentProblem
 from mha_cli.core.weight_map import WeightMap
 from mha_cli.runtime.keras_adapter import run_layer, uninterrupted
@@ -36,14 +36,14 @@ def load_torch() -> ModuleType:
 
 def keras_to_torch(w: Mapping[str, np.ndarray], m: WeightMap) -> dict[str, np.ndarray]:
     """PyTorch's state dict from Keras's weights by short name ("query/kernel")."""
-    h, kd, vd = m.num_heads, m.key_dim, m.value_dim
+    h, kd, vd, g = m.num_heads, m.key_dim, m.value_dim, m.kv_heads
     e = h * kd
     q = w["query/kernel"].reshape(m.query_features, e).T
-    k = w["key/kernel"].reshape(m.key_features, e).T
-    v = w["value/kernel"].reshape(m.value_features, h * vd).T
+    k = w["key/kernel"].reshape(m.key_features, g * kd).T
+    v = w["value/kernel"].reshape(m.value_features, g * vd).T
     o = w["attention_output/kernel"].reshape(h * vd, m.output_features).T
     state: dict[str, np.ndarray]
-    if m.target == "linear":
+    if m.four_linear:
         state = {"q_proj.weight": q, "k_proj.weight": k, "v_proj.weight": v, "o_proj.weight": o}
         if m.use_bias:
             for name, projection in (("query", "q_proj"), ("key", "k_proj"), ("value", "v_proj")):
@@ -68,7 +68,7 @@ def torch_to_keras(s: Mapping[str, np.ndarray], m: WeightMap) -> dict[str, np.nd
     """Keras's weights by short name from PyTorch's state dict."""
     h, kd, vd = m.num_heads, m.key_dim, m.value_dim
     e = h * kd
-    if m.target == "linear":
+    if m.four_linear:
         kernels = {
             name: s[f"{p}.weight"]
             for name, p in (("query", "q_proj"), ("key", "k_proj"), ("value", "v_proj"))
@@ -92,14 +92,16 @@ def torch_to_keras(s: Mapping[str, np.ndarray], m: WeightMap) -> dict[str, np.nd
         output, output_bias = s["out_proj.weight"], s.get("out_proj.bias")
     features = {"query": m.query_features, "key": m.key_features, "value": m.value_features}
     dims = {"query": kd, "key": kd, "value": vd}
+    heads = {"query": h, "key": m.kv_heads, "value": m.kv_heads}
     w: dict[str, np.ndarray] = {
-        f"{name}/kernel": kernels[name].T.reshape(features[name], h, dims[name]) for name in features
+        f"{name}/kernel": kernels[name].T.reshape(features[name], heads[name], dims[name])
+        for name in features
     }
     if m.use_bias:
         for name in features:
             bias = biases[name]
             assert bias is not None
-            w[f"{name}/bias"] = bias.reshape(h, dims[name])
+            w[f"{name}/bias"] = bias.reshape(heads[name], dims[name])
     w["attention_output/kernel"] = output.T.reshape(h, vd, m.output_features)
     if m.use_bias:
         assert output_bias is not None
@@ -110,6 +112,20 @@ def torch_to_keras(s: Mapping[str, np.ndarray], m: WeightMap) -> dict[str, np.nd
 def torch_module(m: WeightMap) -> Any:
     """The PyTorch module ``m`` maps to, in float64, in eval mode (its weights as torch initialized them)."""
     torch = load_torch()
+    if m.num_key_value_heads is not None:
+        from mha_cli.runtime.torch_layout_gqa import KerasLayoutGQA
+
+        gqa: Any = KerasLayoutGQA(
+            m.query_features,
+            m.key_features,
+            m.value_features,
+            num_query_heads=m.num_heads,
+            num_key_value_heads=m.num_key_value_heads,
+            head_dim=m.key_dim,
+            bias=m.use_bias,
+            fused=m.target == "torch",
+        )
+        return gqa.double().train(False)
     if m.target == "linear":
         from mha_cli.runtime.torch_layout import KerasLayoutAttention
 
@@ -152,7 +168,7 @@ def run_torch(module: Any, m: WeightMap, arrays: Mapping[str, np.ndarray]) -> tu
     attend = allowed(m, arrays)
     masked = bool((~attend).any())
     with torch.no_grad():
-        if m.target == "linear":
+        if m.four_linear:  # Keras's call order and mask
             mask = torch.from_numpy(attend) if masked else None
             output, weights = module(query, value, key, attention_mask=mask)
         else:
@@ -180,7 +196,7 @@ class MapCheck:
 
 
 @uninterrupted
-def check_map(derivation: Derivation, m: WeightMap, backend: str) -> MapCheck:
+def check_map(derivation: Derived, m: WeightMap, backend: str) -> MapCheck:
     """Run both sides. "to": Keras's drawn weights into PyTorch; "from": PyTorch's weights into Keras."""
     torch = load_torch()
     module = torch_module(m)

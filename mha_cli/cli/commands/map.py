@@ -21,21 +21,24 @@ from mha_cli.cli.options import (
 from mha_cli.cli.process import fail, guarded
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.errors import ExitCode
+from mha_cli.core.gqa import GQAConfig
 
 _TARGET = "torch|linear"
 
 
 @screen_options
-@layer_options()
+@layer_options(kinds=True)
 def map_command(
-    config: MHAConfig,
+    config: MHAConfig | GQAConfig,
     to: Annotated[
         str | None,
         typer.Option(
             "--to",
             metavar=_TARGET,
             help="Keras weights into PyTorch: torch (torch.nn.MultiheadAttention) or linear (q_proj, "
-            "k_proj, v_proj, o_proj Linear layers, any widths).",
+            "k_proj, v_proj, o_proj Linear layers, any widths). --layer gqa: four Linear layers either "
+            "way, attending through scaled_dot_product_attention(..., enable_gqa=True) (torch) or with "
+            "the key/value repeat spelled out (linear).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -76,8 +79,9 @@ def map_command(
     --to torch gives torch.nn.MultiheadAttention's in_proj_weight, in_proj_bias,
     out_proj.weight and out_proj.bias (or q_proj_weight, ... when key and value
     widths differ) from the Keras kernels and biases; --to linear the separate
-    q/k/v/o Linear layers most checkpoints use; --from the reverse. The masks
-    and the call are translated too. A configuration PyTorch cannot express is
+    q/k/v/o Linear layers most checkpoints use; --from the reverse. With
+    --layer gqa, GroupQueryAttention's weights into Llama-style q/k/v/o Linear
+    layers. The masks and the call are translated too. A configuration PyTorch cannot express is
     exit 2, with the reason and what would work. Exit codes: 0 map (and check
     passed), 1 the check found a difference above tolerance, 2 bad input or no
     map, 3 environment (e.g. --check without torch installed).
@@ -100,7 +104,7 @@ def map_command(
     if code:
         from mha_cli.output.code import layout_source, map_script
 
-        layout = layout_source() if target == "linear" and direction == "to" else None
+        layout = layout_source(result.map) if result.map.four_linear and direction == "to" else None
         typer.echo(map_script(result.derivation, result.map, layout), nl=False)
     else:
         from mha_cli.output import map as shown

@@ -12,8 +12,11 @@ from mha_cli.output.documents import SCHEMA_VERSION
 def map_document(result: MapResult) -> dict[str, Any]:
     """The document of ``map --json`` (schema in docs/porting.md)."""
     wmap, check = result.map, result.check
+    # GroupQueryAttention's says so, as its explain document does; MultiHeadAttention's is unchanged.
+    kind = {} if wmap.num_key_value_heads is None else {"layer": "gqa"}
     return {
         "schema_version": SCHEMA_VERSION,
+        **kind,
         "tool_version": __version__,
         "target": wmap.target,
         "direction": wmap.direction,
