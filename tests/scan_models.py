@@ -44,6 +44,15 @@ class ScaledAttention(layers.MultiHeadAttention):
         return result * 2.0
 
 
+@keras.saving.register_keras_serializable(package="mha_explain_tests")
+class FlippedKeys(layers.MultiHeadAttention):
+    """A subclass that attends to the keys in reverse order, as a rotary embedding moves them: with
+    fresh weights the attention is nearly uniform, so its output is MultiHeadAttention's all the same."""
+
+    def call(self, query: Any, value: Any, key: Any = None, **kwargs: Any) -> Any:
+        return super().call(query, value, keras.ops.flip(value if key is None else key, axis=1), **kwargs)
+
+
 def encoder_decoder() -> keras.Model:
     """A Transformer encoder and decoder: self-attention with mask_zero, causal self-attention,
     cross-attention from the target (6 positions) to the source (10), and a custom block."""
@@ -87,6 +96,14 @@ def subclassed() -> keras.Model:
     """A functional model over the ScaledAttention subclass."""
     x = keras.Input(shape=(5, 8), name="x")
     return keras.Model(x, ScaledAttention(num_heads=2, key_dim=4, name="scaled")(x, x), name="subclassed")
+
+
+def flipped_keys() -> keras.Model:
+    x = keras.Input(shape=(7, 8), name="x")
+    # Initialized as KerasHub's backbones are (initializer_range 0.02): the logits are tiny.
+    small = keras.initializers.TruncatedNormal(stddev=0.02, seed=1)
+    attention = FlippedKeys(num_heads=2, key_dim=4, kernel_initializer=small, name="flipped")
+    return keras.Model(x, attention(x, x), name="flipped_keys")
 
 
 def no_attention() -> keras.Model:
@@ -139,6 +156,23 @@ def gpt2_backbone() -> keras.Model:
         hidden_dim=16,
         intermediate_dim=32,
         max_sequence_length=12,
+    )
+
+
+def whisper_backbone() -> keras.Model:
+    """A tiny Whisper from KerasHub's constructor: WhisperCachedMultiHeadAttention, whose build leaves
+    the key projection without a bias although use_bias is True."""
+    import keras_hub
+
+    return keras_hub.models.WhisperBackbone(
+        vocabulary_size=50,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        num_mels=8,
+        max_encoder_sequence_length=12,
+        max_decoder_sequence_length=6,
     )
 
 

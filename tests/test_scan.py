@@ -159,6 +159,26 @@ def test_a_subclass_that_changes_call_is_reported_honestly(saved: dict[str, Path
     assert call["checks"]["numpy_reference"]["status"] == "passed"  # MultiHeadAttention's own computation
 
 
+def test_a_subclass_whose_change_only_shows_with_trained_weights_is_not_passed() -> None:
+    """Fresh weights make the logits ~1e-4, so attending to the keys in another order changes the
+    output by less than the tolerance; with the query and key kernels sharpened it shows (issue 28)."""
+    import keras
+
+    model = scan_models.flipped_keys()
+    layer = model.get_layer("flipped")
+    x = np.random.default_rng(0).standard_normal((2, 7, 8)).astype("float32")
+    own = keras.ops.convert_to_numpy(model(x))
+    base = keras.ops.convert_to_numpy(keras.layers.MultiHeadAttention.call(layer, x, x))
+    assert np.abs(own - base).max() < 1e-4  # what the check saw before: inside the tolerance
+    document = scan_json("--build", "tests.scan_models:flipped_keys")
+    (call,) = document["calls"]
+    assert call["overrides"] == ["call"]
+    check = call["checks"]["model_call"]
+    assert check["status"] == "warning", check
+    assert "only because fresh weights make the attention logits tiny" in check["detail"]
+    assert "not the subclass's own" in check["detail"]
+
+
 def test_a_model_without_attention_says_so(saved: dict[str, Path]) -> None:
     result = scan(str(saved["no_attention.keras"]))
     assert result.exit_code == 0, result.output
@@ -287,3 +307,29 @@ def test_kerashub_backbones_built_from_their_constructors(
     if class_name is not None:
         assert {call["class"] for call in document["calls"]} == {class_name}
         assert all(call["overrides"] == ["call"] for call in document["calls"])
+
+
+def test_a_projection_a_subclass_builds_without_bias_is_read_from_its_weights() -> None:
+    """KerasHub Whisper's attention has no key bias: params, weights and every check from the real
+    layer (issue 28: it was 288 params, a key bias that does not exist, and INTERNAL ERROR)."""
+    _keras_hub_or_skip()
+    model = scan_models.whisper_backbone()
+    attention = {
+        layer.path: layer for layer in model._flatten_layers() if "attention" in type(layer).__name__.lower()
+    }
+    inputs = ["encoder_features=12,8", "decoder_token_ids=6", "decoder_padding_mask=6"]
+    document = scan_json(
+        "--build", "tests.scan_models:whisper_backbone", *(a for i in inputs for a in ("--input", i))
+    )
+    assert len(document["calls"]) == 3
+    for call in document["calls"]:
+        layer = attention[call["layer"]]
+        assert call["params"] == sum(int(np.prod(w.shape)) for w in layer.weights), call["layer"]
+        assert call["weights"]["key"]["bias"] is None and call["weights"]["query"]["bias"] is not None
+        assert {name: check["status"] for name, check in call["checks"].items()} == {
+            "derivation": "passed",
+            "numpy_reference": "passed",
+            "keras_symbolic": "passed",
+            "plain_call": "passed",
+            "model_call": "passed",
+        }, call["layer"]

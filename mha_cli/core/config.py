@@ -86,6 +86,9 @@ class MHAConfig:
     sliding_window: int | None = None
     #: Which Keras runs the layer: 3 (``keras``) or 2 (``tf_keras``, Keras 2's rules).
     keras: int = 3
+    #: Projections a subclass builds without a bias although use_bias (KerasHub Whisper's key):
+    #: "query", "key", "value", "gate" or "attention_output". Read by scan from the layer's weights.
+    unbiased: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

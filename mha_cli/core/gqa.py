@@ -51,6 +51,9 @@ class GQAConfig:
     causal: bool = False
     sliding_window: int | None = None
     keras: int = 3
+    #: Projections a subclass builds without a bias although use_bias (KerasHub Whisper's key):
+    #: "query", "key", "value", "gate" or "attention_output". Read by scan from the layer's weights.
+    unbiased: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -292,13 +295,16 @@ def _derive_valid(config: GQAConfig, layer: GQAArgs, query: Shape, key: Shape, v
     einsums["output"] = bind_einsum(
         "output", "bquh,uhm->bqm", (shapes["attention_output"], o_kernel), shapes["output"]
     )
-    bias = layer.use_bias
+
+    def bias(name: str, shape: Shape) -> Shape | None:
+        return shape if layer.use_bias and name not in config.unbiased else None
+
     weights = (
-        Weight("query", (dq, u, h), (u, h) if bias else None),
-        Weight("key", (dk, v, h), (v, h) if bias else None),
-        Weight("value", (dv, v, h), (v, h) if bias else None),
-        *((Weight("gate", (dq, u, h), (u, h) if bias else None),) if layer.use_gate else ()),
-        Weight("attention_output", (u, h, dq), (dq,) if bias else None),
+        Weight("query", (dq, u, h), bias("query", (u, h))),
+        Weight("key", (dk, v, h), bias("key", (v, h))),
+        Weight("value", (dv, v, h), bias("value", (v, h))),
+        *((Weight("gate", (dq, u, h), bias("gate", (u, h))),) if layer.use_gate else ()),
+        Weight("attention_output", (u, h, dq), bias("attention_output", (dq,))),
     )
     derived = GQADerivation(config, layer, axes, inputs, shapes, einsums, weights)
     # Keras's GroupedQueryAttention._masked_softmax inserts missing mask axes at -3, just before the

@@ -367,7 +367,7 @@ def _derive_valid(
         equation = projection_equation(rank - 1, contracted, len(kernel_shape) - contracted)
         operands = (source, Tensor(f"{weight}/kernel", kernel_shape, kernel_labels))
         einsums[step] = bind_einsum(step, equation, operands, result)
-        bias = kernel_shape[contracted:] if layer.use_bias else None
+        bias = kernel_shape[contracted:] if layer.use_bias and weight not in config.unbiased else None
         weights.append(Weight(weight, kernel_shape, bias))
 
     per_head = ("feature", "heads")

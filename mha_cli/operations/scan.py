@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from mha_cli.core.cases import at_key
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.derived import Derived
 from mha_cli.core.errors import ConfigError
@@ -115,6 +116,24 @@ class ScanResult:
         return tuple(c for c in self.calls if layer in (c.call.path, c.call.key))
 
 
+#: Case-file keys a call's refusal names, in the terms of the call (nobody typed an option).
+_CALL_TERMS = {
+    "mask_shape": "the call's attention_mask, combined",
+    "shape": "the query",
+    "value_shape": "the value",
+    "key_shape": "the key",
+}
+
+
+def in_call_terms(error: ConfigError) -> str:
+    """Why a captured call cannot be explained, naming the layer's arguments and the call's tensors
+    (``attention_axes (-2,): ...``), not the command-line options explain would take."""
+    key, problem = at_key(error, "attention_axes")
+    if key in _CALL_TERMS:
+        problem = _CALL_TERMS[key] + problem[len(key) :]
+    return problem
+
+
 def config_of(call: CapturedCall, batch: int, seed: int, keras: int = 3) -> MHAConfig | GQAConfig:
     """The configuration one call states: the layer's arguments and the shapes and mask it received.
 
@@ -141,6 +160,7 @@ def config_of(call: CapturedCall, batch: int, seed: int, keras: int = 3) -> MHAC
             causal=call.causal,
             sliding_window=arguments["sliding_window"],
             keras=keras,
+            unbiased=arguments["unbiased"],
         )
     return MHAConfig(
         query_shape=call.query_shape,
@@ -163,6 +183,7 @@ def config_of(call: CapturedCall, batch: int, seed: int, keras: int = 3) -> MHAC
         causal=call.causal,
         sliding_window=arguments["sliding_window"],
         keras=keras,
+        unbiased=arguments["unbiased"],
     )
 
 
@@ -219,7 +240,7 @@ def scan(
         return replace(
             base,
             calls=tuple(
-                CallResult(call, None, str(d))
+                CallResult(call, None, in_call_terms(d))
                 if isinstance(d, ConfigError)
                 else CallResult(call, algebra_only(d, backend, "memory guard", reason))
                 for call, d in zip(symbolic, derived, strict=True)
@@ -273,42 +294,13 @@ def _explained(call: CapturedCall, spec: ModelSpec, backend: str, intermediates:
             intermediates=intermediates,
         )
     except ConfigError as error:
-        return CallResult(call, None, str(error))
+        return CallResult(call, None, in_call_terms(error))
     derivation_check = compare_with_layer(derivation, run)
     tolerance = TOLERANCE[derivation.layer.dtype]
     model_output = call.arrays["output"]
     assert model_output is not None
     difference = max_abs_diff(run.arrays["output"], model_output.astype("float64"))
-    base = KINDS[call.kind].keras_class
-    if difference <= tolerance:
-        rerun = (
-            f"{base}.call, with this layer's weights on this call's inputs,"
-            if "call" in call.overrides
-            else "re-running the layer on this call's inputs"
-        )
-        model_check = ModelCallCheck(
-            Status.PASSED,
-            f"{rerun} reproduces the model's output: max |diff| {difference:.1e}",
-            tolerance,
-            difference,
-        )
-    elif "call" in call.overrides:
-        model_check = ModelCallCheck(
-            Status.WARNING,
-            f"{call.class_name} overrides call and computes another output than {base}.call "
-            f"on the same inputs and weights (max |diff| {difference:.1e}); what is verified here is "
-            f"{base}'s computation with this layer's weights, not the subclass's own",
-            tolerance,
-            difference,
-        )
-    else:
-        model_check = ModelCallCheck(
-            Status.FAILED,
-            f"re-running the layer on this call's inputs gives another output than the model's call "
-            f"(max |diff| {difference:.1e}, tolerance {tolerance:.0e})",
-            tolerance,
-            difference,
-        )
+    model_check = _model_call_check(call, difference, tolerance)
     checks: tuple[Check, ...] = (
         derivation_check,
         numpy_check(derivation, run, shapes_agree=derivation_check.status is Status.PASSED),
@@ -317,6 +309,59 @@ def _explained(call: CapturedCall, spec: ModelSpec, backend: str, intermediates:
         model_check,
     )
     return CallResult(call, ExplainResult(derivation, backend, run, checks))
+
+
+def _model_call_check(call: CapturedCall, difference: float, tolerance: float) -> ModelCallCheck:
+    """Whether re-running the layer reproduces the model's call, and for a subclass, whether its own
+    call still agrees with its Keras class's once the weights make the logits matter."""
+    base = KINDS[call.kind].keras_class
+    sharp = call.sharpened
+
+    def check(status: Status, detail: str) -> ModelCallCheck:
+        return ModelCallCheck(status, detail, tolerance, difference)
+
+    if difference > tolerance and "call" not in call.overrides:
+        return check(
+            Status.FAILED,
+            f"re-running the layer on this call's inputs gives another output than the model's call "
+            f"(max |diff| {difference:.1e}, tolerance {tolerance:.0e})",
+        )
+    verified = (
+        f"what is verified here is {base}'s computation with this layer's weights, not the subclass's own"
+    )
+    if difference > tolerance:
+        return check(
+            Status.WARNING,
+            f"it computes another output than {base}.call on the same inputs and weights "
+            f"(max |diff| {difference:.1e}); {verified}",
+        )
+    rerun = (
+        f"{base}.call, with this layer's weights on this call's inputs,"
+        if "call" in call.overrides
+        else "re-running the layer on this call's inputs"
+    )
+    reproduced = f"{rerun} reproduces the model's output: max |diff| {difference:.1e}"
+    if sharp is None:
+        return check(Status.PASSED, reproduced)
+    sharpened = f"with the query and key kernels x{sharp.scale:.3g} (attention logits spread about 3)"
+    if sharp.problem is not None:
+        return check(
+            Status.WARNING,
+            f"{reproduced}, but its own call could not be re-run {sharpened} ({sharp.problem}), and with "
+            "fresh weights the logits are too small for a changed attention to show",
+        )
+    if not sharp.agrees(tolerance):
+        assert sharp.max_abs_diff is not None and sharp.output_size is not None
+        return check(
+            Status.WARNING,
+            f"{reproduced} only because fresh weights make the attention logits tiny: {sharpened} its "
+            f"own call and {base}.call differ by {sharp.max_abs_diff:.1e} (outputs up to "
+            f"{sharp.output_size:.1e}); {verified}",
+        )
+    return check(
+        Status.PASSED,
+        f"{reproduced}; {sharpened} its own call and {base}.call agree: max |diff| {sharp.max_abs_diff:.1e}",
+    )
 
 
 def observed_call(found: CallResult) -> dict[str, Any]:

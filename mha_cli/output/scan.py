@@ -57,6 +57,11 @@ def _scan_row(found: CallResult) -> tuple[str, str, str, str, str, str, Text]:
     )
 
 
+def _listed(names: tuple[str, ...]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ...] = ()) -> None:
     """The overview of every attention call (like model.summary(), about attention), then any details."""
     inputs = ", ".join(f"{spec.name} {format_shape((None, *spec.shape))}" for spec in scan.inputs)
@@ -116,9 +121,11 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
                 )
             )
         if call.overrides:
+            unbiased = call.arguments.get("unbiased") or ()
+            built = f" (its build leaves {' and '.join(unbiased)} without a bias)" if unbiased else ""
             notes.append(
                 Text(
-                    f"note {call.key}: {call.class_name} overrides {' and '.join(call.overrides)}; "
+                    f"note {call.key}: {call.class_name} overrides {_listed(call.overrides)}{built}; "
                     + found.result.check("model_call").detail,
                     style="dim",
                 )

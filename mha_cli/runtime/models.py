@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import math
 import os
 import re
 import sys
@@ -31,6 +32,7 @@ from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import quoted
 from mha_cli.core.models import IMPLICIT_MASKS, InputSpec, ModelSpec
 from mha_cli.runtime.keras_adapter import (
+    _sublayers,
     _to_numpy,
     _to_tensor,
     is_keras2,
@@ -40,8 +42,32 @@ from mha_cli.runtime.keras_adapter import (
 )
 from mha_cli.runtime.quiet import native_output_silenced
 
+#: The spread (standard deviation) of attention logits the sharpened re-run aims at: softmax then
+#: depends on them, as with trained weights, where fresh ones give logits near 1e-4.
+_LOGIT_SPREAD = 3.0
 #: Integer inputs (token ids) are drawn from 1 up to this, and below every Embedding's input_dim.
 _MAX_TOKEN = 9
+
+
+@dataclass(frozen=True)
+class Sharpened:
+    """A subclass's own call beside its Keras class's, on one call's inputs, with the query and key
+    kernels scaled so that the attention logits matter (fresh weights make them tiny, and then almost
+    any change to the attention, rotary embeddings included, leaves the output as it was)."""
+
+    #: What the query and key kernels were multiplied by (1: they were left as they are).
+    scale: float
+    #: max |own call's output - base class's call's output| (None: the re-run failed).
+    max_abs_diff: float | None
+    #: max |base class's output|, what the difference is measured against.
+    output_size: float | None
+    #: Why the re-run failed (the subclass's call raised), else None.
+    problem: str | None = None
+
+    def agrees(self, tolerance: float) -> bool:
+        if self.max_abs_diff is None or self.output_size is None:
+            return False
+        return self.max_abs_diff <= tolerance * max(1.0, self.output_size)
 
 
 @dataclass(frozen=True)
@@ -80,6 +106,8 @@ class CapturedCall:
     inbound_nodes: list[Any] | None = None
     #: The layer's kind (mha_cli.core.kinds): "mha", or "gqa" for GroupQueryAttention and subclasses.
     kind: str = "mha"
+    #: A subclass's own call against its Keras class's with sharpened weights (real pass only).
+    sharpened: Sharpened | None = None
 
     @property
     def key(self) -> str:
@@ -356,20 +384,37 @@ def layer_kind(keras: Any, layer: Any) -> tuple[str, Any]:
     return next((name, base) for name, base in attention_bases(keras) if isinstance(layer, base))
 
 
+#: Methods of the base class a subclass may redefine without changing what the layer computes.
+_BOOKKEEPING = frozenset({"get_config", "from_config"})
+
+
 def _overrides(keras: Any, layer: Any) -> tuple[str, ...]:
+    """Every method of the layer's Keras class (MultiHeadAttention's, GroupQueryAttention's) that its
+    class redefines, in the base class's order: ``build``, ``call``, ``_compute_causal_mask``..."""
     _, base = layer_kind(keras, layer)
     return tuple(
         name
-        for name in ("call", "_compute_attention")
-        if getattr(type(layer), name) is not getattr(base, name)
+        for name, attribute in vars(base).items()
+        if callable(attribute)
+        and not name.startswith("__")
+        and name not in _BOOKKEEPING
+        and getattr(type(layer), name, None) is not attribute
     )
 
 
 def _arguments(keras: Any, layer: Any) -> dict[str, Any]:
     """What the layer was built with, in its kind's configuration's terms (MHAConfig's, GQAConfig's)."""
     config = layer.get_config()
+    use_bias = bool(config.get("use_bias", True))
+    # A subclass's build may leave a projection's bias out (KerasHub Whisper's key): its real weights say.
+    unbiased = tuple(
+        "attention_output" if step == "output" else step
+        for step, sublayer in _sublayers(layer).items()
+        if use_bias and getattr(sublayer, "bias", None) is None
+    )
     if layer_kind(keras, layer)[0] == "gqa":
         return {
+            "unbiased": unbiased,
             "head_dim": int(config["head_dim"]),
             "num_query_heads": int(config["num_query_heads"]),
             "num_key_value_heads": int(config["num_key_value_heads"]),
@@ -383,6 +428,7 @@ def _arguments(keras: Any, layer: Any) -> dict[str, Any]:
     if isinstance(output_shape, int):
         output_shape = (output_shape,)
     return {
+        "unbiased": unbiased,
         "num_heads": int(config["num_heads"]),
         "key_dim": int(config["key_dim"]),
         "value_dim": None if config.get("value_dim") is None else int(config["value_dim"]),
@@ -465,6 +511,11 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
                     use_causal_mask=causal,
                 )
             result = _call(query, value, key, *args, **kwargs)
+            overrides = _overrides(keras, _layer)
+            sharpened = None
+            if real and overrides:
+                own = (query, value, key, args, kwargs)
+                sharpened = _sharpened(keras, _layer, _call, own, combined, causal and combined is None)
             index = counts.get(id(_layer), 0)
             counts[id(_layer)] = index + 1
             output = result[0] if isinstance(result, tuple | list) else result
@@ -498,10 +549,11 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
                     mask_shape=mask_shape,
                     causal=causal,
                     scores_requested=bool(kwargs.get("return_attention_scores", False)),
-                    overrides=_overrides(keras, _layer),
+                    overrides=overrides,
                     arguments=arguments,
                     arrays=arrays,
                     kind=layer_kind(keras, _layer)[0],
+                    sharpened=sharpened,
                 )
             )
             return result
@@ -513,6 +565,53 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
         for layer in layers:
             with contextlib.suppress(AttributeError):
                 del layer.call
+
+
+def _sharpened(
+    keras: Any,
+    layer: Any,
+    own_call: Any,
+    given: tuple[Any, Any, Any, tuple[Any, ...], dict[str, Any]],
+    mask: Any,
+    causal: bool,
+) -> Sharpened:
+    """The subclass's own call (with every argument the model gave it) and its Keras class's call
+    (with the combined mask), both with the query and key kernels scaled until the logits spread
+    about _LOGIT_SPREAD; the kernels are restored after."""
+    query, value, key, args, kwargs = given
+    _, base = layer_kind(keras, layer)
+    sublayers = _sublayers(layer)
+    kernels = [sublayers[step].kernel for step in ("query", "key")]
+    saved = [_to_numpy(keras, kernel) for kernel in kernels]
+    q = np.tensordot(_to_numpy(keras, query).astype(np.float64), saved[0], axes=([-1], [0]))
+    source = _to_numpy(keras, value if key is None else key).astype(np.float64)
+    k = np.tensordot(source, saved[1], axes=([-1], [0]))
+    spread = float(q.std() * k.std())  # a logit q.k / sqrt(dim) spreads about std(q) * std(k)
+    scale = max(1.0, math.sqrt(_LOGIT_SPREAD / spread)) if spread > 0 else 1.0
+
+    def assign(variable: Any, array: np.ndarray) -> None:
+        variable.assign(_to_tensor(keras, array, variable.dtype.name) if is_keras2(keras) else array)
+
+    try:
+        for kernel, original in zip(kernels, saved, strict=True):
+            assign(kernel, original * scale)
+        own = own_call(query, value, key, *args, **kwargs)
+        masks = {"attention_mask": mask} if mask is not None else {"use_causal_mask": True} if causal else {}
+        theirs = base.call(layer, query, value, key, training=False, **masks)
+        own_output = _to_numpy(keras, own[0] if isinstance(own, tuple | list) else own).astype(np.float64)
+        base_output = _to_numpy(keras, theirs[0] if isinstance(theirs, tuple | list) else theirs)
+        base_output = base_output.astype(np.float64)
+        if own_output.shape != base_output.shape:
+            return Sharpened(
+                scale, None, None, f"its output is {own_output.shape}, the base's {base_output.shape}"
+            )
+        difference = float(np.max(np.abs(own_output - base_output), initial=0.0))
+        return Sharpened(scale, difference, float(np.max(np.abs(base_output), initial=0.0)))
+    except Exception as error:  # the subclass's call, re-run: whatever it raises is reported, not raised
+        return Sharpened(scale, None, None, f"{type(error).__name__}: {_one_line(error)[:200]}")
+    finally:
+        for kernel, original in zip(kernels, saved, strict=True):
+            assign(kernel, original)
 
 
 @uninterrupted

@@ -102,6 +102,7 @@ def check_fields(check: Check) -> dict[str, Any]:
                 "passed": check.passed,
                 "output_max_abs_diff": check.output_max_abs_diff,
                 "tolerance": check.tolerance,
+                "detail": check.detail,
             }
         case ReducedRunCheck():
             fields = {"passed": check.passed, "inputs": {n: list(s) for n, s in check.inputs.items()}}
