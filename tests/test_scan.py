@@ -150,6 +150,29 @@ def test_image_axes_and_a_shared_layer(saved: dict[str, Path]) -> None:
     assert shared["attention_layers"] == 1
 
 
+def test_wrong_symbolic_scores_the_model_never_asks_for_are_no_warning(saved: dict[str, Path]) -> None:
+    """Cross-attention and several attended axes: Keras's symbolic scores shape is wrong, but calls
+    that do not return their scores never show it (issue 28: WARN with no reason)."""
+    import keras
+
+    shared = scan_json(str(saved["shared.keras"]))
+    # attention(short, long): scores (2, 4, 7), which Keras's symbolic call gets wrong.
+    (cross,) = (call for call in shared["calls"] if call["inputs"]["value"] == [None, 7, 8])
+    layer = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    _, symbolic = layer.compute_output_spec(
+        keras.KerasTensor((None, 4, 8)), keras.KerasTensor((None, 7, 8)), return_attention_scores=True
+    )
+    assert tuple(symbolic.shape) != tuple(cross["shapes"]["attention_scores"])  # the bug is there
+    assert cross["scores_requested"] is False
+    assert cross["checks"]["keras_symbolic"]["status"] == "passed"
+    assert cross["warnings"] == []
+    table = scan(str(saved["shared.keras"])).stdout
+    assert "WARN" not in table
+    # A call that returns its scores keeps the warning (the encoder-decoder's decoder_cross).
+    calls = {c["layer"]: c for c in scan_json(str(saved["encoder_decoder.keras"]))["calls"]}
+    assert calls["decoder_cross"]["checks"]["keras_symbolic"]["status"] == "warning"
+
+
 def test_a_subclass_that_changes_call_is_reported_honestly(saved: dict[str, Path]) -> None:
     result = scan(str(saved["subclassed.keras"]), "--json")
     assert result.exit_code == 0, result.output

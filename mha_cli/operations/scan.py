@@ -30,6 +30,7 @@ from mha_cli.operations.explain import (
     ExplainResult,
     ModelCallCheck,
     Status,
+    SymbolicCheck,
     algebra_only,
     compare_with_layer,
     numpy_check,
@@ -304,11 +305,27 @@ def _explained(call: CapturedCall, spec: ModelSpec, backend: str, intermediates:
     checks: tuple[Check, ...] = (
         derivation_check,
         numpy_check(derivation, run, shapes_agree=derivation_check.status is Status.PASSED),
-        symbolic_check(derivation, run),
+        _symbolic_in_model(call, symbolic_check(derivation, run)),
         plain_call_check(derivation, run),
         model_check,
     )
     return CallResult(call, ExplainResult(derivation, backend, run, checks))
+
+
+def _symbolic_in_model(call: CapturedCall, check: SymbolicCheck) -> SymbolicCheck:
+    """Keras's wrong symbolic scores shape matters to a model only where the call returns its scores:
+    otherwise neither its graph nor model.summary() ever shows it (a passed check, saying so)."""
+    if check.status is not Status.WARNING or call.scores_requested or check.refusal is not None:
+        return check
+    if "output" in check.real and check.output != check.real["output"]:
+        return check
+    return replace(
+        check,
+        status=Status.PASSED,
+        detail=f"Keras's symbolic output shape matches the forward pass; its symbolic scores shape "
+        f"{format_shape(check.attention_scores or ())} is wrong (keras-team/keras#19303), but this call does "
+        "not return its scores, so neither the model's graph nor model.summary() shows them",
+    )
 
 
 def _model_call_check(call: CapturedCall, difference: float, tolerance: float) -> ModelCallCheck:
