@@ -305,26 +305,31 @@ def _explained(call: CapturedCall, spec: ModelSpec, backend: str, intermediates:
     checks: tuple[Check, ...] = (
         derivation_check,
         numpy_check(derivation, run, shapes_agree=derivation_check.status is Status.PASSED),
-        _symbolic_in_model(call, symbolic_check(derivation, run)),
+        _symbolic_in_model(call, symbolic_check(derivation, run), derivation),
         plain_call_check(derivation, run),
         model_check,
     )
     return CallResult(call, ExplainResult(derivation, backend, run, checks))
 
 
-def _symbolic_in_model(call: CapturedCall, check: SymbolicCheck) -> SymbolicCheck:
-    """Keras's wrong symbolic scores shape matters to a model only where the call returns its scores:
-    otherwise neither its graph nor model.summary() ever shows it (a passed check, saying so)."""
-    if check.status is not Status.WARNING or call.scores_requested or check.refusal is not None:
+def _symbolic_in_model(call: CapturedCall, check: SymbolicCheck, derivation: Derived) -> SymbolicCheck:
+    """Keras's wrong (or missing) symbolic scores matter to a model only where the call returns its
+    scores: otherwise neither its graph nor model.summary() ever shows them (a passed check, saying so)."""
+    if check.status is not Status.WARNING or call.scores_requested or check.output is None:
         return check
-    if "output" in check.real and check.output != check.real["output"]:
+    if check.output != derivation.shapes["output"].shape:
         return check
+    scores = (
+        f"its symbolic call {check.refusal}"
+        if check.refusal is not None
+        else f"its symbolic scores shape {format_shape(check.attention_scores or ())} is wrong "
+        "(keras-team/keras#19303)"
+    )
     return replace(
         check,
         status=Status.PASSED,
-        detail=f"Keras's symbolic output shape matches the forward pass; its symbolic scores shape "
-        f"{format_shape(check.attention_scores or ())} is wrong (keras-team/keras#19303), but this call does "
-        "not return its scores, so neither the model's graph nor model.summary() shows them",
+        detail=f"Keras's symbolic output shape matches the forward pass; {scores}, but this call does not "
+        "return its scores, so neither the model's graph nor model.summary() shows them",
     )
 
 
