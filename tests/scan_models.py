@@ -106,6 +106,23 @@ def flipped_keys() -> keras.Model:
     return keras.Model(x, attention(x, x), name="flipped_keys")
 
 
+class LateBuilt(keras.Model):
+    """A subclassed model that makes its attention in build(), as keras-io's Perceiver does: before its
+    first call it holds no layer at all."""
+
+    def build(self, input_shape: Any) -> None:
+        self.project = layers.Dense(8, name="project")
+        self.attention = layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")
+
+    def call(self, x: Any) -> Any:
+        x = self.project(x)
+        return self.attention(x, x)
+
+
+def late_built() -> keras.Model:
+    return LateBuilt(name="late_built")
+
+
 def no_attention() -> keras.Model:
     x = keras.Input(shape=(5, 8), name="x")
     return keras.Model(x, layers.Dense(3)(x), name="dense_only")

@@ -202,6 +202,18 @@ def test_a_subclass_whose_change_only_shows_with_trained_weights_is_not_passed()
     assert "not the subclass's own" in check["detail"]
 
 
+def test_a_model_whose_layers_appear_on_its_first_call_is_run_to_find_them() -> None:
+    """Before its first call the model lists no layer (issue 28: "No MultiHeadAttention layer", exit 0)."""
+    model = scan_models.late_built()
+    assert list(model._flatten_layers(include_self=False)) == [] and not model.built
+    missing = scan("--build", "tests.scan_models:late_built")
+    assert missing.exit_code == 2 and "declares no inputs" in missing.stderr
+    document = scan_json("--build", "tests.scan_models:late_built", "--input", "x=5,3")
+    (call,) = document["calls"]
+    assert call["layer"].endswith("attention") and call["inputs"]["query"] == [None, 5, 8]
+    assert all(check["status"] == "passed" for check in call["checks"].values())
+
+
 def test_a_model_without_attention_says_so(saved: dict[str, Path]) -> None:
     result = scan(str(saved["no_attention.keras"]))
     assert result.exit_code == 0, result.output

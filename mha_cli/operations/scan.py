@@ -205,9 +205,13 @@ def scan(
     first call's inputs. With ``intermediates``, each run keeps the tensors
     inside its forward pass (test vectors).
     """
-    from mha_cli.runtime.models import load, real_calls, symbolic_calls
+    from mha_cli.runtime.models import built, load, real_calls, symbolic_calls
 
     loaded = load(spec, backend)
+    if not loaded.attention_layers and not loaded.model.built:
+        # Its layers may not exist yet (made by its build() or first call): run it once to see.
+        unbuilt_inputs = resolve_inputs(loaded.inputs, spec.inputs, spec.shown)
+        loaded = built(loaded, unbuilt_inputs, batch=spec.batch, seed=spec.seed)
     base = ScanResult(
         spec,
         loaded.name,

@@ -259,11 +259,16 @@ def load(spec: ModelSpec, backend: str) -> LoadedModel:
             quoted(str(spec.path)),
             f"not a model Keras can load (it holds a {got}); {_expected(spec.kind)}",
         )
-    classes = tuple(base for _, base in attention_bases(keras))
-    layers = tuple(layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, classes))
+    layers = _attention_layers(keras, model)
     return LoadedModel(
         model, model.name, weights_from, _declared_inputs(model), layers, keras.__version__, keras
     )
+
+
+def _attention_layers(keras: Any, model: Any) -> tuple[Any, ...]:
+    """The model's MultiHeadAttention and GroupQueryAttention layers (and subclasses), in model order."""
+    classes = tuple(base for _, base in attention_bases(keras))
+    return tuple(layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, classes))
 
 
 def _load(keras: Any, spec: ModelSpec) -> tuple[Any, str]:
@@ -650,6 +655,34 @@ def real_calls(
     ``mask_zero`` masks nothing.
     """
     keras = loaded.keras
+    tensors = _drawn(loaded, inputs, batch, seed)
+    with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
+        warnings.simplefilter("ignore")
+        with _captured(keras, loaded.attention_layers, real=True) as seen:
+            loaded.model(_structured(loaded.model, tensors), training=False)
+    nodes = _serialized_nodes(loaded.model)
+    found = []
+    for call in seen:
+        recorded = nodes.get(call.layer.name)
+        node = None if recorded is None or call.call_index >= len(recorded) else [recorded[call.call_index]]
+        found.append(replace(call, inbound_nodes=node))
+    return tuple(found)
+
+
+@uninterrupted
+def built(loaded: LoadedModel, inputs: tuple[InputSpec, ...], *, batch: int, seed: int) -> LoadedModel:
+    """A model whose layers appear only when it first runs (a subclassed model whose build() makes
+    them, as keras-io's Perceiver does): run it once, then list its attention layers again."""
+    tensors = _drawn(loaded, inputs, batch, seed)
+    with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
+        warnings.simplefilter("ignore")
+        loaded.model(_structured(loaded.model, tensors), training=False)
+    return replace(loaded, attention_layers=_attention_layers(loaded.keras, loaded.model))
+
+
+def _drawn(loaded: LoadedModel, inputs: tuple[InputSpec, ...], batch: int, seed: int) -> list[Any]:
+    """Random inputs of the model's input shapes, as real_calls describes them."""
+    keras = loaded.keras
     rng = np.random.default_rng(seed)
     vocabularies = [
         int(layer.input_dim)
@@ -668,17 +701,7 @@ def real_calls(
         else:
             drawn = rng.standard_normal(shape)
         tensors.append(_to_tensor(keras, drawn, dtype))
-    with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
-        warnings.simplefilter("ignore")
-        with _captured(keras, loaded.attention_layers, real=True) as seen:
-            loaded.model(_structured(loaded.model, tensors), training=False)
-    nodes = _serialized_nodes(loaded.model)
-    found = []
-    for call in seen:
-        recorded = nodes.get(call.layer.name)
-        node = None if recorded is None or call.call_index >= len(recorded) else [recorded[call.call_index]]
-        found.append(replace(call, inbound_nodes=node))
-    return tuple(found)
+    return tensors
 
 
 def _serialized_nodes(model: Any) -> dict[str, list[Any]]:
