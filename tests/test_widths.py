@@ -7,6 +7,8 @@ whole on one line (a table that does not fit wraps its other cells instead).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -25,6 +27,11 @@ COMMANDS: list[tuple[list[str], bool, MHAConfig | None]] = [
         MHAConfig((5, 6), use_gate=True, output_shape=(3, 2), use_bias=False),
     ),
     (["--shape", "32,64,4", "--axes", "1"], True, MHAConfig((32, 64, 4), attention_axes=(1,))),
+    (
+        ["--shape", "7,7,2048", "--num-heads", "1", "--key-dim", "3", "--value-dim", "3", "--no-run"],
+        False,
+        MHAConfig((7, 7, 2048), num_heads=1, key_dim=3, value_dim=3),
+    ),
     (["--shape", "6,6,4", "--axes", "1", "--at", "2,3", "--num-heads", "1"], True, None),
     (["--shape", "100,8", "--at", "50"], True, None),  # a 100-position picture row
     (
@@ -54,9 +61,23 @@ def test_nothing_is_cut(args: list[str], config: MHAConfig | None, width: int) -
     lines = result.stdout.splitlines()
     assert [line for line in lines if len(line) > width] == []
     assert "…" not in result.stdout
+    # A number is never cut: no thousands group of one or two digits at a line's end (1,310,72).
+    assert [line for line in lines if re.search(r"\d,\d{1,2}$", line.rstrip())] == []
+    # Nor an identifier: every layer name and header word Keras and the tables use is whole.
+    words = set(result.stdout.split())
+    for whole in ("multi_head_attention", "additive_attention", "FLOPs/item", "query_projected"):
+        broken = [w for w in words if whole.startswith(w) and w != whole and whole[len(w) :] in words]
+        assert broken == [], f"{whole} is broken across lines"
     if config is not None:
-        for equation in derive(config).equations.values():
+        d = derive(config)
+        for equation in d.equations.values():
             assert any(equation in line for line in lines), f"{equation} is not whole on a line"
+        # Every number the einsum and weights tables hold, whole on one line.
+        numbers = [f"{d.flops_per_item:,}", f"{d.params:,}"]
+        numbers += [f"{einsum.flops_per_item():,}" for einsum in d.einsums.values()]
+        numbers += [f"{weight.params:,}" for weight in d.weights]
+        for number in numbers:
+            assert re.search(rf"(?<![\d,]){re.escape(number)}(?![\d,])", result.stdout), f"{number} is cut"
 
 
 def test_piped_output_has_no_trailing_white_space_and_its_width_is_documented() -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -97,8 +98,98 @@ def export(console: Console, option: str, path: Path, title: str) -> None:
         console.save_html(str(path), clear=False)
 
 
+class UncutTable(Table):
+    """A table that never cuts a value: no number, identifier or shape part is broken.
+
+    Rich's own layout is kept where it cuts nothing. Where it would (its
+    collapse shrinks a column below its longest word: ``1,310,72`` under
+    ``FLOPs/it`` at 80 columns), each column gets at least its longest word
+    and the room left goes to the columns whose cells are longest; a table
+    whose words alone are wider than the screen is printed as one block per
+    row instead, ``header: value`` under the row's first cell.
+    """
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if not self.columns:
+            yield from super().__rich_console__(console, options)
+            return
+        pads = [self._get_padding_width(index) for index in range(len(self.columns))]
+        available = options.max_width - self._extra_width - sum(pads)
+        least, most = [], []
+        for column in self.columns:
+            measured = [Measurement.get(console, options, cell) for cell in (column.header, *column.cells)]
+            low = max(column.min_width or 0, *(m.minimum for m in measured))
+            high = max(low, *(m.maximum for m in measured))
+            # A right-justified column holds numbers ("512.0 KiB", "1,310,720"): never wrapped either.
+            least.append(high if column.no_wrap or column.justify == "right" else low)
+            most.append(high)
+        inner = options.update_width(options.max_width - self._extra_width)
+        rich_widths = self._calculate_column_widths(console, inner)
+        fits = sum(rich_widths) <= inner.max_width  # rich's last resort overflows, and the screen crops it
+        if fits and all(width >= low + pad for width, low, pad in zip(rich_widths, least, pads, strict=True)):
+            yield from super().__rich_console__(console, options)  # rich's own layout cuts nothing
+        elif sum(least) <= available:
+            widths = _shared_out(least, most, available)
+            saved = [column.width for column in self.columns]
+            for column, width in zip(self.columns, widths, strict=True):
+                column.width = width
+            try:
+                yield from super().__rich_console__(console, options)
+            finally:
+                for column, before in zip(self.columns, saved, strict=True):
+                    column.width = before
+        else:
+            yield from self._blocks(console)
+
+    def _blocks(self, console: Console) -> RenderResult:
+        if self.title:
+            yield Text(str(self.title), style="bold")
+        rest = self.columns[1:]
+        cells = [list(column.cells) for column in self.columns]
+        for row in range(self.row_count):
+            yield _as_text(console, cells[0][row])
+            # Each other cell under its header, continued lines hanging under the value.
+            block = Table.grid(padding=(0, 1), pad_edge=False)
+            block.add_column(style="dim", no_wrap=True)
+            block.add_column(overflow="fold")
+            for column, column_cells in zip(rest, cells[1:], strict=True):
+                value = _as_text(console, column_cells[row])
+                if value.plain.strip():
+                    block.add_row(f"  {_as_text(console, column.header).plain}:", value)
+            yield block
+
+
+def _as_text(console: Console, cell: Any) -> Text:
+    if isinstance(cell, Text):
+        return cell
+    return console.render_str(cell) if isinstance(cell, str) else Text(str(cell))
+
+
+def _shared_out(least: list[int], most: list[int], available: int) -> list[int]:
+    """Widths from each column's least, the rest given out in proportion to what each still wants."""
+    widths = list(least)
+    spare = available - sum(widths)
+    while spare > 0:
+        wanting = [index for index, width in enumerate(widths) if width < most[index]]
+        if not wanting:
+            break
+        total = sum(most[index] - widths[index] for index in wanting)
+        given = 0
+        for index in wanting:
+            share = min(most[index] - widths[index], max(1, spare * (most[index] - widths[index]) // total))
+            share = min(share, spare - given)
+            widths[index] += share
+            given += share
+        spare -= given
+        if given == 0:
+            break
+    return widths
+
+
 def titled_table(title: str, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table = UncutTable(
+        title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False
+    )
     for column in columns:
         # Nothing is cut: a value too long for its column folds onto the next line, no ellipsis.
         table.add_column(column, overflow="fold")
