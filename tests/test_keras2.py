@@ -189,3 +189,24 @@ def test_keras2_runs_on_tensorflow_only_and_case_files_may_say_so(tmp_path: Path
     assert checked.exit_code == 0, checked.output  # unrecorded: verified, nothing to compare
     (case,) = json.loads(checked.stdout)["cases"]
     assert case["status"] == "unrecorded" and case["executed"] is True
+
+
+@needs_tf_keras
+@pytest.mark.keras
+def test_code_for_keras2_is_a_tf_keras_script_that_prints_keras2s_shapes(tmp_path: Path) -> None:
+    """--keras 2 --code imports tf_keras; run in a fresh process, it prints the shapes its comments give,
+    which for attention_axes=(-3,) are not Keras 3's (width, not height, is attended)."""
+    args = ["--shape", "32,64,4", "--axes", "-3", "--code"]
+    scripts = {2: invoke(*args).stdout, 3: runner.invoke(app, args).stdout}
+    assert "import tf_keras as keras" in scripts[2] and "import tf_keras" not in scripts[3]
+    printed = {}
+    for major, script in scripts.items():
+        path = tmp_path / f"keras{major}.py"
+        path.write_text(script, encoding="utf-8")
+        ran = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, check=True)
+        printed[major] = [
+            line for line in ran.stdout.splitlines() if line.startswith(("output", "attention"))
+        ]
+        expected = [line.split("#")[1].strip() for line in script.splitlines() if line.startswith("print(")]
+        assert [line.split(" ", 1)[1] for line in printed[major]] == expected, major
+    assert printed[2] != printed[3]  # the same line of code, two different layers

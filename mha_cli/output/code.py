@@ -40,9 +40,17 @@ def layer_line(d: Derived) -> str:
 
 
 def snippet(d: Derived) -> str:
-    """A script that builds this layer, runs it once and prints both shapes, each with the expected one."""
+    """A script that builds this layer, runs it once and prints both shapes, each with the expected one.
+
+    For ``--keras 2`` it imports tf_keras (Keras 2), whose rules the expected shapes follow.
+    """
     batch = d.config.batch
-    lines = ["import numpy as np", "import keras", "", f"rng = np.random.default_rng({d.config.seed})"]
+    keras = (
+        "import tf_keras as keras  # Keras 2 (pip install tf-keras)"
+        if d.config.keras == 2
+        else "import keras"
+    )
+    lines = ["import numpy as np", keras, "", f"rng = np.random.default_rng({d.config.seed})"]
     for name in input_names(d):
         shape = d.inputs[INPUT_TENSOR[name]].with_batch(batch)
         lines.append(f'{name} = rng.standard_normal({shape}).astype("float32")')
