@@ -62,6 +62,16 @@ BAD_INPUT = [
         "its axis 3 has size 9 where the scores (None, 2, 10, 10) have 10 (seq_k)",
     ),
     (["--shape", "32,64,4", "--causal"], "--causal (1, 32, 32): Keras inserts missing mask axes at -5"),
+    # The batch axis: the run's --batch (2) is not the heads (also 2); say which, and what works.
+    (
+        ["--shape", "32,64,4", "--axes", "1", "--mask-shape", "8,64,32,32"],
+        "its axis 0 is the batch, 8 here, and this run's batch is 2 (--batch; the scores are "
+        "(None, 64, 2, 32, 32)): write None or 1 there, or run with --batch 8",
+    ),
+    (
+        ["--shape", "32,64,4", "--axes", "1", "--mask-shape", "64,32,32"],
+        "so its first size lands on the batch axis; give the full shape (None, 64, 32, 32)",
+    ),
     (["--shape", "10,16", "--mask-shape", "10,x"], "'x' is not a size"),
     (
         ["--shape", "10,16", "--sliding-window", "0"],
@@ -484,3 +494,9 @@ def test_get_given_several_times_prints_one_value_per_line_in_order() -> None:
     assert result.stdout == f"{d.params}\nNone,32,64,4\n"
     wrong = invoke("--shape", "32,64,4", "--no-run", "--get", "params", "--get", "nope")
     assert wrong.exit_code == 2 and wrong.stdout == ""  # nothing printed when one path is wrong
+
+
+def test_the_mask_shapes_the_batch_errors_suggest_are_accepted() -> None:
+    for args in (["--mask-shape", "8,64,32,32", "--batch", "8"], ["--mask-shape", "None,64,32,32"]):
+        result = invoke("--shape", "32,64,4", "--axes", "1", "--no-run", *args)
+        assert result.exit_code == 0, result.output

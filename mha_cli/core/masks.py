@@ -56,7 +56,28 @@ def plan_mask(d: Derived) -> MaskPlan | None:
             format_shape(combined),
             f"rank {len(mask)} is more than the scores' rank {len(target)} {format_shape(scores.shape)}",
         )
+    as_given = (
+        format_shape(config.mask_shape)
+        if config.mask_shape is not None and first == "--mask-shape" and len(sources) == 1
+        else None
+    )
     for index, (size, wanted) in enumerate(zip(mask, target, strict=True)):
+        if size not in (1, wanted) and index == 0 and first == "--mask-shape":
+            # The batch axis: the user's is None; the 2 on it is this run's --batch, not the heads.
+            inserted = format_shape(tuple(mask))
+            if len(combined) < len(expected):
+                problem = (
+                    f"a rank-{len(combined)} mask becomes {inserted} once Keras inserts the missing axes, "
+                    "so its first size lands on the batch axis; give the full shape "
+                    f"{format_shape(expected)} (None: any batch)"
+                )
+            else:
+                problem = (
+                    f"its axis 0 is the batch, {size} here, and this run's batch is {config.batch} (--batch; "
+                    f"the scores are {format_shape(scores.shape)}): write None or 1 there, or run with "
+                    f"--batch {size}"
+                )
+            raise ConfigError(first, as_given or shown, problem)
         if size not in (1, wanted):
             why = (
                 " (Keras builds causal and sliding-window masks from axis 1 of the query and the value)"
@@ -65,7 +86,7 @@ def plan_mask(d: Derived) -> MaskPlan | None:
             )
             raise ConfigError(
                 first,
-                shown if len(sources) > 1 else format_shape(combined),
+                as_given or (shown if len(sources) > 1 else format_shape(combined)),
                 f"after Keras inserts the missing axes the mask is {format_shape(tuple(mask))}; its axis "
                 f"{index} has size {size} where the scores {format_shape(scores.shape)} have "
                 f"{wanted} ({scores.labels[index]}): each mask axis must be 1 or the scores' size{why}",
