@@ -500,3 +500,13 @@ def test_the_mask_shapes_the_batch_errors_suggest_are_accepted() -> None:
     for args in (["--mask-shape", "8,64,32,32", "--batch", "8"], ["--mask-shape", "None,64,32,32"]):
         result = invoke("--shape", "32,64,4", "--axes", "1", "--no-run", *args)
         assert result.exit_code == 0, result.output
+
+
+def test_a_shape_with_a_likely_batch_in_front_gets_a_note_before_the_run() -> None:
+    noted = invoke("--shape", "8,32,64,4", "--axes", "1", "--no-run")
+    assert noted.exit_code == 0, noted.output
+    assert noted.stderr.splitlines() == [
+        "mha-explain: note: --shape leaves the batch axis out, so this query is (None, 8, 32, 64, 4), "
+        "rank 5; if 8 is your batch, write --shape 32,64,4 (--batch 8 sets the run's batch)"
+    ]
+    assert invoke("--shape", "32,64,4", "--axes", "1", "--no-run").stderr == ""

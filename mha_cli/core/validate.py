@@ -22,3 +22,24 @@ def check_settings(*, dropout: float, dtype: str, batch: int, sliding_window: in
     positive("--sliding-window", sliding_window)
     if keras not in KERAS_MAJORS:
         raise ConfigError("--keras", keras, "choose 3 (the keras package) or 2 (tf_keras)")
+
+
+#: From this many sizes on, --shape is more often a batch and an image than a volume or a video.
+_BATCH_LIKELY = 4
+
+
+def batch_hint(query_shape: tuple[int | None, ...]) -> str | None:
+    """A note for a --shape whose first size may be the batch, which --shape leaves out, or None.
+
+    ``--shape 8,32,64,4 --axes 1`` reads as a rank-5 query (a volume, or a video) attending over
+    its first axis, of size 8: what someone who typed their batch in front of an image gets.
+    """
+    if len(query_shape) < _BATCH_LIKELY:
+        return None
+    rest = ",".join(str(size) for size in query_shape[1:])
+    first = query_shape[0]
+    shown = ", ".join(str(size) for size in query_shape)
+    return (
+        f"--shape leaves the batch axis out, so this query is (None, {shown}), rank {len(query_shape) + 1}; "
+        f"if {first} is your batch, write --shape {rest} (--batch {first} sets the run's batch)"
+    )

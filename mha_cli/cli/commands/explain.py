@@ -194,8 +194,12 @@ def explain_command(
     if backend == "all":
         _all_backends(config, max_memory, json_output, screen, debug)
         return
+    from mha_cli.core.validate import batch_hint
     from mha_cli.operations.explain import explain
 
+    hint = batch_hint(config.query_shape)
+    if hint is not None:  # before the run, which may take seconds to fail on a shape nobody meant
+        typer.echo(f"mha-explain: note: {hint}", err=True)
     result = guarded(
         lambda: explain(
             config,
