@@ -510,3 +510,30 @@ def test_a_shape_with_a_likely_batch_in_front_gets_a_note_before_the_run() -> No
         "rank 5; if 8 is your batch, write --shape 32,64,4 (--batch 8 sets the run's batch)"
     ]
     assert invoke("--shape", "32,64,4", "--axes", "1", "--no-run").stderr == ""
+
+
+def test_a_get_typo_is_found_before_the_run_and_shapes_lists_the_inputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from mha_cli.runtime import keras_adapter  # no Keras until a layer runs
+
+    def no_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the forward pass ran")
+
+    monkeypatch.setattr(keras_adapter, "run_layer", no_run)
+    typo = invoke("--shape", "10,16", "--get", "shapes.atention_scores")
+    assert typo.exit_code == 2 and typo.stdout == ""
+    assert "no 'atention_scores' in shapes; it has query_projected" in typo.stderr
+    assert "verified" not in typo.output
+    shown = invoke(
+        "--shape",
+        "8,16",
+        "--value-shape",
+        "4,12",
+        "--no-run",
+        "--get",
+        "shapes.query",
+        "--get",
+        "shapes.value",
+    )
+    assert shown.stdout.splitlines() == ["None,8,16", "None,4,12"]

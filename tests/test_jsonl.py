@@ -233,8 +233,10 @@ def test_each_answer_is_the_document_explain_json_prints() -> None:
     result = invoke("--jsonl", "-", input=text)
     assert result.exit_code == 0, result.output
     answers = lines_of(result.stdout)
-    for (args, line), answer in zip(configs, answers, strict=True):
+    for number, ((args, line), answer) in enumerate(zip(configs, answers, strict=True), start=1):
         alone = runner.invoke(app, [*args, "--json"], env={"COLUMNS": "120"})
+        # explain --json's document, and which input line it answers.
+        assert (answer.pop("line"), answer.pop("name")) == (number, None)
         assert masked_document(answer) == masked_document(json.loads(alone.stdout))
         # ... and the scores shape is the real layer's, built here.
         heads, axes = line.get("num_heads", 2), line.get("axes")
@@ -258,3 +260,12 @@ def test_a_failed_check_is_exit_1_and_the_rest_go_on() -> None:
     assert "--jsonl stdin:1: check failed: numpy_reference" in result.stderr
     worse = invoke("--jsonl", "-", input=text + "oops\n")
     assert worse.exit_code == 2  # a bad line outranks a failed check
+
+
+def test_each_answer_names_its_input_line() -> None:
+    lines = '{"shape": [10, 16], "name": "first"}\n\n{"shape": [8, 16]}\n'
+    result = runner.invoke(app, ["--jsonl", "-", "--no-run"], input=lines)
+    assert result.exit_code == 0, result.output
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(a["line"], a["name"]) for a in answers] == [(1, "first"), (3, None)]
+    assert answers[1]["inputs"]["query"] == [None, 8, 16]

@@ -200,6 +200,13 @@ def explain_command(
     hint = batch_hint(config.query_shape)
     if hint is not None:  # before the run, which may take seconds to fail on a shape nobody meant
         typer.echo(f"mha-explain: note: {hint}", err=True)
+    if get and not no_run:  # a typo in a --get path is found before the run, not after it
+        from mha_cli.output.documents import precheck_path
+        from mha_cli.output.documents.explain import to_document as preview_document
+
+        preview = guarded(lambda: preview_document(explain(config, backend, execute=False)), debug)
+        for wanted in get:
+            guarded(partial(precheck_path, preview, wanted), debug)
     result = guarded(
         lambda: explain(
             config,

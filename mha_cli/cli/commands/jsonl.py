@@ -47,7 +47,8 @@ def explain_lines(
             else:
                 typer.echo(documents.line_form(line_error_document(answer)))
         else:
-            found = to_document(answer.result)
+            # Which input line it answers: its number, and the name the line gave (or None).
+            found = {**to_document(answer.result), "line": answer.line, "name": answer.name}
             if get:
                 values = []
                 for wanted in get:

@@ -51,11 +51,49 @@ def line_value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":")) if "\n" in shown or "\t" in shown else shown
 
 
+#: The inputs, which ``shapes.query`` (as the Shapes table lists them) reads from ``inputs``.
+INPUT_NAMES = ("query", "key", "value")
+
+
+def precheck_path(preview: dict[str, Any], path: str) -> None:
+    """ConfigError for a --get path that no answer can have, from a document of the same
+    configuration without a forward pass: checked before the run, which may take seconds.
+
+    What only a run fills in (checks, the observed path, the picture, the call convention) is
+    checked down to its top-level key only.
+    """
+    parts = path.split(".")
+    if parts[0] in _FILLED_BY_THE_RUN:
+        get_path(preview, parts[0])
+        return
+    try:
+        get_path(preview, path)
+    except ConfigError:
+        # A path into a value the preview leaves null (a section the run fills) is not a typo.
+        value: Any = preview
+        for part in parts:
+            if isinstance(value, dict) and part in value:
+                value = value[part]
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            elif value is None:
+                return
+            else:
+                raise
+
+
+_FILLED_BY_THE_RUN = frozenset({"checks", "execution_path", "picture", "call_convention", "warnings"})
+
+
 def get_path(document: dict[str, Any], path: str) -> Any:
     """The value at a dotted path, e.g. ``shapes.attention_scores`` or ``axes.1.role``."""
     value: Any = document
     walked: list[str] = []
-    for part in path.split("."):
+    parts = path.split(".")
+    # The Shapes table lists the inputs beside the computed tensors; the document keeps them apart.
+    if len(parts) > 1 and parts[0] == "shapes" and parts[1] in INPUT_NAMES and "inputs" in document:
+        parts = ["inputs", *parts[1:]]
+    for part in parts:
         if isinstance(value, dict) and part in value:
             value = value[part]
         elif isinstance(value, list) and part.isdigit() and part.isascii() and int(part) < len(value):
