@@ -8,7 +8,9 @@ the same lines. Collection never imports Keras; the first case that runs does.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,20 @@ class CaseFileCollector(pytest.File):
         return self._model_results
 
 
+#: Where the frameworks the cases run warn about their own internals (numpy 2's __array__ copy
+#: keyword, Keras's softmax over size-1 axes): noise in a user's test report, not about their cases.
+_FRAMEWORKS = r"(keras|tf_keras|tensorflow|jax|jaxlib|torch|numpy)(\.|$)"
+
+
+@contextlib.contextmanager
+def _frameworks_quiet() -> Iterator[None]:
+    """The frameworks' own DeprecationWarning, FutureWarning and UserWarning silenced, for one item."""
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning, UserWarning):
+            warnings.filterwarnings("ignore", category=category, module=_FRAMEWORKS)
+        yield
+
+
 def _backend(config: pytest.Config) -> str:
     return str(config.getoption("mha_backend") or os.environ.get("KERAS_BACKEND", "tensorflow"))
 
@@ -130,7 +146,8 @@ class CaseItem(_CaseFileItem):
 
     def runtest(self) -> None:
         config = self.config
-        result = run_case(self.case, _backend(config), max_memory=config.stash[_MAX_MEMORY])
+        with _frameworks_quiet():
+            result = run_case(self.case, _backend(config), max_memory=config.stash[_MAX_MEMORY])
         self.judge(result)
 
     def judge(self, result: CaseResult) -> None:
@@ -154,7 +171,8 @@ class ModelCallItem(CaseItem):
     def runtest(self) -> None:
         collector = self.parent
         assert isinstance(collector, CaseFileCollector) and collector.model is not None
-        results = collector.model_results()
+        with _frameworks_quiet():
+            results = collector.model_results()
         pinned = {call.key for call in collector.model.pinned or ()}
         unusable = [r for r in results if r.name == "[model]"]  # the model could not be scanned
         if unusable:

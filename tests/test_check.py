@@ -454,3 +454,16 @@ def test_a_mismatch_without_a_forward_pass_says_where_the_value_came_from(tmp_pa
     assert (
         "the shape algebra (the memory guard skipped the run) gives (2, 224, 224, 224, 224)" in result.stderr
     )
+
+
+@pytest.mark.keras
+def test_the_pytest_plugin_keeps_the_frameworks_noise_out_of_a_users_report(
+    pytester: pytest.Pytester,
+) -> None:
+    """In a project without this repository's filterwarnings: Keras's own DeprecationWarnings (numpy 2's
+    __array__ copy keyword, 32 on these 4 cases) are not the user's business."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    pytester.makefile(".mha.toml", axes=(examples / "attention_axes.mha.toml").read_text(encoding="utf-8"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+    assert "warnings" not in result.parseoutcomes(), result.stdout.str()
