@@ -467,3 +467,35 @@ def test_the_pytest_plugin_keeps_the_frameworks_noise_out_of_a_users_report(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
     assert "warnings" not in result.parseoutcomes(), result.stdout.str()
+
+
+@pytest.mark.keras
+def test_the_ci_recipe_in_the_docs_runs(tmp_path: Path) -> None:
+    """docs/case-files.md's GitHub Actions job, step by step, in a project laid out as the job
+    leaves it: this checkout at ./mha-explain, the user's case files in shapes/."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    doc = (root / "docs" / "case-files.md").read_text(encoding="utf-8")
+    workflow = next(b for b in re.findall(r"```yaml\n(.*?)```", doc, re.S) if "attention-shapes.yml" in b)
+    runs = re.findall(r"^\s+- run: (.+)$", workflow, re.M)
+    assert runs == ["pip install ./mha-explain", "mha-explain check shapes/ --junit attention-shapes.xml"]
+    (tmp_path / "mha-explain").symlink_to(root, target_is_directory=True)
+    (tmp_path / "shapes").mkdir()
+    for case_file in (root / "examples").glob("attention_axes.mha.toml"):
+        (tmp_path / "shapes" / case_file.name).write_text(case_file.read_text(encoding="utf-8"))
+    install = shlex.split(runs[0])  # offline, without installing: that it is this project, installable
+    pip = [sys.executable, "-m", *install[:2], "--dry-run", "--no-deps", "--no-index", "--no-build-isolation"]
+    installed = subprocess.run([*pip, *install[2:]], cwd=tmp_path, capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr
+    assert "Would install mha-explain" in installed.stdout
+    check = shlex.split(runs[1])
+    ran = subprocess.run(
+        [sys.executable, "-m", "mha_cli", *check[1:]], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    junit = (tmp_path / "attention-shapes.xml").read_text(encoding="utf-8")
+    assert 'tests="4"' in junit and 'failures="0"' in junit

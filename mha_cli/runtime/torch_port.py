@@ -28,8 +28,9 @@ def load_torch() -> ModuleType:
         torch = importlib.import_module("torch")
     except ImportError as error:
         raise EnvironmentProblem(
-            f"--check runs PyTorch, which is not installed ({error}); install it with: "
-            "pip install 'mha-explain[torch]'"
+            f"--check runs PyTorch, which is not installed ({error}); install its CPU build with: "
+            "pip install torch --index-url https://download.pytorch.org/whl/cpu (pip install "
+            "'mha-explain[torch]' alone pulls the CUDA build, several GB)"
         ) from error
     return torch
 
