@@ -150,3 +150,25 @@ def test_a_keras_note_is_one_short_line_unless_verbose() -> None:
     )
     verbose = runner.invoke(app, [*args, "--verbose"], env={"COLUMNS": "200", "NO_COLOR": "1"}).stdout
     assert "Layers a functional model stacks on the scores are built for the wrong shape" in verbose
+
+
+@pytest.mark.keras
+@pytest.mark.parametrize(
+    ("asked", "shown"),
+    [
+        (["--at", "5,10"], "Attention picture"),
+        (["--graph"], "Call convention"),
+        (["--mask-shape", "32,32"], "mask     attention_mask (32, 32) -> (1, 1, 1, 32, 32) over the scores"),
+    ],
+)
+def test_brief_keeps_what_the_options_asked_for_and_the_full_answer_leads_with_it(
+    asked: list[str], shown: str
+) -> None:
+    args = ["--shape", "32,64,4", "--axes", "1", *asked]
+    env = {"COLUMNS": "200", "NO_COLOR": "1"}
+    brief = runner.invoke(app, [*args, "--brief"], env=env)
+    assert brief.exit_code == 0, brief.output
+    assert shown in brief.stdout
+    full = runner.invoke(app, args, env=env).stdout
+    assert full.startswith(brief.stdout.rstrip("\n"))  # the same first screen, then the rest
+    assert full.index(shown) < full.index("\nLayer\n")

@@ -183,9 +183,18 @@ def render(
     brief: bool = False,
     verbose: bool = False,
 ) -> None:
-    """The headline, then (unless ``brief``) every section."""
+    """The headline, then what the options asked for (the picture, the call convention), then
+    (unless ``brief``) every other section: what was asked is on the first screen either way."""
     d = result.derivation
     console.print(headline(result))
+    if picture is not None:
+        console.print()
+        console.print(picture_section(picture, console.width))
+    if result.call_convention is not None:
+        console.print()
+        console.print(
+            call_convention_section(result.call_convention, keras2=result.derivation.config.keras == 2)
+        )
     if brief:
         return
     console.print()
@@ -197,14 +206,6 @@ def render(
         console.print(section)
     console.print(weights_table(d))
     console.print(summary_section(d))
-    if picture is not None:
-        console.print()
-        console.print(picture_section(picture, console.width))
-    if result.call_convention is not None:
-        console.print()
-        console.print(
-            call_convention_section(result.call_convention, keras2=result.derivation.config.keras == 2)
-        )
     console.print()
     console.print(verification_section(result, verbose=verbose))
     if result.failed:

@@ -70,4 +70,19 @@ def headline(result: ExplainResult) -> Group:
         f"{d.weights_per_query:,} per query position and head; scores "
         f"{format_bytes(d.scores_bytes_per_item())} per batch item; {d.params:,} parameters",
     )
+    plan = d.mask
+    if plan is not None:  # the call's masks were asked for: how they reach the scores, in one line
+        typed = d.config.mask_shape  # as given: None for any batch, where the run uses --batch
+        shapes: dict[str, tuple[int | None, ...]] = dict(plan.sources)
+        if typed is not None and "attention_mask" in shapes:
+            shapes["attention_mask"] = typed
+        given = " & ".join(f"{name} {format_shape(shape)}" for name, shape in shapes.items())
+        reached: tuple[int | None, ...] = plan.broadcast_to
+        if typed is not None and typed[0] is None and len(typed) == len(plan.expected):
+            reached = (None, *reached[1:])
+        grid.add_row(
+            "mask",
+            f"{given} -> {format_shape(reached)} over the scores (full attention_mask shape "
+            f"{format_shape(plan.expected)})",
+        )
     return Group(call_code(d), grid, verdict(result))

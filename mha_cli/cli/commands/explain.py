@@ -136,7 +136,8 @@ def explain_command(
         bool,
         typer.Option(
             "--brief",
-            help="Print the headline only: the call, shapes, axes, verdict.",
+            help="Print the headline only: the call, shapes, axes, masks, verdict, and what other "
+            "options asked for (--at's picture, --graph's call convention).",
             rich_help_panel=OUTPUT,
         ),
     ] = False,
