@@ -30,7 +30,7 @@ from mha_cli.core.errors import ConfigError, EnvironmentProblem, InternalError
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.kinds import KINDS, kind_of
 from mha_cli.core.limits import ONEDNN_MAX_SOFTMAX_RANK
-from mha_cli.runtime.quiet import native_output_silenced, sigint_held
+from mha_cli.runtime.quiet import native_output_silenced, sigint_ends, sigint_held
 
 #: What to install for each backend. Keras's numpy backend imports scipy and jax
 #: (keras/src/backend/numpy/linalg.py, nn.py); jax brings scipy, but a fresh
@@ -130,7 +130,7 @@ def load_keras(backend: str, major: int = 3) -> ModuleType:
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        with sigint_held(), native_output_silenced():  # see uninterrupted
+        with sigint_ends(), native_output_silenced():  # Ctrl-C here: exit 130 at once, nothing lost
             keras = importlib.import_module("keras")
     except ImportError as error:
         missing = getattr(error, "name", None) or str(error)
@@ -310,7 +310,7 @@ def _load_keras2(backend: str) -> ModuleType:
         )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        with sigint_held(), native_output_silenced():  # see uninterrupted
+        with sigint_ends(), native_output_silenced():  # Ctrl-C here: exit 130 at once, nothing lost
             return importlib.import_module("tf_keras")
     except ImportError as error:
         raise EnvironmentProblem(
