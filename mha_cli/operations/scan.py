@@ -142,50 +142,30 @@ def config_of(call: CapturedCall, batch: int, seed: int, keras: int = 3) -> MHAC
     states no attention_mask: the layer is called with none, as the model called it.
     """
     arguments = call.arguments
-    mask_shape = call.mask_shape if set(call.mask_sources) - IMPLICIT_MASKS else None
-    if call.kind == "gqa":
-        return GQAConfig(
-            query_shape=call.query_shape,
-            value_shape=None if call.value_is_query else call.value_shape,
-            key_shape=call.key_shape if call.key_given else None,
-            head_dim=arguments["head_dim"],
-            num_query_heads=arguments["num_query_heads"],
-            num_key_value_heads=arguments["num_key_value_heads"],
-            use_bias=arguments["use_bias"],
-            use_gate=arguments["use_gate"],
-            dropout=arguments["dropout"],
-            dtype=arguments["dtype"],
-            batch=batch,
-            seed=seed,
-            mask_shape=mask_shape,
-            causal=call.causal,
-            sliding_window=arguments["sliding_window"],
-            keras=keras,
-            unbiased=arguments["unbiased"],
-        )
-    return MHAConfig(
-        query_shape=call.query_shape,
-        value_shape=None if call.value_is_query else call.value_shape,
-        key_shape=call.key_shape if call.key_given else None,
-        num_heads=arguments["num_heads"],
-        key_dim=arguments["key_dim"],
-        value_dim=arguments["value_dim"],
-        output_shape=arguments["output_shape"],
-        attention_axes=arguments["attention_axes"],
-        use_bias=arguments["use_bias"],
-        use_gate=arguments["use_gate"],
-        dropout=arguments["dropout"],
-        dtype=arguments["dtype"],
-        batch=batch,
-        seed=seed,
-        mask_shape=mask_shape,
-        # A combined mask already holds the causal and sliding-window masks; ANDing them again
-        # (as the derivation and the re-run do) changes nothing.
-        causal=call.causal,
-        sliding_window=arguments["sliding_window"],
-        keras=keras,
-        unbiased=arguments["unbiased"],
+    # What both kinds' configurations hold: the call's tensors and masks, and the shared arguments.
+    # A combined mask already holds the causal and sliding-window masks; ANDing them again (as the
+    # derivation and the re-run do) changes nothing.
+    shared: dict[str, Any] = {
+        "query_shape": call.query_shape,
+        "value_shape": None if call.value_is_query else call.value_shape,
+        "key_shape": call.key_shape if call.key_given else None,
+        "batch": batch,
+        "seed": seed,
+        "mask_shape": call.mask_shape if set(call.mask_sources) - IMPLICIT_MASKS else None,
+        "causal": call.causal,
+        "keras": keras,
+    }
+    shared.update(
+        {
+            name: arguments[name]
+            for name in ("use_bias", "use_gate", "dropout", "dtype", "sliding_window", "unbiased")
+        }
     )
+    if call.kind == "gqa":
+        gqa = ("head_dim", "num_query_heads", "num_key_value_heads")
+        return GQAConfig(**shared, **{name: arguments[name] for name in gqa})
+    mha = ("num_heads", "key_dim", "value_dim", "output_shape", "attention_axes")
+    return MHAConfig(**shared, **{name: arguments[name] for name in mha})
 
 
 def scan(
