@@ -398,6 +398,7 @@ def test_a_wrong_gqa_map_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
         (["--sliding-window", "3"], "sliding_window is a mask Keras builds inside the call"),
         (["--axes", "1"], "--axes: --layer gqa: GroupQueryAttention has no such argument"),
         (["--num-key-value-heads", "3"], "must divide --num-query-heads 4"),
+        (["--mask-shape", "None,1,10,10"], "a rank-4 mask holds a heads axis"),
     ],
 )
 def test_what_gqa_cannot_map_is_one_line_and_exit_2(args: list[str], says: str) -> None:

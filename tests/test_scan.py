@@ -198,7 +198,7 @@ def test_a_subclass_whose_change_only_shows_with_trained_weights_is_not_passed()
     assert call["overrides"] == ["call"]
     check = call["checks"]["model_call"]
     assert check["status"] == "warning", check
-    assert "only because fresh weights make the attention logits tiny" in check["detail"]
+    assert "only because these weights make the attention logits small" in check["detail"]
     assert "not the subclass's own" in check["detail"]
 
 

@@ -172,3 +172,25 @@ def test_brief_keeps_what_the_options_asked_for_and_the_full_answer_leads_with_i
     full = runner.invoke(app, args, env=env).stdout
     assert full.startswith(brief.stdout.rstrip("\n"))  # the same first screen, then the rest
     assert full.index(shown) < full.index("\nLayer\n")
+
+
+def test_a_table_too_wide_for_its_words_becomes_blocks_keeping_every_cell_and_the_caption() -> None:
+    from rich.console import Console
+
+    from mha_cli.output.tables import titled_table
+
+    table = titled_table("Cases", "case", "", "details")
+    table.caption = "2 case(s): Keras X"
+    table.add_row("multi_head_attention_case", "PASS", "attention_scores and more words here")
+    table.add_row("", "", "a continuation row")
+    console = Console(width=40, record=True, color_system=None)
+    console.print(table)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 40
+    assert (
+        lines[0] == "Cases" and lines[1] == "multi_head_attention_case" and lines[-1] == "2 case(s): Keras X"
+    )
+    text = "\n".join(lines)
+    assert "  : " not in text and "details: attention_scores and more" in text
+    assert "details: a continuation row" in text
+    assert "\n\n" not in text  # no blank line for the continuation row

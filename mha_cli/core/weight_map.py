@@ -114,6 +114,14 @@ def plan(derivation: Derived, target: str, direction: str = "to") -> WeightMap:
     option = f"--{direction}"
     if target not in TARGETS:
         raise _refuse(option, target, f"unknown target; choose {' or '.join(TARGETS)}")
+    mask = derivation.config.mask_shape
+    if mask is not None and len(mask) > 3:
+        raise _refuse(
+            "--mask-shape",
+            format_shape(mask),
+            f"a rank-{len(mask)} mask holds a heads axis, which the map's mask does not: PyTorch's attention "
+            "takes (batch, T, S) here (repeated per head by the script); give the mask without heads",
+        )
     if isinstance(derivation, GQADerivation):
         return _plan_gqa(derivation, target, direction)
     assert isinstance(derivation, Derivation)

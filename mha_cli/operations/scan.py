@@ -349,7 +349,11 @@ def _model_call_check(call: CapturedCall, difference: float, tolerance: float) -
     reproduced = f"{rerun} reproduces the model's output: max |diff| {difference:.1e}"
     if sharp is None:
         return check(Status.PASSED, reproduced)
-    sharpened = f"with the query and key kernels x{sharp.scale:.3g} (attention logits spread about 3)"
+    sharpened = (
+        f"with the query and key kernels x{sharp.scale:.3g} (attention logits spread about 3)"
+        if sharp.scale > 1
+        else "with its own weights (their attention logits already spread 3 or more)"
+    )
     if sharp.problem is not None:
         return check(
             Status.WARNING,
@@ -360,7 +364,7 @@ def _model_call_check(call: CapturedCall, difference: float, tolerance: float) -
         assert sharp.max_abs_diff is not None and sharp.output_size is not None
         return check(
             Status.WARNING,
-            f"{reproduced} only because fresh weights make the attention logits tiny: {sharpened} its "
+            f"{reproduced}, but only because these weights make the attention logits small: {sharpened} its "
             f"own call and {base}.call differ by {sharp.max_abs_diff:.1e} (outputs up to "
             f"{sharp.output_size:.1e}); {verified}",
         )

@@ -147,7 +147,9 @@ class UncutTable(Table):
         rest = self.columns[1:]
         cells = [list(column.cells) for column in self.columns]
         for row in range(self.row_count):
-            yield _as_text(console, cells[0][row])
+            heading = _as_text(console, cells[0][row])
+            if heading.plain.strip():  # a row with an empty first cell continues the one above
+                yield heading
             # Each other cell under its header, continued lines hanging under the value.
             block = Table.grid(padding=(0, 1), pad_edge=False)
             block.add_column(style="dim", no_wrap=True)
@@ -155,8 +157,12 @@ class UncutTable(Table):
             for column, column_cells in zip(rest, cells[1:], strict=True):
                 value = _as_text(console, column_cells[row])
                 if value.plain.strip():
-                    block.add_row(f"  {_as_text(console, column.header).plain}:", value)
-            yield block
+                    header = _as_text(console, column.header).plain.strip()
+                    block.add_row(Text(f"  {header}:" if header else " "), value)
+            if block.row_count:
+                yield block
+        if self.caption:
+            yield _as_text(console, self.caption)
 
 
 def _as_text(console: Console, cell: Any) -> Text:

@@ -93,7 +93,7 @@ class CapturedCall:
     mask_shape: tuple[int | None, ...] | None
     causal: bool
     scores_requested: bool
-    #: Which of call and _compute_attention the layer's class overrides.
+    #: Every method of the layer's Keras class that its class redefines (build, call, ...).
     overrides: tuple[str, ...]
     #: The layer's shape-relevant arguments, resolved (its kind's configuration's names; for
     #: MultiHeadAttention, attention_axes as built).
@@ -106,7 +106,8 @@ class CapturedCall:
     inbound_nodes: list[Any] | None = None
     #: The layer's kind (mha_cli.core.kinds): "mha", or "gqa" for GroupQueryAttention and subclasses.
     kind: str = "mha"
-    #: A subclass's own call against its Keras class's with sharpened weights (real pass only).
+    #: A subclass's own call against its Keras class's with sharpened weights (real pass, and only
+    #: for a subclass that overrides call).
     sharpened: Sharpened | None = None
 
     @property
@@ -518,9 +519,12 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
             result = _call(query, value, key, *args, **kwargs)
             overrides = _overrides(keras, _layer)
             sharpened = None
-            if real and overrides:
+            # Only a subclass's own call differs from its Keras class's call; other overridden methods
+            # run in both (the NumPy reference holds those against the algebra).
+            if real and "call" in overrides:
                 own = (query, value, key, args, kwargs)
-                sharpened = _sharpened(keras, _layer, _call, own, combined, causal and combined is None)
+                tensor_masks = (query_mask, value_mask, key_mask)
+                sharpened = _sharpened(keras, _layer, _call, own, combined, tensor_masks)
             index = counts.get(id(_layer), 0)
             counts[id(_layer)] = index + 1
             output = result[0] if isinstance(result, tuple | list) else result
@@ -578,30 +582,43 @@ def _sharpened(
     own_call: Any,
     given: tuple[Any, Any, Any, tuple[Any, ...], dict[str, Any]],
     mask: Any,
-    causal: bool,
+    tensor_masks: tuple[Any, Any, Any],
 ) -> Sharpened:
     """The subclass's own call (with every argument the model gave it) and its Keras class's call
     (with the combined mask), both with the query and key kernels scaled until the logits spread
-    about _LOGIT_SPREAD; the kernels are restored after."""
+    about _LOGIT_SPREAD; the kernels are restored after, whatever happens.
+
+    ``tensor_masks`` are the Keras masks the query, value and key carried into the model's call:
+    Keras 3's MultiHeadAttention.call takes them off the tensors, so they are put back for the re-run.
+    """
     query, value, key, args, kwargs = given
-    _, base = layer_kind(keras, layer)
-    sublayers = _sublayers(layer)
-    kernels = [sublayers[step].kernel for step in ("query", "key")]
-    saved = [_to_numpy(keras, kernel) for kernel in kernels]
-    q = np.tensordot(_to_numpy(keras, query).astype(np.float64), saved[0], axes=([-1], [0]))
-    source = _to_numpy(keras, value if key is None else key).astype(np.float64)
-    k = np.tensordot(source, saved[1], axes=([-1], [0]))
-    spread = float(q.std() * k.std())  # a logit q.k / sqrt(dim) spreads about std(q) * std(k)
-    scale = max(1.0, math.sqrt(_LOGIT_SPREAD / spread)) if spread > 0 else 1.0
+    scale = 1.0
+    kernels: list[Any] = []
+    saved: list[np.ndarray] = []
 
     def assign(variable: Any, array: np.ndarray) -> None:
         variable.assign(_to_tensor(keras, array, variable.dtype.name) if is_keras2(keras) else array)
 
     try:
+        _, base = layer_kind(keras, layer)
+        sublayers = _sublayers(layer)
+        kernels = [sublayers[step].kernel for step in ("query", "key")]
+        if not all(callable(getattr(kernel, "assign", None)) for kernel in kernels):
+            return Sharpened(1.0, None, None, "its query and key kernels are computed, not variables")
+        saved = [_to_numpy(keras, kernel) for kernel in kernels]
+        q = np.tensordot(_to_numpy(keras, query).astype(np.float64), saved[0], axes=([-1], [0]))
+        source = _to_numpy(keras, value if key is None else key).astype(np.float64)
+        k = np.tensordot(source, saved[1], axes=([-1], [0]))
+        spread = float(q.std() * k.std())  # a logit q.k / sqrt(dim) spreads about std(q) * std(k)
+        scale = max(1.0, math.sqrt(_LOGIT_SPREAD / spread)) if spread > 0 else 1.0
         for kernel, original in zip(kernels, saved, strict=True):
             assign(kernel, original * scale)
+        if not is_keras2(keras):
+            for tensor, tensor_mask in zip((query, value, key), tensor_masks, strict=True):
+                if tensor is not None and tensor_mask is not None:
+                    keras.src.backend.set_keras_mask(tensor, tensor_mask)
         own = own_call(query, value, key, *args, **kwargs)
-        masks = {"attention_mask": mask} if mask is not None else {"use_causal_mask": True} if causal else {}
+        masks = {} if mask is None else {"attention_mask": mask}
         theirs = base.call(layer, query, value, key, training=False, **masks)
         own_output = _to_numpy(keras, own[0] if isinstance(own, tuple | list) else own).astype(np.float64)
         base_output = _to_numpy(keras, theirs[0] if isinstance(theirs, tuple | list) else theirs)
@@ -615,8 +632,9 @@ def _sharpened(
     except Exception as error:  # the subclass's call, re-run: whatever it raises is reported, not raised
         return Sharpened(scale, None, None, f"{type(error).__name__}: {_one_line(error)[:200]}")
     finally:
-        for kernel, original in zip(kernels, saved, strict=True):
-            assign(kernel, original)
+        for kernel, original in zip(kernels[: len(saved)], saved, strict=True):
+            with contextlib.suppress(Exception):  # a restore that fails must not hide the answer
+                assign(kernel, original)
 
 
 @uninterrupted
@@ -672,12 +690,18 @@ def real_calls(
 @uninterrupted
 def built(loaded: LoadedModel, inputs: tuple[InputSpec, ...], *, batch: int, seed: int) -> LoadedModel:
     """A model whose layers appear only when it first runs (a subclassed model whose build() makes
-    them, as keras-io's Perceiver does): run it once, then list its attention layers again."""
-    tensors = _drawn(loaded, inputs, batch, seed)
+    them, as keras-io's Perceiver does): call it once on symbolic inputs, which builds it, then
+    list its attention layers again."""
+    keras = loaded.keras
     with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
         warnings.simplefilter("ignore")
-        loaded.model(_structured(loaded.model, tensors), training=False)
-    return replace(loaded, attention_layers=_attention_layers(loaded.keras, loaded.model))
+        if is_keras2(keras):  # tf_keras builds on a real call (no memory guard before it here)
+            loaded.model(_structured(loaded.model, _drawn(loaded, inputs, batch, seed)), training=False)
+        else:  # symbolic: __call__ builds the model on shapes alone, before the memory guard's estimate
+            tensors = [keras.KerasTensor((None, *s.shape), dtype=s.dtype or "float32") for s in inputs]
+            structured = _structured(loaded.model, tensors)
+            keras.src.backend.compute_output_spec(lambda x: loaded.model(x, training=False), structured)
+    return replace(loaded, attention_layers=_attention_layers(keras, loaded.model))
 
 
 def _drawn(loaded: LoadedModel, inputs: tuple[InputSpec, ...], batch: int, seed: int) -> list[Any]:
