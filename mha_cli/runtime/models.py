@@ -424,7 +424,7 @@ def _arguments(keras: Any, layer: Any) -> dict[str, Any]:
             "head_dim": int(config["head_dim"]),
             "num_query_heads": int(config["num_query_heads"]),
             "num_key_value_heads": int(config["num_key_value_heads"]),
-            "use_bias": bool(config.get("use_bias", True)),
+            "use_bias": use_bias,
             "use_gate": bool(config.get("use_gate", False)),
             "dropout": float(config.get("dropout", 0.0)),
             "dtype": str(layer.compute_dtype),
@@ -443,7 +443,7 @@ def _arguments(keras: Any, layer: Any) -> dict[str, Any]:
         "attention_axes": tuple(
             int(axis) for axis in getattr(layer, "attention_axes", layer._attention_axes)
         ),
-        "use_bias": bool(config.get("use_bias", True)),
+        "use_bias": use_bias,
         "use_gate": bool(config.get("use_gate", False)),
         "dropout": float(config.get("dropout", 0.0)),
         "dtype": str(layer.compute_dtype),
@@ -498,8 +498,8 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
             ]
             if causal:
                 sources.append("use_causal_mask")
-            arguments = _arguments(keras, _layer)
-            if arguments["sliding_window"] is not None:
+            # From the config: a Keras 2 layer resolves its other arguments only on its first call.
+            if _layer.get_config().get("sliding_window") is not None:
                 sources.append("sliding_window")
             combined = None
             if sources and keras2:  # Keras 2 reads the query's and value's masks off the tensors
@@ -517,6 +517,7 @@ def _captured(keras: Any, layers: tuple[Any, ...], real: bool) -> Iterator[list[
                     use_causal_mask=causal,
                 )
             result = _call(query, value, key, *args, **kwargs)
+            arguments = _arguments(keras, _layer)  # after the call, which builds a Keras 2 layer
             overrides = _overrides(keras, _layer)
             sharpened = None
             # Only a subclass's own call differs from its Keras class's call; other overridden methods
