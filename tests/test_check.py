@@ -487,8 +487,10 @@ def test_the_ci_recipe_in_the_docs_runs(tmp_path: Path) -> None:
     (tmp_path / "shapes").mkdir()
     for case_file in (root / "examples").glob("attention_axes.mha.toml"):
         (tmp_path / "shapes" / case_file.name).write_text(case_file.read_text(encoding="utf-8"))
-    install = shlex.split(runs[0])  # offline, without installing: that it is this project, installable
-    pip = [sys.executable, "-m", *install[:2], "--dry-run", "--no-deps", "--no-index", "--no-build-isolation"]
+    # Without installing: that it is this project, and installable (its build backend comes from the
+    # package index as for the job, not from whatever setuptools this environment holds).
+    install = shlex.split(runs[0])
+    pip = [sys.executable, "-m", *install[:2], "--dry-run", "--no-deps"]
     installed = subprocess.run([*pip, *install[2:]], cwd=tmp_path, capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr
     assert "Would install mha-explain" in installed.stdout
