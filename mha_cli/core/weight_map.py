@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mha_cli.core.config import LayerArgs
 from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.errors import ConfigError
-from mha_cli.core.gqa import GQADerivation
+from mha_cli.core.gqa import GQAArgs, GQADerivation
 from mha_cli.core.grammar import format_shape
 
 #: Where a map goes (``--to``) or comes from (``--from``).
@@ -136,20 +137,7 @@ def plan(derivation: Derived, target: str, direction: str = "to") -> WeightMap:
         )
     if layer.attention_axes != (1,):
         raise _refuse(option, target, "attention over the one sequence axis only: leave out --axes")
-    if layer.use_gate:
-        raise _refuse(
-            option,
-            target,
-            "use_gate multiplies the attention output by sigmoid(query projection), which neither "
-            "torch.nn.MultiheadAttention nor the four-Linear layout has; leave out --gate",
-        )
-    if layer.sliding_window is not None:
-        raise _refuse(
-            option,
-            target,
-            "sliding_window is a mask Keras builds inside the call; give it to PyTorch as attn_mask "
-            "(blocked where |i - j| >= window) and map the layer without it: leave out --sliding-window",
-        )
+    _refuse_what_the_call_adds(layer, option, target, gqa=False)
     output = layer.output_shape
     if output is not None and len(output) != 1:
         raise _refuse(
@@ -212,24 +200,35 @@ def plan(derivation: Derived, target: str, direction: str = "to") -> WeightMap:
     return WeightMap(target, direction, module, parameters, notes, **common)  # type: ignore[arg-type]
 
 
-def _plan_gqa(derivation: GQADerivation, target: str, direction: str) -> WeightMap:
-    """GroupQueryAttention's map: four Linear layers for either target (the module differs)."""
-    option = f"--{direction}"
-    layer, config = derivation.layer, derivation.config
+def _refuse_what_the_call_adds(layer: LayerArgs | GQAArgs, option: str, target: str, *, gqa: bool) -> None:
+    """The gate and the sliding window, which Keras adds inside the call and no PyTorch side has."""
     if layer.use_gate:
+        holder = (
+            "the four-Linear layout has not"
+            if gqa
+            else "neither torch.nn.MultiheadAttention nor the four-Linear layout has"
+        )
         raise _refuse(
             option,
             target,
-            "use_gate multiplies the attention output by sigmoid(query projection), which the four-Linear "
-            "layout has not; leave out --gate",
+            f"use_gate multiplies the attention output by sigmoid(query projection), which {holder}; "
+            "leave out --gate",
         )
     if layer.sliding_window is not None:
+        # scaled_dot_product_attention's boolean mask attends where True; MultiheadAttention's blocks.
+        rule = "attend where |i - j| < window" if gqa else "blocked where |i - j| >= window"
         raise _refuse(
             option,
             target,
-            "sliding_window is a mask Keras builds inside the call; give it to PyTorch as attn_mask "
-            "(attend where |i - j| < window) and map the layer without it: leave out --sliding-window",
+            f"sliding_window is a mask Keras builds inside the call; give it to PyTorch as attn_mask "
+            f"({rule}) and map the layer without it: leave out --sliding-window",
         )
+
+
+def _plan_gqa(derivation: GQADerivation, target: str, direction: str) -> WeightMap:
+    """GroupQueryAttention's map: four Linear layers for either target (the module differs)."""
+    layer, config = derivation.layer, derivation.config
+    _refuse_what_the_call_adds(layer, f"--{direction}", target, gqa=True)
     dq, dk, dv = (_features(derivation, name) for name in ("query", "key", "value"))
     u, g, h = layer.num_query_heads, layer.num_key_value_heads, layer.head_dim
     sizes = (dq, dk, dv, dq, u, h, h)
