@@ -66,20 +66,10 @@ def precheck_path(preview: dict[str, Any], path: str) -> None:
     if parts[0] in _FILLED_BY_THE_RUN:
         get_path(preview, parts[0])
         return
-    try:
-        get_path(preview, path)
-    except ConfigError:
-        # A path into a value the preview leaves null (a section the run fills) is not a typo.
-        value: Any = preview
-        for part in parts:
-            if isinstance(value, dict) and part in value:
-                value = value[part]
-            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-                value = value[int(part)]
-            elif value is None:
-                return
-            else:
-                raise
+    # Down to the end, or to a value the preview leaves null (a section the run fills: not a typo).
+    for end in range(1, len(parts) + 1):
+        if get_path(preview, ".".join(parts[:end])) is None:
+            return
 
 
 _FILLED_BY_THE_RUN = frozenset({"checks", "execution_path", "picture", "call_convention", "warnings"})
