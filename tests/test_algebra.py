@@ -101,10 +101,11 @@ def test_defaults_are_recorded() -> None:
             r"--shape \(16,\): rank 2 with the batch axis; MultiHeadAttention needs rank >= 3",
         ),
         (
-            MHAConfig(IMAGE, attention_axes=(3,)),
-            r"axis 3 is the feature axis of a rank-4 input; attention axes must be in 1..2 \(or -3..-2\)",
+            MHAConfig(IMAGE, attention_axes=(4,)),
+            r"axis 4 is the key_dim axis of the projected query \(batch, ..., heads, key_dim\); the real "
+            r"layer fails on it \(its einsum would repeat a letter\); attention axes are 1..2 \(or -3..-2\)",
         ),
-        (MHAConfig(IMAGE, attention_axes=(-1,)), "axis -1 is the feature axis"),
+        (MHAConfig(IMAGE, attention_axes=(-5,)), "axis -5 is out of range for a rank-4 input"),
         (MHAConfig(IMAGE, attention_axes=(0,)), "axis 0 is the batch axis"),
         (MHAConfig(IMAGE, attention_axes=(-4,)), "axis -4 is the batch axis"),
         (MHAConfig(IMAGE, attention_axes=(5,)), "axis 5 is out of range"),

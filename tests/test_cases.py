@@ -120,8 +120,8 @@ BAD = [
         "c.mha.toml:3: case 'a': shape: leave out the batch axis (None)",
     ),
     (
-        '[[case]]\nname = "a"\nshape = [32, 64, 4]\naxes = [3]\n',
-        "c.mha.toml:4: case 'a': axes (3,): axis 3 is the feature axis of a rank-4 input",
+        '[[case]]\nname = "a"\nshape = [32, 64, 4]\naxes = [4]\n',
+        "c.mha.toml:4: case 'a': axes (4,): axis 4 is the key_dim axis of the projected query",
     ),
     (
         '[[case]]\nname = "a"\nshape = [8, 16]\nuse_bias = "yes"\n',

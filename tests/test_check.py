@@ -116,7 +116,7 @@ def test_a_differing_shape_exits_1_naming_the_field(tmp_path: Path) -> None:
 
 
 def test_an_invalid_file_exits_2_at_its_line_and_the_others_are_still_checked(tmp_path: Path) -> None:
-    bad = write(tmp_path, "a-bad.mha.toml", '[[case]]\nname = "x"\nshape = [32, 64, 4]\naxes = [3]\n')
+    bad = write(tmp_path, "a-bad.mha.toml", '[[case]]\nname = "x"\nshape = [32, 64, 4]\naxes = [4]\n')
     broken = write(tmp_path, "b-broken.mha.toml", '[[case]]\nname = "y"\nshape = [8, 16\n')
     good = write(tmp_path, "c-good.mha.toml", PINNED)
     result = invoke("check", str(tmp_path), "--json")
@@ -126,7 +126,7 @@ def test_an_invalid_file_exits_2_at_its_line_and_the_others_are_still_checked(tm
     assert report["files"][1]["error"].startswith(f"{broken}:3: not valid TOML")
     (invalid,) = [case for case in report["cases"] if case["status"] == "error"]
     assert (invalid["file"], invalid["line"], invalid["name"]) == (str(bad), 4, "x")
-    assert invalid["error"].startswith("axes (3,): axis 3 is the feature axis")
+    assert invalid["error"].startswith("axes (4,): axis 4 is the key_dim axis")
     assert [case["status"] for case in report["cases"] if case["file"] == str(good)] == ["passed", "passed"]
     first = result.stderr.splitlines()[0]
     assert first.startswith(f"mha-explain: error: 2 problem(s) in the cases checked; first: {broken}:3:")

@@ -32,8 +32,9 @@ BAD_INPUT = [
     (["--shape", "None,32,64,4"], "leave out the batch axis (None); write 32,64,4"),
     (["--shape", "16"], "--shape 16: rank 2 with the batch axis; MultiHeadAttention needs rank >= 3"),
     (
-        ["--shape", "32,64,4", "--axes", "3"],
-        "--axes 3: axis 3 is the feature axis of a rank-4 input; attention axes must be in 1..2 (or -3..-2)",
+        ["--shape", "32,64,4", "--axes", "4"],
+        "--axes 4: axis 4 is the key_dim axis of the projected query (batch, ..., heads, key_dim); the real "
+        "layer fails on it (its einsum would repeat a letter); attention axes are 1..2 (or -3..-2)",
     ),
     (["--shape", "32,64,4", "--axes", "0"], "--axes 0: axis 0 is the batch axis"),
     (["--shape", "32,64,4", "--axes", "7"], "axis 7 is out of range for a rank-4 input"),
@@ -97,14 +98,20 @@ def test_bad_input_is_one_line_on_stderr_with_exit_2(args: list[str], message: s
     [
         # Refused by the option's converter, and by the core's derivation: one form, the value as typed.
         (["--shape", "32,64,4", "--axes", "x"], "--axes x: 'x' is not an axis"),
-        (["--shape", "32,64,4", "--axes", "3"], "--axes 3: axis 3 is the feature axis of a rank-4 input"),
-        (["--shape", "32,64,4", "--axes", "(3,)"], "--axes '(3,)': axis 3 is the feature axis of a rank-4"),
+        (
+            ["--shape", "32,64,4", "--axes", "4"],
+            "--axes 4: axis 4 is the key_dim axis of the projected query",
+        ),
+        (
+            ["--shape", "32,64,4", "--axes", "(4,)"],
+            "--axes '(4,)': axis 4 is the key_dim axis of the projected",
+        ),
         (["--shape", "32,0,4"], "--shape 32,0,4: size 0 is not positive"),
         (["--shape", "16"], "--shape 16: rank 2 with the batch axis"),
         # compare's --axes is given several times: the line names the one it is about, as resolved.
         (
-            ["compare", "--shape", "32,64,4", "--axes", "1", "--axes", "3"],
-            "--axes (3,): axis 3 is the feature axis",
+            ["compare", "--shape", "32,64,4", "--axes", "1", "--axes", "4"],
+            "--axes (4,): axis 4 is the key_dim axis",
         ),
     ],
 )

@@ -35,8 +35,10 @@ def test_keras2_counts_negative_axes_from_the_projected_rank() -> None:
     assert derive(MHAConfig((5, 6, 4), attention_axes=(-3,), keras=2)).layer.attention_axes == (2,)
     assert derive(MHAConfig((5, 6, 4), attention_axes=(-3,))).layer.attention_axes == (1,)
     assert derive(MHAConfig((10, 16), attention_axes=(-3,), keras=2)).layer.attention_axes == (1,)
-    with pytest.raises(ConfigError, match="in Keras 2, the heads axis"):
-        derive(MHAConfig((3, 4, 8), attention_axes=(-2,), keras=2))
+    # -2 is the heads axis of Keras 2's projected query: explained (with a warning), not refused.
+    assert derive(MHAConfig((3, 4, 8), attention_axes=(-2,), keras=2)).layer.attention_axes == (3,)
+    with pytest.raises(ConfigError, match="axis -1 is the key_dim axis of the projected query"):
+        derive(MHAConfig((3, 4, 8), attention_axes=(-1,), keras=2))
     summary = " ".join(derive(MHAConfig((5, 6, 4), attention_axes=(-3,), keras=2)).summary)
     assert "-3 is width (axis 2); Keras 3.12+ reads -3 as height (axis 1)" in summary
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from mha_cli.core.config import MHAConfig
+from mha_cli.core.config import ExecutionPath, MHAConfig
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.limits import TF_MAX_MULTI_AXIS_SCORES_RANK
 from mha_cli.core.masks import mask_layout
@@ -50,7 +50,8 @@ def configs(draw: st.DrawFn) -> MHAConfig:
     attended = draw(
         st.one_of(
             st.none(),
-            st.lists(st.integers(1, middle), min_size=1, max_size=middle, unique=True),
+            # middle + 1 (rank - 1) is the heads axis of the projected query: Keras attends over the heads.
+            st.lists(st.integers(1, middle + 1), min_size=1, max_size=middle + 1, unique=True),
         )
     )
     axes = None
@@ -110,7 +111,11 @@ def test_derivation_equals_real_layer(config: MHAConfig) -> None:
     assert derivation.status is Status.PASSED, derivation.detail
     # The call a model makes (no scores; the fused path where Keras takes it)
     # computes the output checked against NumPy.
-    assert plain_call.status is Status.PASSED, plain_call.detail
+    if result.derivation.heads_attended and plain_call.path is ExecutionPath.FUSED:
+        # The fused path ignores attention_axes (test_a_plain_call_ignores_attention_over_the_heads).
+        assert plain_call.status in (Status.PASSED, Status.WARNING), plain_call.detail
+    else:
+        assert plain_call.status is Status.PASSED, plain_call.detail
     assert plain_call.path == result.derivation.execution_path
     # Keras's numbers are right whenever no known Keras bug applies, and a
     # mismatch is always one we can name. (A misplaced bias can still be
@@ -179,8 +184,8 @@ def test_a_reused_layer_reports_exactly_what_a_fresh_one_does(config: MHAConfig)
 def test_equation_builders_match_keras_for_every_axes_choice(rank: int) -> None:
     from keras.src.layers.attention import multi_head_attention as keras_mha
 
-    middle = range(1, rank - 1)
-    for count in range(1, rank - 1):
+    middle = range(1, rank)  # rank - 1: the projected query's heads axis
+    for count in range(1, rank):
         for axes in itertools.permutations(middle, count):
             expected = keras_mha._build_attention_equation(rank + 1, attn_axes=axes)[:2]
             assert attention_equations(rank + 1, axes) == expected
@@ -410,7 +415,7 @@ def masked_configs(draw: st.DrawFn) -> MHAConfig:
     """Small rank-3 and rank-4 configurations with an attention_mask of some plausible shape."""
     middle = draw(st.integers(1, 2))
     query = (*draw(st.lists(st.integers(2, 4), min_size=middle, max_size=middle)), 4)
-    axes = draw(st.sampled_from([None, (1,), (middle,)]))
+    axes = draw(st.sampled_from([None, (1,), (middle,), (middle + 1,)]))  # middle + 1: the heads
     config = MHAConfig(query, num_heads=2, key_dim=3, attention_axes=axes, causal=draw(st.booleans()))
     expected, _ = mask_layout(derive(MHAConfig(query, num_heads=2, key_dim=3, attention_axes=axes)))
     full = (config.batch, *expected[1:])

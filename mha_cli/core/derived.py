@@ -187,6 +187,11 @@ class Derived(Protocol):
         """Attention weights one query position gets, per head."""
         ...
 
+    @property
+    def heads_attended(self) -> bool:
+        """Attention runs over the heads (MultiHeadAttention's attention_axes can ask for it)."""
+        ...
+
     def bytes_per_item(self, tensor: Tensor) -> int: ...
     def scores_bytes_per_item(self) -> int: ...
     def weights_bytes(self) -> int: ...
@@ -264,9 +269,16 @@ class Derivation(Costs):
         return "mha"
 
     @property
+    def heads_attended(self) -> bool:
+        """attention_axes holds the projected query's heads axis (rank - 1, where the input has its
+        features): Keras then attends over the heads instead of within each."""
+        return self.rank - 1 in self.layer.attention_axes
+
+    @property
     def attended_axes(self) -> tuple[Axis, ...]:
+        """The input axes attention runs along (the heads, when attended, are no input axis)."""
         by_index = {axis.index: axis for axis in self.axes}
-        return tuple(by_index[i] for i in self.layer.attention_axes)
+        return tuple(by_index[i] for i in self.layer.attention_axes if i != self.rank - 1)
 
     @property
     def free_axes(self) -> tuple[Axis, ...]:
@@ -274,8 +286,9 @@ class Derivation(Costs):
 
     @property
     def weights_per_query(self) -> int:
-        """Attention weights one query position gets, per head."""
-        return math.prod(axis.key_size or 0 for axis in self.attended_axes)
+        """Attention weights one query position gets, per head (over every head, when attended)."""
+        heads = self.layer.num_heads if self.heads_attended else 1
+        return heads * math.prod(axis.key_size or 0 for axis in self.attended_axes)
 
     @property
     def execution_path(self) -> ExecutionPath:

@@ -127,6 +127,11 @@ class GQADerivation(Costs):
         return self.axes[1].key_size or 0
 
     @property
+    def heads_attended(self) -> bool:
+        """GroupQueryAttention attends along the sequence only."""
+        return False
+
+    @property
     def execution_path(self) -> ExecutionPath:
         """The path a call without return_attention_scores takes (``_compute_attention``, Keras 3.15):
         ``ops.dot_product_attention`` unless dropout > 0 (inputs are always rank 3)."""

@@ -8,10 +8,17 @@ from mha_cli.core.grammar import format_shape
 
 
 def mask_layout(d: Derived) -> tuple[tuple[int | None, ...], int]:
-    """The full attention_mask shape (the scores' without heads) and where Keras inserts missing axes."""
+    """The full attention_mask shape (the scores' without heads) and where Keras inserts missing axes.
+
+    When the heads are attended the scores have no axis of heads to broadcast over, and the full
+    shape is the scores' own.
+    """
     scores = d.shapes["attention_scores"]
+    inserted_at = -2 * len(d.layer.attention_axes) - 1
+    if "heads" not in scores.labels:
+        return scores.shape, inserted_at
     heads = scores.labels.index("heads")
-    return scores.shape[:heads] + scores.shape[heads + 1 :], -2 * len(d.layer.attention_axes) - 1
+    return scores.shape[:heads] + scores.shape[heads + 1 :], inserted_at
 
 
 def plan_mask(d: Derived) -> MaskPlan | None:

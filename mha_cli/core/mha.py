@@ -96,6 +96,12 @@ def _resolve_axes(given: tuple[int, ...] | None, rank: int, keras: int = 3) -> t
     Keras 2 resolves a negative axis against the projected rank instead (batch,
     the axes between, heads, key_dim): a -> rank + 1 + a, so -2 is the heads
     axis and -3 the last axis before the features (measured, tf_keras 2.21).
+
+    The resolved axes index the projected query (batch, ..., heads, key_dim), so
+    axis rank - 1, the input's feature axis, is the heads axis there: both Keras
+    versions attend over the heads when given it. Axis 0, the
+    batch, also runs (attending across a batch's items), but mha-explain does not
+    explain it; the key_dim axis is what the real layer refuses.
     """
     if given is None:
         return tuple(range(1, rank - 1))
@@ -103,30 +109,33 @@ def _resolve_axes(given: tuple[int, ...] | None, rank: int, keras: int = 3) -> t
     if not given:
         raise ConfigError("--axes", "()", "no axes given; write e.g. 1 or 1,2, or none for all axes")
     shift = 1 if keras == 2 else 0
-    legal = f"attention axes must be in 1..{rank - 2} (or {-(rank - 1) - shift}..{-2 - shift})"
+    legal = f"attention axes are 1..{rank - 2} (or {-(rank - 1) - shift}..{-2 - shift})"
     if keras == 2:
         legal += " in Keras 2, which counts negative axes from the end of the projected query"
     resolved = []
     for axis in given:
-        if keras == 2 and axis in (-1, -2):
-            what = "heads" if axis == -2 else "key_dim"
+        positive = axis + rank + shift if axis < 0 else axis
+        if not 0 <= positive < rank:
+            where = (
+                "the key_dim axis of the projected query (batch, ..., heads, key_dim)"
+                if positive == rank
+                else f"out of range for a rank-{rank} input"
+            )
+            fails = "the real layer fails on it (its einsum would repeat a letter)"
+            if positive == rank and keras == 3 and rank == 3:
+                # measured, Keras 3.15: the fused path of a plain call never reads attention_axes
+                fails = (
+                    "the real layer fails on it whenever it computes its scores (its einsum would repeat "
+                    "a letter; only a plain call without dropout runs, on the fused path, which ignores "
+                    "attention_axes)"
+                )
+            raise ConfigError("--axes", shown, f"axis {axis} is {where}; {fails}; " + legal)
+        if positive == 0:
             raise ConfigError(
                 "--axes",
                 shown,
-                f"axis {axis} is, in Keras 2, the {what} axis: Keras 2 resolves negative attention_axes "
-                f"against the projected rank {rank + 1} (batch, ..., heads, key_dim), not the input's "
-                f"(Keras 3.12+ does); write {rank - 2} (or {-3}) for the last axis before the features",
-            )
-        if not -rank - shift <= axis < rank:
-            raise ConfigError(
-                "--axes", shown, f"axis {axis} is out of range for a rank-{rank} input; {legal}"
-            )
-        positive = axis + rank + shift if axis < 0 else axis
-        if positive == 0:
-            raise ConfigError("--axes", shown, f"axis {axis} is the batch axis; {legal}")
-        if positive == rank - 1:
-            raise ConfigError(
-                "--axes", shown, f"axis {axis} is the feature axis of a rank-{rank} input; {legal}"
+                f"axis {axis} is the batch axis: Keras runs it, attending across the items of a batch "
+                f"(never what a model means), and mha-explain does not explain it; {legal}",
             )
         if positive in resolved:
             raise ConfigError(
@@ -283,10 +292,14 @@ def _derive_valid(
         else (("out",) if len(out_dims) == 1 else tuple(f"out{i}" for i in range(1, len(out_dims) + 1)))
     )
 
+    # attention_axes index the projected query (batch, ..., heads, key_dim): axis rank - 1 is the
+    # heads there, not the input's feature axis.
+    heads_axis = rank - 1
+
     def role(i: int) -> Role:
         if i == 0:
             return Role.BATCH
-        if i == rank - 1:
+        if i == heads_axis:
             return Role.FEATURE
         return Role.ATTENDED if i in attended else Role.FREE
 
@@ -311,12 +324,13 @@ def _derive_valid(
     def input_tensor(name: str, shape: Shape) -> Tensor:
         return Tensor(name, (None, *shape), ("batch", *names, "feature"))
 
+    def projected_labels(suffix: str) -> tuple[str, ...]:
+        """batch, the axes between, heads: the projected tensors' axes before key_dim / value_dim."""
+        head = "heads_" + suffix if heads_axis in attended else "heads"
+        return ("batch", *(side(i, suffix) for i in middle), head)
+
     def projected(name: str, shape: Shape, suffix: str, channel: str, size: int) -> Tensor:
-        return Tensor(
-            name,
-            (None, *shape[:-1], heads, size),
-            ("batch", *(side(i, suffix) for i in middle), "heads", channel),
-        )
+        return Tensor(name, (None, *shape[:-1], heads, size), (*projected_labels(suffix), channel))
 
     inputs = {
         "query": input_tensor("query", query),
@@ -326,22 +340,22 @@ def _derive_valid(
     q_proj = projected("query_projected", query, "q", "key_dim", key_dim)
     k_proj = projected("key_projected", key, "k", "key_dim", key_dim)
     v_proj = projected("value_projected", value, "k", "value_dim", value_dim)
-    free = [i for i in middle if i not in attended]
+    # Keras's _build_attention_equation: the axes not attended (batch, free, heads) lead the scores
+    # in their order, then the attended axes in the order given, the query's and then the key's.
+    q_sizes, k_sizes = (None, *query[:-1], heads), (None, *key[:-1], heads)
+    q_labels, k_labels = projected_labels("q"), projected_labels("k")
+    kept = [i for i in range(rank) if i not in attended]
     scores = Tensor(
         "attention_scores",
         (
-            None,
-            *(query[i - 1] for i in free),
-            heads,
-            *(query[i - 1] for i in attended),
-            *(key[i - 1] for i in attended),
+            *(q_sizes[i] for i in kept),
+            *(q_sizes[i] for i in attended),
+            *(k_sizes[i] for i in attended),
         ),
         (
-            "batch",
-            *(names[i - 1] for i in free),
-            "heads",
-            *(side(i, "q") for i in attended),
-            *(side(i, "k") for i in attended),
+            *(q_labels[i] for i in kept),
+            *(q_labels[i] for i in attended),
+            *(k_labels[i] for i in attended),
         ),
     )
     attention_output = projected("attention_output", query, "q", "value_dim", value_dim)

@@ -62,6 +62,55 @@ def masked_reach(derivation: Derived, key_positions: int, names: str) -> tuple[s
     return reach, decided, none_left
 
 
+def meant_axes(derivation: Derivation) -> tuple[int, ...]:
+    """The attention_axes most likely meant where the heads are attended: the heads become the last
+    axis before the features, or go where that one is attended already."""
+    axes, rank = derivation.layer.attention_axes, derivation.rank
+    last = rank - 2
+    instead = () if last in axes else (last,)
+    return tuple(kept for axis in axes for kept in (instead if axis == rank - 1 else (axis,)))
+
+
+def heads_warning(derivation: Derivation, *, brief: bool = False) -> str:
+    """What attending over the heads means, and the attention_axes most likely meant."""
+    layer, rank = derivation.layer, derivation.rank
+    given = format_shape(derivation.config.attention_axes or ())
+    meant = meant_axes(derivation)
+    meant_names = join_words([derivation.axes[axis].name for axis in meant])
+    fused = derivation.execution_path is ExecutionPath.FUSED
+    if brief:
+        plain = "; a plain call ignores it (fused path)" if fused else ""
+        return (
+            f"attention_axes={given} attends over the {layer.num_heads} heads (axis {rank - 1} of the "
+            f"projected query), not within each head{plain}; most likely meant: {format_shape(meant)} "
+            f"({meant_names})"
+        )
+    everything = " (the same as attention_axes=None)" if sorted(meant) == list(range(1, rank - 1)) else ""
+    labels = ", ".join((*derivation.inputs["query"].labels[:-1], "heads", "key_dim"))
+    return (
+        f"Warning: attention_axes={given} resolves to {format_shape(layer.attention_axes)}, "
+        f"and Keras counts these axes in the projected query ({labels}), where axis {rank - 1} is the heads, "
+        f"not the input's feature axis: the layer attends over its {layer.num_heads} heads, so each head's "
+        "query mixes the values of every head instead of attending within its own. Most likely meant: "
+        f"attention_axes={format_shape(meant)}, {meant_names}{everything}."
+        + (
+            " Only a call that returns the scores (or runs dropout) does so: a plain call, as a model "
+            "makes it, takes the fused ops.dot_product_attention path, which ignores attention_axes and "
+            f"attends along {meant_names} as attention_axes=None would (measured on the TensorFlow and JAX "
+            "backends, Keras 3.15), so the same layer computes two different outputs."
+            if fused
+            else ""
+        )
+    )
+
+
+def configuration_warnings(derivation: Derived) -> tuple[str, ...]:
+    """What a user should hear about the configuration itself, whatever the checks say."""
+    if isinstance(derivation, Derivation) and derivation.heads_attended:
+        return (heads_warning(derivation),)
+    return ()
+
+
 def summarize(derivation: Derivation) -> tuple[str, ...]:
     """What the configuration means, in sentences a forum answer would use."""
     layer = derivation.layer
@@ -69,25 +118,32 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
     free = derivation.free_axes
     feature = derivation.axes[-1]
     rank = derivation.rank
-    attended_names = join_words([axis.name for axis in attended])
+    names = {axis.index: axis.name for axis in attended} | {rank - 1: "heads"}
+    attended_names = join_words([names[axis] for axis in layer.attention_axes])
     key_positions = derivation.weights_per_query
     lines = []
+    if derivation.heads_attended:
+        lines.append(heads_warning(derivation))
+        per_head = f"from each of its {layer.num_heads} heads over all {layer.num_heads} of the key's"
+        problems = "per batch item"
+    else:
+        per_head = _heads(layer.num_heads)
+        problems = "per batch item and head"
     if free:
         same = join_words([axis.name for axis in free])
         lines.append(
             f"Each query position attends to the {key_positions:,} key positions along {attended_names} "
-            f"that share its {same}, in the same batch item, {_heads(layer.num_heads)}."
+            f"that share its {same}, in the same batch item, {per_head}."
         )
         slices = math.prod(axis.query_size or 1 for axis in free)
         lines.append(
             f"Free axes ({same}) are handled independently, like extra batch axes: "
-            f"{slices:,} separate attention problems per batch item and head."
+            f"{slices:,} separate attention problems {problems}."
         )
     else:
         reach, decided, none_left = masked_reach(derivation, key_positions, attended_names)
         lines.append(
-            f"Each query position attends to {reach} of the same batch item{decided}, "
-            f"{_heads(layer.num_heads)}." + none_left
+            f"Each query position attends to {reach} of the same batch item{decided}, {per_head}." + none_left
         )
     scores = derivation.shapes["attention_scores"]
     per_item = scores.per_item_size()
@@ -140,16 +196,22 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
     expected, heads_axis = mask_layout(derivation)
     attended_k = len(layer.attention_axes)
     shorter = expected[-2 * attended_k :]
-    lines.append(
-        f"An attention_mask for this call has the shape {format_shape(expected)}, the scores' without "
-        f"the heads (True/1 attends); a shorter one gains size-1 axes at {heads_axis}, just before the "
-        f"query's attended axes, so {format_shape(shorter)} broadcasts over "
-        + (
-            "the batch and the heads."
-            if len(expected) == 2 * attended_k + 1
-            else "the batch, free axes and heads."
+    only_batch = len(expected) == 2 * attended_k + 1
+    if derivation.heads_attended:
+        lines.append(
+            f"An attention_mask for this call has the shape {format_shape(expected)}, the scores' own "
+            "(True/1 attends; the heads are attended, so no axis is left to broadcast over them); a shorter "
+            f"one gains size-1 axes at {heads_axis}, just before the query's attended axes, so "
+            f"{format_shape(shorter)} broadcasts over "
+            + ("the batch." if only_batch else "the batch and free axes.")
         )
-    )
+    else:
+        lines.append(
+            f"An attention_mask for this call has the shape {format_shape(expected)}, the scores' without "
+            f"the heads (True/1 attends); a shorter one gains size-1 axes at {heads_axis}, just before the "
+            f"query's attended axes, so {format_shape(shorter)} broadcasts over "
+            + ("the batch and the heads." if only_batch else "the batch, free axes and heads.")
+        )
     mask = derivation.mask
     if mask is not None:
         given = " & ".join(f"{name} {format_shape(shape)}" for name, shape in mask.sources)
@@ -157,7 +219,7 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
             f"This call's mask, {given}, reaches the scores as {format_shape(mask.broadcast_to)} "
             "(the NumPy check applies it exactly so)."
         )
-    if rank == 3:  # the only legal axis is 1, so every choice resolves to it
+    if rank == 3 and layer.attention_axes == (1,):  # every choice of the one input axis resolves to it
         negative = "-3 in Keras 2, -2 in Keras 3" if derivation.config.keras == 2 else "-2"
         lines.append(
             f"For a rank-3 input, attention_axes=None and attention_axes=(1,) (also written (1), 1 or "
@@ -177,17 +239,19 @@ def summarize(derivation: Derivation) -> tuple[str, ...]:
 def _keras2_negative_axes(derivation: Derivation, given: tuple[int, ...]) -> str:
     """What Keras 2 makes of negative attention_axes, and what Keras 3 would make of the same value."""
     rank = derivation.rank
-    names = {axis.index: axis.name for axis in derivation.axes}
-    parts = []
-    for axis in (axis for axis in given if axis < 0):
-        keras2 = rank + 1 + axis
-        keras3 = rank + axis
-        if 1 <= keras3 <= rank - 2:
-            there = f"Keras 3.12+ reads {axis} as {names[keras3]} (axis {keras3})"
-        else:
-            role = "feature" if keras3 == rank - 1 else "batch"
-            there = f"Keras 3.12+ refuses {axis} (it would be the {role} axis)"
-        parts.append(f"{axis} is {names[keras2]} (axis {keras2}); {there}")
+
+    def named(index: int) -> str:
+        if index == rank - 1:
+            return f"the heads (axis {index} of the projected query)"
+        if index <= 0:
+            return "the batch axis (attending across a batch's items)"
+        return f"{derivation.axes[index].name} (axis {index})"
+
+    parts = [
+        f"{axis} is {named(rank + 1 + axis)}; Keras 3.12+ reads {axis} as {named(rank + axis)}"
+        for axis in given
+        if axis < 0
+    ]
     return (
         f"Keras 2 counts negative attention_axes from the end of the projected query (batch, ..., heads, "
         f"key_dim), one axis further than the input: {'; '.join(parts)}. The same value attends over "

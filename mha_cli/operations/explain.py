@@ -16,6 +16,7 @@ from mha_cli.core.errors import ConfigError, InternalError
 from mha_cli.core.gqa import GQAConfig
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.core.kinds import derive_any, kind_of
+from mha_cli.core.summary import configuration_warnings
 
 if TYPE_CHECKING:
     from mha_cli.runtime.keras_adapter import LayerRun
@@ -171,7 +172,9 @@ class ExplainResult:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return tuple(check.detail for check in self.checks if check.status is Status.WARNING)
+        """What the configuration itself warns of (heads attended), then the checks' warnings."""
+        checks = tuple(check.detail for check in self.checks if check.status is Status.WARNING)
+        return configuration_warnings(self.derivation) + checks
 
     @property
     def executed(self) -> bool:
@@ -316,7 +319,8 @@ def reduced_check(derivation: Derived, backend: str, max_memory: int) -> Reduced
     # shrink to a size where it applies exactly when it applies to the full inputs.
     buggy = bool(known_wrong_results(derivation, backend))
     scores = derivation.shapes["attention_scores"]
-    sizes = (4, 5, 3, 6, scores.shape[scores.labels.index("heads")] or 1)
+    heads = next(label for label in scores.labels if label in ("heads", "heads_q"))  # heads_q: attended
+    sizes = (4, 5, 3, 6, scores.shape[scores.labels.index(heads)] or 1)
     kind = kind_of(derivation.config)
     shrunken = [kind.shrunk(derivation.config, most) for most in sizes]
     candidates = [(small, derive_any(small)) for small in shrunken]

@@ -55,6 +55,14 @@ def attention_picture(result: ExplainResult, at: tuple[int, ...] | None) -> Pict
             None,
             "the picture is read from a real forward pass; leave out --no-run or raise --max-memory",
         )
+    if d.heads_attended:
+        raise ConfigError(
+            "--at",
+            None,
+            f"the picture draws one head's weights over the key's positions; attention_axes "
+            f"{format_shape(d.layer.attention_axes)} attends over the heads, so each weight also picks a "
+            "head (mha-explain vectors writes the real scores, every head in them)",
+        )
     middle = d.axes[1:-1]
     sizes = tuple(axis.query_size or 0 for axis in middle)
     position = default_position(result) if at is None else at

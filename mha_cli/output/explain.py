@@ -63,9 +63,18 @@ def axes_table(d: Derived) -> Table:
             size_text(axis.query_size),
             size_text(axis.key_size),
             size_text(axis.value_size),
-            text_of(d).feature_meaning if axis.role is Role.FEATURE else _ROLE_MEANING[axis.role],
+            _feature_meaning(d) if axis.role is Role.FEATURE else _ROLE_MEANING[axis.role],
         )
     return table
+
+
+def _feature_meaning(d: Derived) -> Text:
+    meaning = Text(text_of(d).feature_meaning)
+    if d.heads_attended:  # attention_axes counts the projected query's axes, where this index is the heads
+        meaning.append(
+            f"; attention then runs over the heads (attention_axes {d.rank - 1})", style="bold yellow"
+        )
+    return meaning
 
 
 def shapes_table(d: Derived) -> Table:

@@ -64,7 +64,7 @@ def headline(result: ExplainResult) -> Group:
     grid.add_row("scores", labelled(scores.shape, scores.labels))
     grid.add_row("output", labelled(output.shape, output.labels))
     for label, text in text_of(d).headline_rows(d):
-        grid.add_row(label, text)
+        grid.add_row(label, Text(text, style="yellow") if label == "warning" else text)
     grid.add_row(
         "weights",
         f"{d.weights_per_query:,} per query position and head; scores "

@@ -6,6 +6,7 @@ from mha_cli.core.call import filled_arguments
 from mha_cli.core.config import KERAS_DEFAULTS
 from mha_cli.core.derived import Axis, Derivation
 from mha_cli.core.grammar import format_shape
+from mha_cli.core.summary import heads_warning
 
 _KERAS_DEFAULT = {
     "value_dim": "Keras default: key_dim",
@@ -58,11 +59,18 @@ def headline_rows(d: Derivation) -> list[tuple[str, str]]:
     def named(axes: tuple[Axis, ...]) -> str:
         return ", ".join(f"{axis.name} ({axis.index})" for axis in axes) or "none"
 
-    return [
+    attended = named(d.attended_axes)
+    if d.heads_attended:  # axis rank - 1 of the projected query: no input axis
+        heads = f"heads (projected axis {d.rank - 1})"
+        attended = heads if attended == "none" else f"{attended}, {heads}"
+    rows = [
         (
             "axes",
-            f"attended: {named(d.attended_axes)}; free: {named(d.free_axes)}; feature: axis {feature.index}, "
+            f"attended: {attended}; free: {named(d.free_axes)}; feature: axis {feature.index}, "
             f"size {feature.query_size} -> {d.layer.num_heads} head{'s' if d.layer.num_heads != 1 else ''} "
             f"x {d.layer.key_dim} (key_dim)",
         )
     ]
+    if d.heads_attended:
+        rows.append(("warning", heads_warning(d, brief=True)))
+    return rows

@@ -6,7 +6,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from mha_cli.core.derived import Derivation
 from mha_cli.core.grammar import format_bytes, format_shape
+from mha_cli.core.summary import configuration_warnings, heads_warning
 from mha_cli.operations.explain import Status
 from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
 from mha_cli.output.explain import render
@@ -19,6 +21,8 @@ def _call_status(found: CallResult) -> Text:
         return Text("ERROR", style="bold red")
     assert found.result is not None
     statuses = [check.status for check in found.result.checks]
+    if configuration_warnings(found.result.derivation):  # heads attended: never a plain PASS
+        statuses.append(Status.WARNING)
     for status in (Status.FAILED, Status.WARNING, Status.PASSED, Status.SKIPPED):
         if status in statuses:
             mark, style = STATUS_MARK[status]
@@ -109,6 +113,10 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
             notes.append(Text(f"ERROR {call.key}: {found.error}", style="bold red"))
             continue
         assert found.result is not None
+        if isinstance(found.result.derivation, Derivation) and found.result.derivation.heads_attended:
+            notes.append(
+                Text(f"WARN {call.key}: {heads_warning(found.result.derivation, brief=True)}", style="yellow")
+            )
         if found.summary_scores_wrong:
             symbolic = found.result.check("keras_symbolic")
             real = found.result.derivation.shapes["attention_scores"].shape
