@@ -258,6 +258,16 @@ def test_layer_shows_the_details_of_one_layer(saved: dict[str, Path]) -> None:
     shown = scan(str(saved["encoder_decoder.keras"]), "--layer", "decoder_cross")
     assert shown.exit_code == 0
     assert "== decoder_cross (MultiHeadAttention)" in shown.stdout and "Einsum equations" in shown.stdout
+    # The builder wrote neither attention_axes nor value_dim, yet the saved config holds both (Keras fills
+    # them in): the Layer table says where its values came from instead of calling them "given".
+    assert scan_models.encoder_decoder().get_layer("decoder_cross").get_config()["attention_axes"] == (1,)
+    rows = {
+        line.split()[0]: line for line in shown.stdout.splitlines() if line.startswith(" ") and line.split()
+    }
+    assert "the layer's config (Keras fills it in on build; None reads the same)" in rows["attention_axes"]
+    assert "the layer's config (Keras fills in key_dim for None)" in rows["value_dim"]
+    assert rows["num_heads"].split()[-3:] == ["the", "layer's", "config"]
+    assert "given" not in rows["attention_axes"] + rows["num_heads"]
     missing = scan(str(saved["encoder_decoder.keras"]), "--layer", "nope")
     assert missing.exit_code == 2 and "no attention layer there; the paths are " in missing.stderr
     assert "encoder_block/attention" in missing.stderr

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mha_cli.core.config import Role
-from mha_cli.core.derived import Derived
+from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.operations.explain import (
     ExplainResult,
@@ -32,13 +32,32 @@ _ROLE_MEANING = {
 }
 
 
-def layer_section(result: ExplainResult) -> Group:
+def _from_model(d: Derived, name: str, marker: str) -> str:
+    """Where a scanned layer's argument came from: its config, which Keras fills in itself (value_dim
+    when None, attention_axes on build), so whether the model's author wrote it cannot be told."""
+    if marker != "given":
+        return marker
+    if (
+        name == "attention_axes"
+        and isinstance(d, Derivation)
+        and d.layer.attention_axes == tuple(range(1, d.rank - 1))
+    ):
+        return "the layer's config (Keras fills it in on build; None reads the same)"
+    if name == "value_dim" and isinstance(d, Derivation) and d.layer.value_dim == d.layer.key_dim:
+        return "the layer's config (Keras fills in key_dim for None)"
+    return "the layer's config"
+
+
+def layer_section(result: ExplainResult, *, from_model: bool = False) -> Group:
+    """The layer's arguments and where each came from; ``from_model``: a scanned layer's, read from its
+    config rather than given on the command line."""
     d = result.derivation
     config = d.config
 
     table = titled_table("", "argument", "value", "")
     for name, value, marker in text_of(d).arguments(d):
-        table.add_row(name, value, Text(marker, style="dim" if marker != "given" else ""))
+        shown = _from_model(d, name, marker) if from_model else marker
+        table.add_row(name, value, Text(shown, style="dim" if marker != "given" else ""))
     run = result.run
     if run is None:
         where = f"NOT EXECUTED: {result.not_executed_reason}"
@@ -191,6 +210,7 @@ def render(
     *,
     brief: bool = False,
     verbose: bool = False,
+    from_model: bool = False,
 ) -> None:
     """The headline, then what the options asked for (the picture, the call convention), then
     (unless ``brief``) every other section: what was asked is on the first screen either way."""
@@ -207,7 +227,7 @@ def render(
     if brief:
         return
     console.print()
-    console.print(layer_section(result))
+    console.print(layer_section(result, from_model=from_model))
     console.print(axes_table(d))
     console.print(shapes_table(d))
     console.print(einsums_table(d))

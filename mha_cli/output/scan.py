@@ -158,7 +158,7 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
         console.print()
         console.print(Text(f"== {found.call.key} ({found.call.class_name})", style="bold"))
         if found.result is not None:
-            render(found.result, console)
+            render(found.result, console, from_model=True)
 
 
 def _scan_migrations(scan: ScanResult, console: Console) -> None:
