@@ -53,6 +53,25 @@ class FlippedKeys(layers.MultiHeadAttention):
         return super().call(query, value, keras.ops.flip(value if key is None else key, axis=1), **kwargs)
 
 
+@keras.saving.register_keras_serializable(package="mha_explain_tests")
+class ForgetfulBlock(layers.Layer):
+    """A custom layer whose get_config() leaves out an argument its __init__ needs: its model saves, but
+    Keras cannot rebuild it on load (a bug in the model's code, not in its file)."""
+
+    def __init__(self, width: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.width = width
+        self.attention = layers.MultiHeadAttention(num_heads=2, key_dim=4, name="attention")
+
+    def call(self, x: Any) -> Any:
+        return self.attention(x, x)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.pop("width", None)  # Keras records __init__'s arguments itself; this forgets one
+        return config
+
+
 def encoder_decoder() -> keras.Model:
     """A Transformer encoder and decoder: self-attention with mask_zero, causal self-attention,
     cross-attention from the target (6 positions) to the source (10), and a custom block."""

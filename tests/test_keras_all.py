@@ -327,6 +327,30 @@ def test_scan_keras_all_rewrites_each_layer_for_keras3_and_the_rewrite_holds(tmp
 
 
 @needs_tf_keras
+def test_an_unregistered_keras2_class_is_named_by_its_class_in_every_format(tmp_path: Path) -> None:
+    """tf_keras's .keras and JSON loaders leave an unknown class as its name and call it ('str' object
+    is not callable); the line names the class, as the .h5 loader's own error does."""
+    import tf_keras
+
+    class LocalBlock(tf_keras.layers.Layer):  # defined here, registered nowhere
+        def call(self, x: Any) -> Any:
+            return x * 2.0
+
+    x = tf_keras.Input((6, 8))
+    model = tf_keras.Model(x, tf_keras.layers.MultiHeadAttention(2, 4)(LocalBlock()(x), x))
+    model.save(tmp_path / "m.h5")
+    model.save(tmp_path / "m.keras")
+    (tmp_path / "m.json").write_text(model.to_json())
+    with pytest.raises(TypeError, match="'str' object is not callable"):
+        tf_keras.models.model_from_json((tmp_path / "m.json").read_text())  # tf_keras's own words
+    for name in ("m.h5", "m.keras", "m.json"):
+        result = runner.invoke(app, ["scan", str(tmp_path / name), "--keras", "2"])
+        assert result.exit_code == 2
+        (line,) = result.stderr.strip().splitlines()
+        assert "the model uses the custom class 'LocalBlock', which is not registered" in line, line
+
+
+@needs_tf_keras
 def test_a_keras2_lambda_runs_no_code_unless_trusted(tmp_path: Path) -> None:
     import tf_keras
 

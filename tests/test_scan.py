@@ -273,6 +273,26 @@ def test_layer_shows_the_details_of_one_layer(saved: dict[str, Path]) -> None:
     assert "encoder_block/attention" in missing.stderr
 
 
+def test_a_class_that_cannot_be_rebuilt_from_its_config_is_blamed_not_the_file(tmp_path: Path) -> None:
+    """The file is a good .keras zip; the class's get_config() is what broke the load. The line says
+    which class and what its __init__ missed, whole, instead of 'not a model Keras can load' cut short."""
+    import keras
+
+    x = keras.Input((6, 8))
+    path = tmp_path / "forgetful.keras"
+    keras.Model(x, scan_models.ForgetfulBlock(8)(x)).save(path)
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'width'"):
+        keras.saving.load_model(path)  # Keras itself cannot load it
+    result = scan(str(path), "--custom-objects", "tests.scan_models")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"mha-explain: error: MODEL {path}: the file is a model, but Keras could not rebuild the class "
+        "'ForgetfulBlock' from its saved config (ForgetfulBlock.__init__() missing 1 required positional "
+        "argument: 'width'); its get_config() must return every argument its __init__ takes, or build the "
+        "model with --build module:function"
+    ]
+
+
 def _file(folder: Path, name: str, content: bytes) -> Path:
     path = folder / name
     path.write_bytes(content)

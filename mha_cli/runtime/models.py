@@ -196,7 +196,34 @@ def _import_user_module(option: str, module: str) -> Any:
         ) from None
 
 
-def _refusal(spec: ModelSpec, error: Exception) -> ConfigError:
+def _layer_classes(config: Any) -> Iterator[tuple[str, str | None]]:
+    """(class_name, registered_name) of every layer (a config with a name and trainable) in a serialized
+    architecture."""
+    if isinstance(config, dict):
+        inner = config.get("config")
+        if "class_name" in config and isinstance(inner, dict) and "name" in inner and "trainable" in inner:
+            yield str(config["class_name"]), config.get("registered_name")
+        for value in config.values():
+            yield from _layer_classes(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _layer_classes(value)
+
+
+def _unregistered(keras: Any, config: Any) -> str | None:
+    """The first layer class in ``config`` this Keras neither has nor has registered, by its class name.
+
+    tf_keras leaves such a class as its name and then calls it ('str' object is not callable)."""
+    known = getattr(keras.saving, "get_registered_object", lambda name: None)
+    for cls, registered in _layer_classes(config):
+        if hasattr(keras.layers, cls) or cls in {"Functional", "Sequential", "Model"}:
+            continue
+        if known(registered or cls) is None and known(cls) is None:
+            return cls
+    return None
+
+
+def _refusal(spec: ModelSpec, error: Exception, keras: Any = None) -> ConfigError:
     """One line for a model Keras would not load: which file, what was wrong, what would be right."""
     assert spec.path is not None
     shown = quoted(str(spec.path))
@@ -226,15 +253,40 @@ def _refusal(spec: ModelSpec, error: Exception) -> ConfigError:
             "trust it: pass --trust-model to load it anyway",
         )
     unknown = re.search(r"(?:Could not locate class|Unknown layer:?) '?([\w.]+)", text)
-    if unknown is not None:
-        name = unknown.group(1)
+    name = unknown.group(1) if unknown is not None else None
+    # Keras may name a module instead of the class; tf_keras calls an unknown class's name ('str' object
+    # is not callable): the class is then found in the architecture itself.
+    if keras is not None and (
+        "." in (name or "") or (name is None and "'str' object is not callable" in text)
+    ):
+        name = _unregistered(keras, saved.config) or name
+    if name is not None:
         return ConfigError(
             "MODEL",
             shown,
             f"the model uses the custom class {name!r}, which is not registered; import the module that "
             "defines it with --custom-objects MODULE, or build the model with --build module:function",
         )
-    return ConfigError("MODEL", shown, f"not a model Keras can load ({text[:200]}); {_expected(spec.kind)}")
+    rebuilt = re.search(r"Error when deserializing class '([\w.]+)'", text)
+    if rebuilt is not None or "could not be deserialized" in text:
+        # Keras nests the cause: the innermost "Exception encountered:" is what the class's code raised.
+        cause = text.rsplit("Exception encountered:", 1)[-1].strip()
+        where = f"the class {rebuilt.group(1)!r}" if rebuilt is not None else "a class in it"
+        return ConfigError(
+            "MODEL",
+            shown,
+            f"the file is a model, but Keras could not rebuild {where} from its saved config ({cause}); "
+            "its get_config() must return every argument its __init__ takes, or build the model with "
+            "--build module:function",
+        )
+    return ConfigError("MODEL", shown, f"not a model Keras can load ({_cut(text)}); {_expected(spec.kind)}")
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    """``text`` up to ``limit`` characters, cut at a word's end."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def _expected(kind: str) -> str:
@@ -309,7 +361,7 @@ def _load(keras: Any, spec: ModelSpec) -> tuple[Any, str]:
     except ConfigError:
         raise
     except Exception as error:
-        raise _refusal(spec, error) from None
+        raise _refusal(spec, error, keras) from None
 
 
 def _load_keras2(keras: Any, spec: ModelSpec, path: Path) -> tuple[Any, str]:
@@ -348,7 +400,7 @@ def _load_keras2(keras: Any, spec: ModelSpec, path: Path) -> tuple[Any, str]:
     except ConfigError:
         raise
     except Exception as error:
-        raise _refusal(spec, error) from None
+        raise _refusal(spec, error, keras) from None
 
 
 def _declared_inputs(model: Any) -> tuple[InputSpec, ...]:
