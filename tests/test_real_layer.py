@@ -239,10 +239,21 @@ def test_numpy_check_detects_a_wrong_equation() -> None:
 
 
 def test_keras_rejection_becomes_config_error() -> None:
-    from mha_cli.runtime.keras_adapter import _rejected
+    from mha_cli.runtime.keras_adapter import keras_rejects
 
-    error = _rejected(ValueError("Exception encountered when calling X.call().\n\n\x1b[1mbad thing\x1b[0m\n"))
-    assert str(error) == "keras: the real layer rejects this configuration: bad thing"
+    with pytest.raises(ConfigError) as raised, keras_rejects():
+        raise ValueError("Exception encountered when calling X.call().\n\n\x1b[1mbad thing\x1b[0m\n")
+    assert str(raised.value) == "keras: the real layer rejects this configuration: bad thing"
+
+
+def test_keras_reason_names_where_keras_failed() -> None:
+    from mha_cli.runtime.keras_adapter import keras_reason
+
+    wrapped = (
+        "Exception encountered when calling Reshape.call().\n\n\x1b[1mbad size\x1b[0m\n\nArguments received"
+    )
+    assert keras_reason(ValueError(wrapped)) == ("Reshape.call()", "bad size")
+    assert keras_reason(ValueError("plain")) == (None, "plain")
 
 
 @pytest.mark.parametrize(

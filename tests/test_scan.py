@@ -293,6 +293,35 @@ def test_a_class_that_cannot_be_rebuilt_from_its_config_is_blamed_not_the_file(t
     ]
 
 
+def test_a_layer_after_the_attention_that_refuses_the_sizes_is_named_not_the_attention(
+    tmp_path: Path,
+) -> None:
+    """A Reshape that cannot take the --input sizes fails the model's forward pass: the line names the
+    inputs and the Reshape, not "the real layer rejects this configuration" (the attention ran), and a
+    case file names its inputs key."""
+    import keras
+
+    x = keras.Input((None, 8), name="tokens")
+    path = tmp_path / "reshape.keras"
+    keras.Model(x, keras.layers.Reshape((48,))(keras.layers.MultiHeadAttention(2, 4)(x, x))).save(path)
+    assert scan(str(path), "--input", "tokens=6,8").exit_code == 0  # 6 x 8 = 48: it runs
+    result = scan(str(path), "--input", "tokens=5,8")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "mha-explain: error: --input tokens=5,8: the model's forward pass on tokens (None, 5, 8) fails in "
+        "Reshape.call(): The total size of the tensor must be unchanged. Received: input_shape=(5, 8), "
+        "target_shape=(48,); give the inputs sizes the model takes"
+    ]
+    cases = tmp_path / "reshape.mha.toml"
+    cases.write_text('[model]\npath = "reshape.keras"\ninputs = ["tokens=5,8"]\n')
+    checked = CliRunner().invoke(app, ["check", str(cases), "--json"])
+    assert checked.exit_code == 2
+    (case,) = json.loads(checked.stdout)["cases"]
+    assert case["error"].startswith(
+        "model: inputs: the model's forward pass on tokens (None, 5, 8) fails in "
+    )
+
+
 def _file(folder: Path, name: str, content: bytes) -> Path:
     path = folder / name
     path.write_bytes(content)

@@ -373,9 +373,7 @@ def _model_case(path: Path, data: dict[str, Any], lines: _Lines) -> ModelCase:
             keras=keras,
         )
     except ConfigError as error:
-        key = {"--build": "build", "inputs": "inputs", "--custom-objects": "custom_objects"}.get(
-            error.option, "path"
-        )
+        key = _MODEL_KEY_OF_OPTION.get(error.option, "path")
         raise problem(
             key, error.problem if error.value is None else f"{error.value}: {error.problem}"
         ) from None
@@ -526,6 +524,23 @@ def config_from(knobs: Mapping[str, Any]) -> MHAConfig | GQAConfig:
         sliding_window=values.get("sliding_window"),
         keras=values.get("keras", 3),
     )
+
+
+#: The [model] table's key for each option a model's ConfigError names (anything else: its path).
+_MODEL_KEY_OF_OPTION = {
+    "--build": "build",
+    "inputs": "inputs",
+    "--input": "inputs",
+    "--custom-objects": "custom_objects",
+}
+
+
+def model_problem(error: ConfigError) -> str:
+    """A model's ConfigError as a case file says it: named by its [model] key (``inputs: ...``)."""
+    key = _MODEL_KEY_OF_OPTION.get(error.option)
+    if key is None:
+        return str(error)
+    return f"{key}: {error.problem}" if error.value is None else f"{key} {error.value}: {error.problem}"
 
 
 def at_key(error: ConfigError, axes_key: str = "axes") -> tuple[str | None, str]:

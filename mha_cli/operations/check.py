@@ -27,6 +27,7 @@ from mha_cli.core.cases import (
     compare,
     find_case_files,
     load,
+    model_problem,
     show,
 )
 from mha_cli.core.config import MHAConfig
@@ -237,7 +238,7 @@ def check_model(
     try:
         scanned = scan(model.spec, backend, max_memory=max_memory, intermediates=vectors)
     except ConfigError as error:
-        return [finish("[model]", model.line, CaseStatus.ERROR, error=f"model: {error}")]
+        return [finish("[model]", model.line, CaseStatus.ERROR, error=f"model: {model_problem(error)}")]
     found = {call.call.key: call for call in scanned.calls}
     pinned = {} if model.pinned is None else {call.key: call for call in model.pinned}
     results = []

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mha_cli import __version__
-from mha_cli.core.cases import SHAPE_FIELDS, CaseFileError, ModelCase, observed, show
+from mha_cli.core.cases import SHAPE_FIELDS, CaseFileError, ModelCase, model_problem, observed, show
 from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.core.files import write_atomically
 from mha_cli.operations.check import (
@@ -173,7 +173,10 @@ def _record_model(
     except ConfigError as error:
         return (
             RecordOutcome(
-                path, not_recorded=(("[model]", f"{path}: model: {error}"),), invalid=True, source=MODEL
+                path,
+                not_recorded=(("[model]", f"{path}: model: {model_problem(error)}"),),
+                invalid=True,
+                source=MODEL,
             ),
             None,
             None,

@@ -365,30 +365,41 @@ def _prepared(derivation: Derived, backend: str) -> ModuleType:
 
 
 @contextmanager
-def keras_rejects() -> Iterator[None]:
+def keras_rejects(refusal: Callable[[str | None, str], ConfigError] | None = None) -> Iterator[None]:
     """Turn the layer's own refusals into ConfigError, around Keras calls only.
 
-    Kept narrow so a bug in this module still surfaces as an internal error.
+    ``refusal`` words the error from where Keras failed (``"Reshape.call()"``, or None) and its
+    reason, for a forward pass through more than the one layer (a model's). Kept narrow so a bug
+    in this module still surfaces as an internal error.
     """
+    worded = refusal or _layer_rejects
     try:
         yield
     except (ValueError, TypeError, IndexError) as error:
-        raise _rejected(error) from error
+        raise worded(*keras_reason(error)) from error
     except Exception as error:
         # Backend op errors (tf.errors.InvalidArgumentError...) have no
         # common base class in Keras.
         if type(error).__module__.startswith(("tensorflow", "jax", "torch")):
-            raise _rejected(error) from error
+            raise worded(*keras_reason(error)) from error
         raise
 
 
-def _rejected(error: Exception) -> ConfigError:
+def keras_reason(error: Exception) -> tuple[str | None, str]:
+    """Where Keras says it failed (``"Reshape.call()"``, None if it does not say) and why, on one line."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     # Keras wraps errors as "Exception encountered when calling X.call().\n\n<reason>".
+    wrapped = next((line for line in lines if line.startswith("Exception encountered when calling ")), None)
+    where = (
+        None if wrapped is None else wrapped.removeprefix("Exception encountered when calling ").rstrip(".")
+    )
     reason = next(
         (line for line in lines if not line.startswith("Exception encountered")), type(error).__name__
     )
-    reason = reason.replace("\x1b[1m", "").replace("\x1b[0m", "")
+    return where, reason.replace("\x1b[1m", "").replace("\x1b[0m", "")
+
+
+def _layer_rejects(where: str | None, reason: str) -> ConfigError:
     return ConfigError("keras", None, f"the real layer rejects this configuration: {reason}")
 
 

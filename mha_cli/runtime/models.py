@@ -690,6 +690,23 @@ def _sharpened(
                 assign(kernel, original)
 
 
+def _model_rejects(inputs: tuple[InputSpec, ...]) -> contextlib.AbstractContextManager[None]:
+    """Keras's refusal during a model's forward pass, said of the model and the layer that failed
+    (a Reshape that does not take these sizes is not the attention layer rejecting its configuration)."""
+    shapes = ", ".join(f"{spec.name} {(None, *spec.shape)}" for spec in inputs)
+
+    def refusal(where: str | None, reason: str) -> ConfigError:
+        site = "" if where is None else f" in {where}"
+        return ConfigError(
+            "--input",
+            None,
+            f"the model's forward pass on {shapes} fails{site}: {reason}; give the inputs sizes the "
+            "model takes",
+        )
+
+    return keras_rejects(refusal)
+
+
 @uninterrupted
 def symbolic_calls(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple[CapturedCall, ...]:
     """Every attention call, from tracing the model's own ``call`` on symbolic inputs (batch None).
@@ -701,14 +718,14 @@ def symbolic_calls(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple[
         import tensorflow as tf
 
         specs = [tf.TensorSpec((None, *spec.shape), spec.dtype or "float32") for spec in inputs]
-        with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
+        with native_output_silenced(), warnings.catch_warnings(), _model_rejects(inputs):
             warnings.simplefilter("ignore")
             with _captured(keras, loaded.attention_layers, real=False) as seen:
                 call = tf.function(lambda structured: loaded.model(structured, training=False))
                 call.get_concrete_function(_structured(loaded.model, specs))
         return tuple(seen)
     tensors = [keras.KerasTensor((None, *spec.shape), dtype=spec.dtype or "float32") for spec in inputs]
-    with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
+    with native_output_silenced(), warnings.catch_warnings(), _model_rejects(inputs):
         warnings.simplefilter("ignore")
         with _captured(keras, loaded.attention_layers, real=False) as seen:
             keras.src.backend.compute_output_spec(loaded.model.call, _structured(loaded.model, tensors))
@@ -727,7 +744,7 @@ def real_calls(
     """
     keras = loaded.keras
     tensors = _drawn(loaded, inputs, batch, seed)
-    with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
+    with native_output_silenced(), warnings.catch_warnings(), _model_rejects(inputs):
         warnings.simplefilter("ignore")
         with _captured(keras, loaded.attention_layers, real=True) as seen:
             loaded.model(_structured(loaded.model, tensors), training=False)
@@ -746,7 +763,7 @@ def built(loaded: LoadedModel, inputs: tuple[InputSpec, ...], *, batch: int, see
     them, as keras-io's Perceiver does): call it once on symbolic inputs, which builds it, then
     list its attention layers again."""
     keras = loaded.keras
-    with native_output_silenced(), warnings.catch_warnings(), keras_rejects():
+    with native_output_silenced(), warnings.catch_warnings(), _model_rejects(inputs):
         warnings.simplefilter("ignore")
         if is_keras2(keras):  # tf_keras builds on a real call (no memory guard before it here)
             loaded.model(_structured(loaded.model, _drawn(loaded, inputs, batch, seed)), training=False)
