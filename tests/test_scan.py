@@ -322,6 +322,22 @@ def test_a_layer_after_the_attention_that_refuses_the_sizes_is_named_not_the_att
     )
 
 
+def test_a_path_longer_than_the_screen_is_never_broken(tmp_path: Path) -> None:
+    """People copy a call's path into --layer: at 60 columns a 74-character path stays on one line
+    (the terminal may wrap it, a file or pipe holds it whole), in the list and in the details."""
+    import keras
+
+    name = "decoder_cross_attention_with_a_very_long_name_that_goes_past_sixty_columns"
+    x = keras.Input((6, 8))
+    path = tmp_path / "long.keras"
+    keras.Model(x, keras.layers.MultiHeadAttention(2, 4, name=name)(x, x)).save(path)
+    result = scan(str(path), "--width", "60", "--layer", name)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert f"{name}  PASS" in lines
+    assert f"== {name} (MultiHeadAttention)" in lines
+
+
 def _file(folder: Path, name: str, content: bytes) -> Path:
     path = folder / name
     path.write_bytes(content)

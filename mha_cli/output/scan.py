@@ -100,7 +100,8 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
         for label, arguments, shapes, path, params, scores, status in rows:
             line = Text(f"{label}  ")
             line.append_text(status)
-            console.print(line)
+            # A path is copied into --layer: never broken by a newline, even if longer than the screen.
+            console.print(line, soft_wrap=True)
             console.print(Text(f"  heads x key_dim, axes {arguments}; {shapes}", style="dim"))
             if path:
                 console.print(Text(f"  {path} path, {params} params, scores {scores} per item", style="dim"))
@@ -156,7 +157,7 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
         console.print(Text("Details of one layer: --layer PATH (the call's path, as listed).", style="dim"))
     for found in layers:
         console.print()
-        console.print(Text(f"== {found.call.key} ({found.call.class_name})", style="bold"))
+        console.print(Text(f"== {found.call.key} ({found.call.class_name})", style="bold"), soft_wrap=True)
         if found.result is not None:
             render(found.result, console, from_model=True)
 
