@@ -245,6 +245,115 @@ def gqa_narrow_memory() -> keras.Model:
     return keras.Model([x, memory], attention(x, memory))
 
 
+#: The tiny KerasHub decoders' sizes, which the other-attention tests compare against.
+HUB_HEADS, HUB_KV_HEADS, HUB_HIDDEN, HUB_HEAD_DIM = 4, 2, 16, 4
+
+
+def llama_backbone() -> keras.Model:
+    """A tiny Llama from KerasHub's constructor: LlamaAttention is a plain keras.layers.Layer."""
+    import keras_hub
+
+    return keras_hub.models.LlamaBackbone(
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        num_query_heads=HUB_HEADS,
+        num_key_value_heads=HUB_KV_HEADS,
+        hidden_dim=HUB_HIDDEN,
+        intermediate_dim=32,
+    )
+
+
+def mistral_backbone() -> keras.Model:
+    """A tiny Mistral: CachedMistralAttention, with a sliding window."""
+    import keras_hub
+
+    return keras_hub.models.MistralBackbone(
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        num_query_heads=HUB_HEADS,
+        num_key_value_heads=HUB_KV_HEADS,
+        hidden_dim=HUB_HIDDEN,
+        intermediate_dim=32,
+        sliding_window=4,
+    )
+
+
+def gemma_backbone() -> keras.Model:
+    """A tiny Gemma: CachedGemmaAttention, whose query kernel is heads first (btd,ndh->btnh)."""
+    import keras_hub
+
+    return keras_hub.models.GemmaBackbone(
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        num_query_heads=HUB_HEADS,
+        num_key_value_heads=1,
+        hidden_dim=HUB_HIDDEN,
+        intermediate_dim=32,
+        head_dim=HUB_HEAD_DIM,
+    )
+
+
+def plain_attentions() -> keras.Model:
+    """keras.layers.Attention and AdditiveAttention (called on a list, seed 002) beside a
+    MultiHeadAttention on the same inputs."""
+    query = keras.Input((TARGET, 8), name="query")
+    value = keras.Input((SOURCE, 8), name="value")
+    outputs = [
+        layers.Attention(name="dot")([query, value]),
+        layers.AdditiveAttention(name="additive")([query, value]),
+        layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(query, value),
+    ]
+    return keras.Model([query, value], outputs, name="three_attentions")
+
+
+class OwnAttention(layers.Layer):
+    """A user's own attention: Dense projections, an einsum and ops.softmax, nothing of Keras's."""
+
+    def __init__(self, width: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.query, self.key, self.value = (layers.Dense(width, name=name) for name in ("q", "k", "v"))
+
+    def call(self, x: Any) -> Any:
+        scores = keras.ops.einsum("btd,bsd->bts", self.query(x), self.key(x))
+        return keras.ops.einsum("bts,bsd->btd", keras.ops.softmax(scores, axis=-1), self.value(x))
+
+
+class FusedAttention(layers.Layer):
+    """A user's own attention through ops.dot_product_attention (heads of size 4)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.qkv = layers.EinsumDense("btd,dnh->btnh", output_shape=(None, 2, 4), name="qkv")
+
+    def call(self, x: Any) -> Any:
+        projected = self.qkv(x)
+        return keras.ops.reshape(keras.ops.dot_product_attention(projected, projected, projected), (-1, 5, 8))
+
+
+class FakeAttention(layers.Layer):
+    """Named like attention, computing none: a token classifier whose softmax is its Dense's
+    activation, and a softmax over a rank-2 tensor."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.first = layers.Dense(8, name="first")
+        self.classes = layers.Dense(3, activation="softmax", name="classes")
+
+    def call(self, x: Any) -> Any:
+        pooled = keras.ops.softmax(keras.ops.mean(self.first(x), axis=1), axis=-1)  # (batch, 8)
+        return self.classes(x) * keras.ops.sum(pooled, axis=-1)[:, None, None]
+
+
+def own_attentions() -> keras.Model:
+    """The user's own attention classes, one computing none, and a Softmax layer of the model's own."""
+    x = keras.Input((5, 8), name="x")
+    own = OwnAttention(8, name="own")(x)
+    fused = FusedAttention(name="fused")(x)
+    fake = FakeAttention(name="fake_attention")(x)
+    probabilities = layers.Softmax(name="softmax")(layers.Dense(3)(own + fused))
+    return keras.Model(x, [probabilities, fake], name="own_attentions")
+
+
 def keras2_model() -> Any:
     """A Keras 2 (tf_keras) model: a text encoder (self-attention, then causal cross-attention) and an
     image branch attending over axis -3, which is the width in Keras 2 (scan --keras 2 / all)."""

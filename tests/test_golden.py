@@ -63,6 +63,10 @@ CASES: dict[str, tuple[list[str], bool]] = {
     ),
     "compare-rank-5-axes-all": (["compare", "--shape", "4,1,6,8", "--axes", "all", "--width", "80"], False),
     "check-examples": (["check", "examples/cross_attention.mha.toml"], True),  # run from the repository
+    # Seed 002's two layers beside MultiHeadAttention: one explained, two listed as not explained.
+    "scan-three-attentions": (
+        ["scan", "--build", "tests.scan_models:plain_attentions", "--layer", "dot"], True
+    ),
     # What a porter reads: the formulas (pure, no Keras, no torch) and the script they run.
     "map-to-torch-cross-masked": (
         ["map", "--to", "torch", "--shape", "6,8", "--value-shape", "9,5", "--num-heads", "2", "--mask-shape",
@@ -237,6 +241,8 @@ def test_each_readme_example_shows_real_output(
         pytest.skip("the --backend all example needs every backend (CI installs them)")
     if "--keras" in args and importlib.util.find_spec("tf_keras") is None:
         pytest.skip("--keras 2 needs tf-keras: pip install 'mha-explain[keras2]' (CI installs it)")
+    if any(arg.endswith("_backbone") for arg in args) and importlib.util.find_spec("keras_hub") is None:
+        pytest.skip("the KerasHub example needs keras-hub: pip install 'mha-explain[hub]' (CI installs it)")
     if args[0] == "map" and "--check" in args and importlib.util.find_spec("torch") is None:
         pytest.skip("map --check runs PyTorch: pip install 'mha-explain[torch]' (CI installs it)")
     for argument, option in (("use_gate", "--gate"), ("sliding_window", "--sliding-window")):

@@ -145,6 +145,30 @@ def resolve_inputs(
     An override may leave a size as ``?`` to keep the model's; a model without
     declared inputs (a subclassed model) takes the overrides as they are.
     """
+    resolved = merged_inputs(declared, overrides, source)
+    for spec in resolved:
+        if not spec.known:
+            unknown = [str(axis + 1) for axis, size in enumerate(spec.shape) if size is None]
+            example = ",".join("128" if size is None else str(size) for size in spec.shape)
+            raise ConfigError(
+                "--input",
+                None,
+                f"{source}'s input {spec.name!r} {_shown(spec.shape)} has no size on axis "
+                f"{', '.join(unknown)}; give it, e.g. --input {spec.name}={example}",
+            )
+    if not resolved:
+        raise ConfigError(
+            "--input",
+            None,
+            f"{source} declares no inputs (a subclassed model); give each, e.g. --input input=128,64",
+        )
+    return resolved
+
+
+def merged_inputs(
+    declared: tuple[InputSpec, ...], overrides: tuple[InputSpec, ...], source: str
+) -> tuple[InputSpec, ...]:
+    """The model's inputs with ``overrides`` applied, sizes left unknown (None) where neither gives one."""
     by_name = {spec.name: spec for spec in declared}
     for extra in overrides:
         if declared and extra.name not in by_name:
@@ -153,7 +177,7 @@ def resolve_inputs(
                 extra.name,
                 f"{source} has no input of that name; its inputs are {', '.join(by_name) or 'none'}",
             )
-    resolved = []
+    merged = []
     for given in declared or overrides:
         spec = given
         override = next((o for o in overrides if o.name == given.name), None)
@@ -167,23 +191,8 @@ def resolve_inputs(
                 )
             shape = tuple(o if o is not None else s for o, s in zip(override.shape, spec.shape, strict=True))
             spec = InputSpec(spec.name, shape, override.dtype or spec.dtype)
-        if not spec.known:
-            unknown = [str(axis + 1) for axis, size in enumerate(spec.shape) if size is None]
-            example = ",".join("128" if size is None else str(size) for size in spec.shape)
-            raise ConfigError(
-                "--input",
-                None,
-                f"{source}'s input {spec.name!r} {_shown(spec.shape)} has no size on axis "
-                f"{', '.join(unknown)}; give it, e.g. --input {spec.name}={example}",
-            )
-        resolved.append(spec)
-    if not resolved:
-        raise ConfigError(
-            "--input",
-            None,
-            f"{source} declares no inputs (a subclassed model); give each, e.g. --input input=128,64",
-        )
-    return tuple(resolved)
+        merged.append(spec)
+    return tuple(merged)
 
 
 def _shown(shape: tuple[int | None, ...]) -> str:

@@ -22,7 +22,7 @@ from mha_cli.core.errors import ConfigError
 from mha_cli.core.gqa import GQAConfig, GQADerivation
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.core.kinds import KINDS, derive_any
-from mha_cli.core.models import IMPLICIT_MASKS, InputSpec, ModelSpec, resolve_inputs
+from mha_cli.core.models import IMPLICIT_MASKS, InputSpec, ModelSpec, merged_inputs, resolve_inputs
 from mha_cli.operations.explain import (
     DEFAULT_MAX_MEMORY,
     TOLERANCE,
@@ -40,7 +40,7 @@ from mha_cli.operations.explain import (
 
 if TYPE_CHECKING:
     from mha_cli.runtime.migration import MigrationRun
-    from mha_cli.runtime.models import CapturedCall
+    from mha_cli.runtime.models import CapturedCall, OtherAttention
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,11 @@ class ScanResult:
     layer_count: int = 0
     #: ``--keras all``: each Keras 2 layer in Keras 3 (empty otherwise, or when nothing ran).
     migrations: tuple[LayerMigration, ...] = ()
+    #: Calls of layers that compute attention and are not explained (KerasHub's LlamaAttention,
+    #: keras.layers.Attention...), from the symbolic pass.
+    other_attention: tuple[OtherAttention, ...] = ()
+    #: Why other attention was not looked for (None: it was): a tf_keras model, or no inputs to trace.
+    others_not_looked_for: str | None = None
 
     @property
     def executed(self) -> bool:
@@ -185,7 +190,7 @@ def scan(
     first call's inputs. With ``intermediates``, each run keeps the tensors
     inside its forward pass (test vectors).
     """
-    from mha_cli.runtime.models import built, load, real_calls, symbolic_calls
+    from mha_cli.runtime.models import built, load, other_attention, real_calls, symbolic_calls
 
     loaded = load(spec, backend)
     if not loaded.attention_layers and not loaded.model.built:
@@ -202,10 +207,21 @@ def scan(
         (),
         layer_count=len(loaded.attention_layers),
     )
+    if spec.keras == 2:
+        base = replace(base, others_not_looked_for="scan looks for other attention in Keras 3 models only")
     if not loaded.attention_layers:
-        return base
+        # Nothing to explain; whether the model computes attention some other way is seen by
+        # tracing it, sizes left unknown where the model and --input give none.
+        traced = merged_inputs(loaded.inputs, spec.inputs, spec.shown)
+        if not traced:
+            return replace(
+                base,
+                others_not_looked_for="it declares no inputs to trace it on (a subclassed model); give "
+                "them with --input",
+            )
+        return replace(base, inputs=traced, other_attention=other_attention(loaded, traced))
     inputs = resolve_inputs(loaded.inputs, spec.inputs, spec.shown)
-    base = replace(base, inputs=inputs)
+    base = replace(base, inputs=inputs, other_attention=other_attention(loaded, inputs))
     symbolic = symbolic_calls(loaded, inputs)
     # Each call's derivation, or why there is none; the memory guard's estimate and, when it
     # stops the run, the answers come from these.

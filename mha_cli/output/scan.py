@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -14,6 +16,9 @@ from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
 from mha_cli.output.explain import render
 from mha_cli.output.majors import migration_lines
 from mha_cli.output.tables import STATUS_MARK, titled_table
+
+if TYPE_CHECKING:
+    from mha_cli.runtime.models import OtherAttention
 
 
 def _call_status(found: CallResult) -> Text:
@@ -66,7 +71,12 @@ def _listed(names: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ...] = ()) -> None:
+def render_scan(
+    scan: ScanResult,
+    console: Console,
+    layers: tuple[CallResult, ...] = (),
+    others: tuple[OtherAttention, ...] = (),
+) -> None:
     """The overview of every attention call (like model.summary(), about attention), then any details."""
     inputs = ", ".join(f"{spec.name} {format_shape((None, *spec.shape))}" for spec in scan.inputs)
     head = Text()
@@ -74,10 +84,23 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
     head.append(f"  from {scan.spec.shown}; weights: {scan.weights_from}", style="dim")
     console.print(head)
     if not scan.calls:
+        if not scan.other_attention:
+            looked = (
+                "and no other layer computes attention"
+                if scan.others_not_looked_for is None
+                else f"other attention was not looked for: {scan.others_not_looked_for}"
+            )
+            console.print(
+                f"No MultiHeadAttention or GroupQueryAttention layer in this model (Keras "
+                f"{scan.keras_version}), {looked}: nothing to explain."
+            )
+            return
+        console.print(Text(f"inputs: {inputs}; traced, not run", style="dim"))
         console.print(
-            f"No MultiHeadAttention or GroupQueryAttention layer in this model (Keras {scan.keras_version}): "
-            "nothing to explain."
+            f"No MultiHeadAttention or GroupQueryAttention layer in this model (Keras {scan.keras_version}); "
+            "other layers compute attention:"
         )
+        _render_others(scan, console, others)
         return
     console.print(Text(f"inputs: {inputs}; batch {scan.spec.batch}, seed {scan.spec.seed}", style="dim"))
     title = (
@@ -151,9 +174,13 @@ def render_scan(scan: ScanResult, console: Console, layers: tuple[CallResult, ..
             )
     for note in notes:
         console.print(note)
+    if scan.other_attention:
+        if notes:  # the overview's table ends with a blank line; its notes do not
+            console.print()
+        _render_others(scan, console, others)
     if scan.migrations:
         _scan_migrations(scan, console)
-    if not layers:
+    if not layers and not others:
         console.print(Text("Details of one layer: --layer PATH (the call's path, as listed).", style="dim"))
     for found in layers:
         console.print()
@@ -183,3 +210,55 @@ def _scan_migrations(scan: ScanResult, console: Console) -> None:
             grid.add_row(found.path if number == 0 else "", line)
     console.print(grid)
     console.print()
+
+
+def _compact(shape: tuple[int | None, ...]) -> str:
+    """A shape without its batch axis, as the overview writes them: ``(8,16)``."""
+    return "(" + ",".join("None" if size is None else str(size) for size in shape[1:]) + ")"
+
+
+def _render_others(scan: ScanResult, console: Console, selected: tuple[OtherAttention, ...]) -> None:
+    """The calls of layers that compute attention mha-explain does not explain, and any --layer details."""
+    title = (
+        f"{len(scan.other_attention)} attention call(s) mha-explain does not explain (shapes from a symbolic "
+        "pass)"
+    )
+    table = titled_table(title, "layer", "class", "inputs -> output", "in its call", "status")
+    table.columns[-1].no_wrap = True
+    for other in scan.other_attention:
+        inputs = ", ".join(f"{name} {_compact(shape)}" for name, shape in other.inputs)
+        output = "" if other.output is None else f" -> {_compact(other.output)}"
+        table.add_row(
+            other.key,
+            other.class_name,
+            inputs + output,
+            other.evidence,
+            Text("NOT EXPLAINED", style="yellow"),
+        )
+    console.print(table)
+    console.print(
+        Text(
+            "not explained: nothing about these calls is derived or verified (their class is neither "
+            "MultiHeadAttention nor GroupQueryAttention, nor a subclass); --layer PATH lists one's own "
+            "projections.",
+            style="dim",
+        )
+    )
+    for other in selected:
+        console.print()
+        console.print(
+            Text(f"== {other.key} ({other.class_name}), not explained", style="bold"), soft_wrap=True
+        )
+        console.print(Text(f"in its call: {other.evidence}", style="dim"))
+        if not other.projections:
+            console.print(Text("no Dense or EinsumDense layer of its own", style="dim"))
+            continue
+        projections = titled_table("its own projections, as built", "layer", "class", "equation", "kernel")
+        for projection in other.projections:
+            projections.add_row(
+                projection.name,
+                projection.class_name,
+                projection.equation or "...i,ij->...j",
+                format_shape(projection.kernel),
+            )
+        console.print(projections)

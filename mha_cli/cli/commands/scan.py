@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,6 +23,9 @@ from mha_cli.cli.options import (
 from mha_cli.cli.process import fail, guarded
 from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.core.grammar import parse_int
+
+if TYPE_CHECKING:
+    from mha_cli.runtime.models import OtherAttention
 
 
 def _parse_input(option: str, text: str) -> Any:
@@ -148,10 +151,22 @@ def scan_command(
         debug,
     )
     selected: tuple[CallResult, ...] = ()
+    others: tuple[OtherAttention, ...] = ()
     if layer is not None:
         selected = result.select(layer)
-        if not selected:
-            paths = ", ".join(dict.fromkeys(call.call.path for call in result.calls)) or "none"
+        others = tuple(o for o in result.other_attention if layer in (o.path, o.key))
+        if not selected and not others:
+            paths = (
+                ", ".join(
+                    dict.fromkeys(
+                        [
+                            *(call.call.path for call in result.calls),
+                            *(o.path for o in result.other_attention),
+                        ]
+                    )
+                )
+                or "none"
+            )
             guarded(
                 lambda: _raise(
                     ConfigError("--layer", layer, f"no attention layer there; the paths are {paths}")
@@ -162,7 +177,9 @@ def scan_command(
     from mha_cli.output.documents.scan import scan_document
 
     screen.answer(
-        json_output, partial(scan_document, result), partial(shown.render_scan, result, layers=selected)
+        json_output,
+        partial(scan_document, result),
+        partial(shown.render_scan, result, layers=selected, others=others),
     )
     if vectors is not None:
         from mha_cli.cli.commands.vectors import write_sets

@@ -53,6 +53,28 @@ def scan_document(scan: ScanResult) -> dict[str, Any]:
         "not_executed_reason": scan.not_executed_reason,
         "attention_layers": scan.layer_count,
         "calls": calls,
+        "other_attention": [
+            {
+                "layer": other.path,
+                "class": other.class_name,
+                "call_index": other.call_index,
+                "explained": False,
+                "inputs": {name: list(shape) for name, shape in other.inputs},
+                "output": None if other.output is None else list(other.output),
+                "evidence": other.evidence,
+                "projections": [
+                    {
+                        "layer": projection.name,
+                        "class": projection.class_name,
+                        "equation": projection.equation,
+                        "kernel": list(projection.kernel),
+                    }
+                    for projection in other.projections
+                ],
+            }
+            for other in scan.other_attention
+        ],
+        "other_attention_not_looked_for": scan.others_not_looked_for,
         "migrations": [
             {
                 "layer": found.path,

@@ -1,0 +1,176 @@
+"""scan lists the attention it does not explain (issue 25): KerasHub's LLM attention layers, Keras's
+Attention and AdditiveAttention, a user's own classes, each with its path, class and traced shapes,
+marked "not explained"; "no attention" only where none runs.
+
+The oracles are the models themselves: the constructors' sizes, the layers' own sublayers read
+here, and the layer classes found by walking the model.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from mha_cli.cli.app import app
+from tests import scan_models
+from tests.scan_models import HUB_HEAD_DIM, HUB_HEADS, HUB_HIDDEN, HUB_KV_HEADS, SOURCE, TARGET
+
+pytestmark = pytest.mark.keras
+
+TOKENS = ("--input", "token_ids=8", "--input", "padding_mask=8")
+
+
+def scan(*args: str) -> Any:
+    return CliRunner().invoke(app, ["scan", *args])
+
+
+def scan_json(*args: str) -> dict[str, Any]:
+    result = scan(*args, "--json")
+    assert result.exit_code == 0, result.output
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def _hub_or_skip() -> None:
+    pytest.importorskip("keras_hub", reason="KerasHub is the hub extra: pip install 'mha-explain[hub]'")
+
+
+@pytest.mark.parametrize(
+    ("builder", "attention_class", "softmax"),
+    [
+        ("llama_backbone", "LlamaAttention", (None, HUB_HEADS, 8, 8)),
+        ("mistral_backbone", "CachedMistralAttention", (None, HUB_HEADS, 8, 8)),
+        # Gemma groups the query heads under their key/value head: (batch, kv heads, group, T, S).
+        ("gemma_backbone", "CachedGemmaAttention", (None, 1, HUB_HEADS, 8, 8)),
+    ],
+)
+def test_kerashub_decoder_attention_is_listed_not_explained(
+    builder: str, attention_class: str, softmax: tuple[int | None, ...]
+) -> None:
+    _hub_or_skip()
+    model = getattr(scan_models, builder)()
+    walked = [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if type(layer).__name__ == attention_class
+    ]
+    assert len(walked) == 2  # the model's own count, by walking it
+    document = scan_json("--build", f"tests.scan_models:{builder}", *TOKENS)
+    assert document["calls"] == [] and document["other_attention_not_looked_for"] is None
+    others = document["other_attention"]
+    assert [other["layer"] for other in others] == [layer.path for layer in walked]
+    for other, layer in zip(others, walked, strict=True):
+        assert other["class"] == attention_class and other["explained"] is False
+        assert other["output"] == [None, 8, HUB_HIDDEN]
+        assert [None, 8, HUB_HIDDEN] in other["inputs"].values()
+        assert other["evidence"] == "softmax over " + str(softmax)
+        # Its projections as the layer holds them: every Dense/EinsumDense it owns, kernels as built.
+        own = {
+            sub.name: (sub.equation, list(sub.kernel.shape))
+            for sub in layer._flatten_layers(include_self=False, recursive=False)
+            if type(sub).__name__ == "EinsumDense"
+        }
+        assert {p["layer"]: (p["equation"], p["kernel"]) for p in other["projections"]} == own
+    result = scan("--build", f"tests.scan_models:{builder}", *TOKENS)
+    assert result.exit_code == 0, result.output
+    assert "No MultiHeadAttention or GroupQueryAttention layer in this model" in result.stdout
+    assert "other layers compute attention" in result.stdout
+    assert result.stdout.count("NOT EXPLAINED") == 2
+
+
+def test_gemma_heads_first_query_kernel_is_shown_as_built() -> None:
+    _hub_or_skip()
+    document = scan_json("--build", "tests.scan_models:gemma_backbone", *TOKENS)
+    projections = {p["layer"]: p for p in document["other_attention"][0]["projections"]}
+    # Heads first: (heads, hidden, head_dim), where Llama's is (hidden, heads, head_dim).
+    assert projections["query"]["kernel"] == [HUB_HEADS, HUB_HIDDEN, HUB_HEAD_DIM]
+    assert projections["query"]["equation"] == "btd,ndh->btnh"
+    llama = scan_json("--build", "tests.scan_models:llama_backbone", *TOKENS)
+    key = {p["layer"]: p for p in llama["other_attention"][0]["projections"]}["key"]
+    assert key["kernel"] == [HUB_HIDDEN, HUB_KV_HEADS, HUB_HIDDEN // HUB_HEADS]
+
+
+def test_without_sizes_the_trace_keeps_them_unknown() -> None:
+    _hub_or_skip()
+    document = scan_json("--build", "tests.scan_models:llama_backbone")
+    assert [other["evidence"] for other in document["other_attention"]] == [
+        f"softmax over (None, {HUB_HEADS}, None, None)"
+    ] * 2
+
+
+def test_keras_attention_and_additive_attention_beside_mha() -> None:
+    document = scan_json("--build", "tests.scan_models:plain_attentions")
+    assert [call["layer"] for call in document["calls"]] == ["mha"]  # explained, as before
+    others = {other["layer"]: other for other in document["other_attention"]}
+    assert set(others) == {"dot", "additive"}
+    for name, cls in (("dot", "Attention"), ("additive", "AdditiveAttention")):
+        assert others[name]["class"] == cls
+        # Called on a list [query, value]: named as Keras's docstring names the list's items.
+        assert others[name]["inputs"] == {"query": [None, TARGET, 8], "value": [None, SOURCE, 8]}
+        assert others[name]["output"] == [None, TARGET, 8]
+        assert others[name]["evidence"] == f"softmax over (None, {TARGET}, {SOURCE})"
+        assert others[name]["projections"] == []
+    result = scan("--build", "tests.scan_models:plain_attentions", "--layer", "additive")
+    assert result.exit_code == 0, result.output
+    assert "== additive (AdditiveAttention), not explained" in result.stdout
+    assert "no Dense or EinsumDense layer of its own" in result.stdout
+
+
+def test_a_users_own_attention_is_found_by_what_runs_not_by_its_name() -> None:
+    document = scan_json("--build", "tests.scan_models:own_attentions")
+    others = {other["layer"]: other for other in document["other_attention"]}
+    # OwnAttention (ops.softmax over its scores) and FusedAttention (ops.dot_product_attention) are
+    # attention; FakeAttention (a Dense's softmax activation, a softmax over a rank-2 tensor) and the
+    # model's own Softmax layer over its classes are not.
+    assert set(others) == {"own", "fused"}
+    assert others["own"]["evidence"] == "softmax over (None, 5, 5)"
+    assert others["fused"]["evidence"] == "ops.dot_product_attention, query (None, 5, 2, 4)"
+    assert [p["layer"] for p in others["own"]["projections"]] == ["q", "k", "v"]
+    assert others["fused"]["projections"] == [
+        {"layer": "qkv", "class": "EinsumDense", "equation": "btd,dnh->btnh", "kernel": [8, 2, 4]}
+    ]
+
+
+def test_a_model_without_any_attention_says_it_looked() -> None:
+    result = scan("--build", "tests.scan_models:no_attention")
+    assert result.exit_code == 0, result.output
+    assert "and no other layer computes attention: nothing to explain." in " ".join(result.stdout.split())
+
+
+def test_layer_names_the_paths_of_both_kinds() -> None:
+    result = scan("--build", "tests.scan_models:plain_attentions", "--layer", "nowhere")
+    assert result.exit_code == 2
+    assert "the paths are mha, additive, dot" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_every_backend_finds_the_same_calls(backend: str) -> None:
+    """JAX traces with symbolic sizes, torch twice on sizes 83 and 89: the same calls, the same
+    shapes (None where unknown). Llama attends through ops.dot_product_attention there and
+    through its Softmax layer on TensorFlow, which is what each line says."""
+    _hub_or_skip()
+    from mha_cli.operations.backends import installed
+    from tests.test_backends import run_cli
+
+    if not installed(backend):
+        pytest.skip(f"{backend} is not installed (CI installs it)")
+    for builder, arguments in (("plain_attentions", ()), ("llama_backbone", ())):
+        on_tensorflow = scan_json("--build", f"tests.scan_models:{builder}", *arguments)["other_attention"]
+        done = run_cli(
+            "scan", "--build", f"tests.scan_models:{builder}", *arguments, "--backend", backend, "--json"
+        )
+        assert done.returncode == 0, done.stderr
+        others = json.loads(done.stdout)["other_attention"]
+        assert [(o["layer"], o["class"], o["inputs"], o["output"]) for o in others] == [
+            (o["layer"], o["class"], o["inputs"], o["output"]) for o in on_tensorflow
+        ]
+        if builder == "llama_backbone":
+            assert {o["evidence"] for o in on_tensorflow} == {f"softmax over (None, {HUB_HEADS}, None, None)"}
+            assert {o["evidence"] for o in others} == {
+                f"ops.dot_product_attention, query (None, None, {HUB_HEADS}, {HUB_HIDDEN // HUB_HEADS})"
+            }
+        else:
+            assert [o["evidence"] for o in others] == [o["evidence"] for o in on_tensorflow]
