@@ -39,16 +39,16 @@ def _hub_or_skip() -> None:
 
 
 @pytest.mark.parametrize(
-    ("builder", "attention_class", "softmax"),
+    ("builder", "attention_class", "softmax", "kv_heads", "heads_first"),
     [
-        ("llama_backbone", "LlamaAttention", (None, HUB_HEADS, 8, 8)),
-        ("mistral_backbone", "CachedMistralAttention", (None, HUB_HEADS, 8, 8)),
+        ("llama_backbone", "LlamaAttention", (None, HUB_HEADS, 8, 8), HUB_KV_HEADS, False),
+        ("mistral_backbone", "CachedMistralAttention", (None, HUB_HEADS, 8, 8), HUB_KV_HEADS, False),
         # Gemma groups the query heads under their key/value head: (batch, kv heads, group, T, S).
-        ("gemma_backbone", "CachedGemmaAttention", (None, 1, HUB_HEADS, 8, 8)),
+        ("gemma_backbone", "CachedGemmaAttention", (None, 1, HUB_HEADS, 8, 8), 1, True),
     ],
 )
 def test_kerashub_decoder_attention_is_listed_not_explained(
-    builder: str, attention_class: str, softmax: tuple[int | None, ...]
+    builder: str, attention_class: str, softmax: tuple[int | None, ...], kv_heads: int, heads_first: bool
 ) -> None:
     _hub_or_skip()
     model = getattr(scan_models, builder)()
@@ -74,6 +74,18 @@ def test_kerashub_decoder_attention_is_listed_not_explained(
             if type(sub).__name__ == "EinsumDense"
         }
         assert {p["layer"]: (p["equation"], p["kernel"]) for p in other["projections"]} == own
+        # Heads as the constructor was given them, read from the kernels; params as the layer counts them.
+        head_dim = HUB_HEAD_DIM if builder == "gemma_backbone" else HUB_HIDDEN // HUB_HEADS
+        assert other["heads"] == {
+            "query_heads": HUB_HEADS,
+            "key_value_heads": kv_heads,
+            "head_dim": head_dim,
+            "heads_first": heads_first,
+            "agreement": other["heads"]["agreement"],
+        }
+        assert other["heads_not_read"] is None
+        assert other["kv_cache_bytes_per_token"] == 2 * kv_heads * head_dim * 4  # float32
+        assert other["params"] == layer.count_params() and other["dtype"] == "float32"
     result = scan("--build", f"tests.scan_models:{builder}", *TOKENS)
     assert result.exit_code == 0, result.output
     assert "No MultiHeadAttention or GroupQueryAttention layer in this model" in result.stdout
@@ -112,11 +124,15 @@ def test_keras_attention_and_additive_attention_beside_mha() -> None:
         assert others[name]["inputs"] == {"query": [None, TARGET, 8], "value": [None, SOURCE, 8]}
         assert others[name]["output"] == [None, TARGET, 8]
         assert others[name]["evidence"] == f"softmax over (None, {TARGET}, {SOURCE})"
-        assert others[name]["projections"] == []
+        assert others[name]["projections"] == [] and others[name]["heads"] is None
+        assert others[name]["heads_not_read"].startswith("none: it has no projections of its own")
     result = scan("--build", "tests.scan_models:plain_attentions", "--layer", "additive")
     assert result.exit_code == 0, result.output
     assert "== additive (AdditiveAttention), not explained" in result.stdout
-    assert "no Dense or EinsumDense layer of its own" in result.stdout
+    assert (
+        "heads none: it has no projections of its own, so it attends over its inputs as given"
+        in result.stdout
+    )
 
 
 def test_a_users_own_attention_is_found_by_what_runs_not_by_its_name() -> None:
@@ -129,6 +145,12 @@ def test_a_users_own_attention_is_found_by_what_runs_not_by_its_name() -> None:
     assert others["own"]["evidence"] == "softmax over (None, 5, 5)"
     assert others["fused"]["evidence"] == "ops.dot_product_attention, query (None, 5, 2, 4)"
     assert [p["layer"] for p in others["own"]["projections"]] == ["q", "k", "v"]
+    # Dense projections add no heads axis: nothing to read heads from.
+    assert others["own"]["heads"] is None
+    assert (
+        others["own"]["heads_not_read"]
+        == "not read: its projections are not one each named query, key and value"
+    )
     assert others["fused"]["projections"] == [
         {"layer": "qkv", "class": "EinsumDense", "equation": "btd,dnh->btnh", "kernel": [8, 2, 4]}
     ]

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from mha_cli.core.derived import Derivation
 from mha_cli.core.grammar import format_bytes, format_shape
+from mha_cli.core.other import NO_PROJECTIONS, Heads
 from mha_cli.core.summary import configuration_warnings, heads_warning
 from mha_cli.operations.explain import Status
 from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
@@ -223,14 +224,17 @@ def _render_others(scan: ScanResult, console: Console, selected: tuple[OtherAtte
         f"{len(scan.other_attention)} attention call(s) mha-explain does not explain (shapes from a symbolic "
         "pass)"
     )
-    table = titled_table(title, "layer", "class", "inputs -> output", "in its call", "status")
-    table.columns[-1].no_wrap = True
+    table = titled_table(
+        title, "layer", "class", "heads x head_dim", "inputs -> output", "in its call", "status"
+    )
+    table.columns[2].no_wrap = table.columns[-1].no_wrap = True
     for other in scan.other_attention:
         inputs = ", ".join(f"{name} {_compact(shape)}" for name, shape in other.inputs)
         output = "" if other.output is None else f" -> {_compact(other.output)}"
         table.add_row(
             other.key,
             other.class_name,
+            _heads(other.heads),
             inputs + output,
             other.evidence,
             Text("NOT EXPLAINED", style="yellow"),
@@ -239,8 +243,8 @@ def _render_others(scan: ScanResult, console: Console, selected: tuple[OtherAtte
     console.print(
         Text(
             "not explained: nothing about these calls is derived or verified (their class is neither "
-            "MultiHeadAttention nor GroupQueryAttention, nor a subclass); --layer PATH lists one's own "
-            "projections.",
+            "MultiHeadAttention nor GroupQueryAttention, nor a subclass); heads are read from their own "
+            "kernels where they project onto heads; --layer PATH lists one's projections.",
             style="dim",
         )
     )
@@ -250,8 +254,27 @@ def _render_others(scan: ScanResult, console: Console, selected: tuple[OtherAtte
             Text(f"== {other.key} ({other.class_name}), not explained", style="bold"), soft_wrap=True
         )
         console.print(Text(f"in its call: {other.evidence}", style="dim"))
+        heads = other.heads
+        if isinstance(heads, Heads):
+            layout = "the query's heads first, " if heads.heads_first else ""
+            console.print(
+                Text(
+                    f"heads: {_heads(heads)} (query heads, key/value heads, head_dim), read from its query, "
+                    f"key and value kernels ({layout}below); {heads.agreement}",
+                    style="dim",
+                )
+            )
+            console.print(
+                Text(
+                    f"a decoder caches {heads.kv_cache_bytes_per_token(other.dtype):,} bytes per token for "
+                    f"it (key and value, {heads.key_value_heads} x {heads.head_dim} in {other.dtype}); "
+                    f"{other.params:,} params",
+                    style="dim",
+                )
+            )
+        else:
+            console.print(Text(f"heads {heads}; {other.params:,} params", style="dim"))
         if not other.projections:
-            console.print(Text("no Dense or EinsumDense layer of its own", style="dim"))
             continue
         projections = titled_table("its own projections, as built", "layer", "class", "equation", "kernel")
         for projection in other.projections:
@@ -262,3 +285,12 @@ def _render_others(scan: ScanResult, console: Console, selected: tuple[OtherAtte
                 format_shape(projection.kernel),
             )
         console.print(projections)
+
+
+def _heads(heads: Heads | str) -> str:
+    """``4 (2 kv) x 4``: query heads, the key/value heads they share and head_dim; or ``not read``."""
+    if isinstance(heads, str):
+        return "none" if heads == NO_PROJECTIONS else "not read"
+    if heads.key_value_heads == heads.query_heads:
+        return f"{heads.query_heads} x {heads.head_dim}"
+    return f"{heads.query_heads} ({heads.key_value_heads} kv) x {heads.head_dim}"

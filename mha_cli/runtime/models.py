@@ -33,6 +33,7 @@ import numpy as np
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.grammar import format_shape, quoted
 from mha_cli.core.models import IMPLICIT_MASKS, InputSpec, ModelSpec
+from mha_cli.core.other import Heads, Projection, read_heads
 from mha_cli.runtime.keras_adapter import (
     _sublayers,
     _to_numpy,
@@ -119,17 +120,6 @@ class CapturedCall:
 
 
 @dataclass(frozen=True)
-class Projection:
-    """A Dense or EinsumDense layer a not-explained attention layer holds itself, as built."""
-
-    name: str
-    class_name: str
-    #: EinsumDense's equation (None for Dense: ``...i,ij->...j``).
-    equation: str | None
-    kernel: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class OtherAttention:
     """One call of a layer mha-explain does not explain, in whose own call attention ran: a softmax
     over a tensor of rank 3 or more, or ``ops.dot_product_attention`` (KerasHub's LlamaAttention,
@@ -142,15 +132,33 @@ class OtherAttention:
     inputs: tuple[tuple[str, tuple[int | None, ...]], ...]
     #: Its (first) output's shape, batch axis included (None: no tensor returned).
     output: tuple[int | None, ...] | None
-    #: What ran: ``softmax over (None, 4, 8, 8)`` or ``ops.dot_product_attention, query (None, 8, 4, 4)``.
-    evidence: str
+    #: What its call attended with: ``softmax`` or ``dot_product_attention``.
+    ran: str
+    #: That tensor's shape: the softmax's input, or the query given to ops.dot_product_attention.
+    traced: tuple[int | None, ...]
     #: Its own Dense and EinsumDense sublayers (not those of layers inside it).
     projections: tuple[Projection, ...]
+    #: Its weights' element count, and the dtype it computes in.
+    params: int = 0
+    dtype: str = "float32"
 
     @property
     def key(self) -> str:
         """``path`` for a layer called once, ``path#index`` for the later calls of a shared one."""
         return self.path if self.call_index == 0 else f"{self.path}#{self.call_index}"
+
+    @property
+    def evidence(self) -> str:
+        """What ran, in words: ``softmax over (None, 4, 8, 8)``."""
+        shown = format_shape(self.traced)
+        if self.ran == "dot_product_attention":
+            return f"ops.dot_product_attention, query {shown}"
+        return f"softmax over {shown}"
+
+    @property
+    def heads(self) -> Heads | str:
+        """Its heads, read from its own query/key/value kernels and agreeing with its call; or why not."""
+        return read_heads(self.projections, self.ran, self.traced)
 
 
 @dataclass(frozen=True)
@@ -795,7 +803,7 @@ def other_attention(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple
         # The layer whose own call ran it: a softmax inside a Keras building block (a Dense's
         # activation) or inside a layer scan explains belongs to neither.
         if frames and frames[-1]["role"] == "other":
-            frames[-1].setdefault("evidence", (what, _dims(tensor)))
+            frames[-1].setdefault("evidence", (what, _dims(tensor)))  # the first it ran
 
     def role(layer: Any) -> str:
         if isinstance(layer, known):
@@ -812,7 +820,7 @@ def other_attention(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple
 
         def call(*args: Any, **kwargs: Any) -> Any:
             if isinstance(layer, keras.layers.Softmax) and args and len(_dims(args[0])) >= 3:
-                ran("softmax over", args[0])  # before its own frame: its caller's
+                ran("softmax", args[0])  # before its own frame: its caller's
             frame: dict[str, Any] = {"role": kind}
             frames.append(frame)
             try:
@@ -843,12 +851,12 @@ def other_attention(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple
     @functools.wraps(originals_by_name["softmax"])
     def softmax(x: Any, *args: Any, **kwargs: Any) -> Any:
         if len(_dims(x)) >= 3:
-            ran("softmax over", x)
+            ran("softmax", x)
         return originals_by_name["softmax"](x, *args, **kwargs)
 
     @functools.wraps(originals_by_name["dot_product_attention"])
     def dot_product_attention(query: Any, *args: Any, **kwargs: Any) -> Any:
-        ran("ops.dot_product_attention, query", query)
+        ran("dot_product_attention", query)
         return originals_by_name["dot_product_attention"](query, *args, **kwargs)
 
     stand_ins: dict[str, Callable[..., Any]] = {
@@ -923,8 +931,11 @@ def _as_found(keras: Any, passes: list[list[_Seen]]) -> tuple[OtherAttention, ..
                     for number, (name, _) in enumerate(seen.inputs)
                 ),
                 output=None if seen.output is None else merged([call.output or () for call in calls]),
-                evidence=f"{what} {format_shape(merged([call.evidence[1] for call in calls]))}",
+                ran=what,
+                traced=merged([call.evidence[1] for call in calls]),
                 projections=_projections(keras, seen.layer),
+                params=int(seen.layer.count_params()) if seen.layer.built else 0,
+                dtype=str(getattr(seen.layer, "compute_dtype", None) or "float32"),
             )
         )
     return tuple(found)

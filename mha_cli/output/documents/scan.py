@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mha_cli import __version__
 from mha_cli.core.models import InputSpec
@@ -11,9 +11,30 @@ from mha_cli.operations.scan import ScanResult
 from mha_cli.output.documents import SCHEMA_VERSION
 from mha_cli.output.documents.explain import to_document
 
+if TYPE_CHECKING:
+    from mha_cli.runtime.models import OtherAttention
+
 
 def _input(spec: InputSpec) -> dict[str, Any]:
     return {"name": spec.name, "shape": [None, *spec.shape], "dtype": spec.dtype}
+
+
+def _heads(other: OtherAttention) -> dict[str, Any]:
+    """A not-explained call's heads, read from its kernels (``heads`` null and why, when not read)."""
+    heads = other.heads
+    if isinstance(heads, str):
+        return {"heads": None, "heads_not_read": heads, "kv_cache_bytes_per_token": None}
+    return {
+        "heads": {
+            "query_heads": heads.query_heads,
+            "key_value_heads": heads.key_value_heads,
+            "head_dim": heads.head_dim,
+            "heads_first": heads.heads_first,
+            "agreement": heads.agreement,
+        },
+        "heads_not_read": None,
+        "kv_cache_bytes_per_token": heads.kv_cache_bytes_per_token(other.dtype),
+    }
 
 
 def scan_document(scan: ScanResult) -> dict[str, Any]:
@@ -62,6 +83,9 @@ def scan_document(scan: ScanResult) -> dict[str, Any]:
                 "inputs": {name: list(shape) for name, shape in other.inputs},
                 "output": None if other.output is None else list(other.output),
                 "evidence": other.evidence,
+                "params": other.params,
+                "dtype": other.dtype,
+                **_heads(other),
                 "projections": [
                     {
                         "layer": projection.name,
