@@ -196,3 +196,77 @@ def test_every_backend_finds_the_same_calls(backend: str) -> None:
             }
         else:
             assert [o["evidence"] for o in others] == [o["evidence"] for o in on_tensorflow]
+
+
+# --- Pinning: a [model] case file pins these calls by what scan reads of them -----------------------
+
+_TINY_LLAMA = (
+    "import keras_hub\n\n\ndef build():\n"
+    "    return keras_hub.models.LlamaBackbone(\n"
+    "        vocabulary_size=50, num_layers=1, num_query_heads=4, num_key_value_heads={kv},\n"
+    "        hidden_dim=16, intermediate_dim=32,\n"
+    "    )\n"
+)
+
+
+def _mha_explain(*args: str, cwd: Any) -> Any:
+    """A fresh process, as CI runs it."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "mha_cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_a_llama_backbones_num_key_value_heads_change_turns_check_red_in_fresh_processes(tmp_path: Any) -> None:
+    _hub_or_skip()
+    import keras_hub
+
+    (tmp_path / "tiny_llama.py").write_text(_TINY_LLAMA.format(kv=2), encoding="utf-8")
+    cases = tmp_path / "llama.mha.toml"
+    cases.write_text(
+        '[model]\nbuild = "tiny_llama:build"\ninputs = ["token_ids=8", "padding_mask=8"]\n', encoding="utf-8"
+    )
+    recorded = _mha_explain("record", cases.name, cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stderr
+    pinned = cases.read_text(encoding="utf-8")
+    # The layer's own count of its weights, from the same constructor in this process.
+    layer = keras_hub.models.LlamaBackbone(
+        vocabulary_size=50, num_layers=1, num_query_heads=4, num_key_value_heads=2, hidden_dim=16,
+        intermediate_dim=32,
+    ).get_layer("transformer_layer_0")._self_attention_layer
+    assert (
+        '[calls."transformer_layer_0/self_attention"]\nclass = "LlamaAttention"\nexplained = false\n'
+        "num_query_heads = 4\nnum_key_value_heads = 2\nhead_dim = 4\nquery = [8, 16]\noutput = [8, 16]\n"
+        f"params = {layer.count_params()}\n" in pinned
+    )
+    assert _mha_explain("check", cases.name, cwd=tmp_path).returncode == 0
+    (tmp_path / "tiny_llama.py").write_text(_TINY_LLAMA.format(kv=4), encoding="utf-8")  # someone edits it
+    checked = _mha_explain("check", cases.name, "--width", "300", cwd=tmp_path)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    # [model] 1-3, a blank line, the call's table at 5: class 6, explained 7, query heads 8, kv heads 9.
+    assert (
+        "llama.mha.toml:9: call 'transformer_layer_0/self_attention': num_key_value_heads: expected 2, "
+        "the model gives 4" in checked.stderr
+    )
+    # No biases: query and output 16 x 4 x 4 each, key and value 16 x kv heads x 4 each.
+    assert "params: expected 768, the model gives 1024" in checked.stdout
+
+
+def test_check_fails_on_an_unpinned_attention_call_it_does_not_explain(tmp_path: Any) -> None:
+    cases = tmp_path / "plain.mha.toml"
+    cases.write_text('[model]\nbuild = "tests.scan_models:plain_attentions"\n', encoding="utf-8")
+    recorded = CliRunner().invoke(app, ["record", str(cases)])
+    assert recorded.exit_code == 0, recorded.output
+    pinned = cases.read_text(encoding="utf-8")
+    assert '[calls.dot]\nclass = "Attention"\nexplained = false\nquery = [6, 8]\noutput = [6, 8]\nparams = 0\n' in (
+        pinned
+    )
+    assert CliRunner().invoke(app, ["check", str(cases)]).exit_code == 0
+    # Someone's edit drops the pin of the AdditiveAttention call: check finds the call unpinned.
+    start = pinned.index("[calls.additive]")
+    cases.write_text(pinned[:start] + pinned[pinned.index("\n\n", start) + 2 :], encoding="utf-8")
+    checked = CliRunner().invoke(app, ["check", str(cases), "--width", "300"])
+    assert checked.exit_code == 1
+    assert "an attention call the file does not pin (AdditiveAttention, not explained); run record to pin it" in (
+        checked.stdout
+    )

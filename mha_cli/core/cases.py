@@ -80,10 +80,13 @@ CALL_FIELDS = (
     "attention_scores",
     "output",
     "params",
-    # A GroupQueryAttention call's own arguments, in place of num_heads .. attention_axes.
+    # A GroupQueryAttention call's own arguments, in place of num_heads .. attention_axes; also the
+    # heads read from the kernels of a call scan does not explain (KerasHub's LlamaAttention).
     "num_query_heads",
     "num_key_value_heads",
     "head_dim",
+    # false: a call scan lists and does not explain; only its class, heads, shapes and params are pinned.
+    "explained",
 )
 RECORDED_KEYS = ("keras_version", "backend", "tool_version")
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mha_cli.core.cases import (
     Case,
@@ -33,7 +33,10 @@ from mha_cli.core.cases import (
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, ExplainResult, explain
-from mha_cli.operations.scan import CallResult, observed_call, scan
+from mha_cli.operations.scan import CallResult, observed_call, observed_other, scan
+
+if TYPE_CHECKING:
+    from mha_cli.runtime.models import OtherAttention
 
 
 class CaseStatus(StrEnum):
@@ -240,14 +243,18 @@ def check_model(
     except ConfigError as error:
         return [finish("[model]", model.line, CaseStatus.ERROR, error=f"model: {model_problem(error)}")]
     found = {call.call.key: call for call in scanned.calls}
+    others = {other.key: other for other in scanned.other_attention}
     pinned = {} if model.pinned is None else {call.key: call for call in model.pinned}
     results = []
     for key, pin in pinned.items():
         if not matches(pattern, path, key):
             continue
         call = found.get(key)
+        if call is None and key in others:
+            results.append(_other_result(finish, key, pin, others[key]))
+            continue
         if call is None:
-            where = ", ".join(found) or "none"
+            where = ", ".join([*found, *others]) or "none"
             gone = f"this call is gone from the model (its attention calls now: {where}); run record --update"
             results.append(finish(key, pin.line, CaseStatus.FAILED, failed_checks=(gone,)))
             continue
@@ -265,7 +272,34 @@ def check_model(
         results.append(
             finish(key, model.line, CaseStatus.FAILED, failed_checks=(new,), result=call.result, scanned=call)
         )
+    for key, other in others.items():
+        if key in pinned or not matches(pattern, path, key):
+            continue
+        if model.pinned is None:
+            results.append(finish(key, model.line, CaseStatus.UNRECORDED, warnings=(_NOT_EXPLAINED,)))
+            continue
+        new = (
+            f"an attention call the file does not pin ({other.class_name}, not explained); run record to pin it"
+        )
+        results.append(finish(key, model.line, CaseStatus.FAILED, failed_checks=(new,)))
     return results
+
+
+#: What check says of a pinned call scan does not explain.
+_NOT_EXPLAINED = "not explained: only its class, heads, shapes and params are compared, nothing verified"
+
+
+def _other_result(finish: Callable[..., CaseResult], key: str, pin: PinnedCall, other: OtherAttention) -> CaseResult:
+    """A pinned call of a layer scan does not explain, held against what its file pins."""
+    actual = observed_other(other)
+    mismatches = tuple(
+        Mismatch(field, expected, actual.get(field))
+        for field, expected in pin.expect.items()
+        if actual.get(field) != expected
+    )
+    line = next((pin.lines[m.field] for m in mismatches), pin.line)
+    status = CaseStatus.FAILED if mismatches else CaseStatus.PASSED
+    return finish(key, line, status, mismatches=mismatches, warnings=(_NOT_EXPLAINED,))
 
 
 def _pinned_result(

@@ -166,7 +166,7 @@ def _record_model(
 ) -> tuple[RecordOutcome, dict[str, dict[str, Any]] | None, str | None]:
     """Scan the model and decide what the file's [calls] become: the report, the tables (None:
     nothing to write) and the Keras that ran."""
-    from mha_cli.operations.scan import observed_call, scan
+    from mha_cli.operations.scan import observed_call, observed_other, scan
 
     try:
         scanned = scan(model.spec, backend, max_memory=max_memory)
@@ -188,6 +188,20 @@ def _record_model(
     updated: list[Change] = []
     kept: list[Change] = []
     not_recorded: list[tuple[str, str]] = []
+
+    def pin(key: str, actual: dict[str, Any]) -> None:
+        """The call's table: new, unchanged, or updated (kept as pinned without --update)."""
+        if key not in pinned:
+            added.append(key)
+            calls[key] = actual
+            return
+        expect = pinned[key]
+        changes = [Change(key, f, expect[f], actual.get(f)) for f in expect if actual.get(f) != expect[f]]
+        (updated if update else kept).extend(changes)
+        if not changes:
+            unchanged.append(key)
+        calls[key] = {**expect, **{c.field: c.new for c in changes}} if update else expect
+
     for found in scanned.calls:
         key = found.call.key
         if found.error is not None or found.result is None or found.failed:
@@ -203,17 +217,9 @@ def _record_model(
             if key in pinned:
                 calls[key] = pinned[key]
             continue
-        actual = observed_call(found)
-        if key not in pinned:
-            added.append(key)
-            calls[key] = actual
-            continue
-        expect = pinned[key]
-        changes = [Change(key, f, expect[f], actual.get(f)) for f in expect if actual.get(f) != expect[f]]
-        (updated if update else kept).extend(changes)
-        if not changes:
-            unchanged.append(key)
-        calls[key] = {**expect, **{c.field: c.new for c in changes}} if update else expect
+        pin(key, observed_call(found))
+    for other in scanned.other_attention:  # not explained: pinned by what scan reads of it
+        pin(other.key, observed_other(other))
     for key, expect in pinned.items():
         if key in calls:
             continue

@@ -22,6 +22,7 @@ from mha_cli.core.errors import ConfigError
 from mha_cli.core.gqa import GQAConfig, GQADerivation
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.core.kinds import KINDS, derive_any
+from mha_cli.core.other import Heads
 from mha_cli.core.models import IMPLICIT_MASKS, InputSpec, ModelSpec, merged_inputs, resolve_inputs
 from mha_cli.operations.explain import (
     DEFAULT_MAX_MEMORY,
@@ -391,6 +392,24 @@ def _model_call_check(call: CapturedCall, difference: float, tolerance: float) -
         Status.PASSED,
         f"{reproduced}; {sharpened} its own call and {base}.call agree: max |diff| {sharp.max_abs_diff:.1e}",
     )
+
+
+def observed_other(other: OtherAttention) -> dict[str, Any]:
+    """What a case file pins for a call scan does not explain: its class, the heads read from its
+    kernels, its first tensor argument's and its output's shapes (where the trace knows every size,
+    batch left out) and params. ``explained = false`` says it is no more than that."""
+    values: dict[str, Any] = {"class": other.class_name, "explained": False}
+    heads = other.heads
+    if isinstance(heads, Heads):
+        values.update(
+            num_query_heads=heads.query_heads, num_key_value_heads=heads.key_value_heads, head_dim=heads.head_dim
+        )
+    shapes = {"query": other.inputs[0][1] if other.inputs else None, "output": other.output}
+    for field, shape in shapes.items():
+        if shape is not None and all(size is not None for size in shape[1:]):
+            values[field] = list(shape[1:])
+    values["params"] = other.params
+    return values
 
 
 def observed_call(found: CallResult) -> dict[str, Any]:
