@@ -217,7 +217,9 @@ def _mha_explain(*args: str, cwd: Any) -> Any:
     return subprocess.run([sys.executable, "-m", "mha_cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
-def test_a_llama_backbones_num_key_value_heads_change_turns_check_red_in_fresh_processes(tmp_path: Any) -> None:
+def test_a_llama_backbones_num_key_value_heads_change_turns_check_red_in_fresh_processes(
+    tmp_path: Any,
+) -> None:
     _hub_or_skip()
     import keras_hub
 
@@ -230,10 +232,18 @@ def test_a_llama_backbones_num_key_value_heads_change_turns_check_red_in_fresh_p
     assert recorded.returncode == 0, recorded.stderr
     pinned = cases.read_text(encoding="utf-8")
     # The layer's own count of its weights, from the same constructor in this process.
-    layer = keras_hub.models.LlamaBackbone(
-        vocabulary_size=50, num_layers=1, num_query_heads=4, num_key_value_heads=2, hidden_dim=16,
-        intermediate_dim=32,
-    ).get_layer("transformer_layer_0")._self_attention_layer
+    layer = (
+        keras_hub.models.LlamaBackbone(
+            vocabulary_size=50,
+            num_layers=1,
+            num_query_heads=4,
+            num_key_value_heads=2,
+            hidden_dim=16,
+            intermediate_dim=32,
+        )
+        .get_layer("transformer_layer_0")
+        ._self_attention_layer
+    )
     assert (
         '[calls."transformer_layer_0/self_attention"]\nclass = "LlamaAttention"\nexplained = false\n'
         "num_query_heads = 4\nnum_key_value_heads = 2\nhead_dim = 4\nquery = [8, 16]\noutput = [8, 16]\n"
@@ -258,8 +268,9 @@ def test_check_fails_on_an_unpinned_attention_call_it_does_not_explain(tmp_path:
     recorded = CliRunner().invoke(app, ["record", str(cases)])
     assert recorded.exit_code == 0, recorded.output
     pinned = cases.read_text(encoding="utf-8")
-    assert '[calls.dot]\nclass = "Attention"\nexplained = false\nquery = [6, 8]\noutput = [6, 8]\nparams = 0\n' in (
-        pinned
+    assert (
+        '[calls.dot]\nclass = "Attention"\nexplained = false\nquery = [6, 8]\noutput = [6, 8]\nparams = 0\n'
+        in (pinned)
     )
     assert CliRunner().invoke(app, ["check", str(cases)]).exit_code == 0
     # Someone's edit drops the pin of the AdditiveAttention call: check finds the call unpinned.
@@ -267,6 +278,7 @@ def test_check_fails_on_an_unpinned_attention_call_it_does_not_explain(tmp_path:
     cases.write_text(pinned[:start] + pinned[pinned.index("\n\n", start) + 2 :], encoding="utf-8")
     checked = CliRunner().invoke(app, ["check", str(cases), "--width", "300"])
     assert checked.exit_code == 1
-    assert "an attention call the file does not pin (AdditiveAttention, not explained); run record to pin it" in (
-        checked.stdout
+    assert (
+        "an attention call the file does not pin (AdditiveAttention, not explained); run record to pin it"
+        in (checked.stdout)
     )

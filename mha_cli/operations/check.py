@@ -23,6 +23,7 @@ from mha_cli.core.cases import (
     CaseFileError,
     Mismatch,
     ModelCase,
+    PinnedCall,
     Recorded,
     compare,
     find_case_files,
@@ -279,7 +280,8 @@ def check_model(
             results.append(finish(key, model.line, CaseStatus.UNRECORDED, warnings=(_NOT_EXPLAINED,)))
             continue
         new = (
-            f"an attention call the file does not pin ({other.class_name}, not explained); run record to pin it"
+            f"an attention call the file does not pin ({other.class_name}, not explained); "
+            "run record to pin it"
         )
         results.append(finish(key, model.line, CaseStatus.FAILED, failed_checks=(new,)))
     return results
@@ -289,7 +291,9 @@ def check_model(
 _NOT_EXPLAINED = "not explained: only its class, heads, shapes and params are compared, nothing verified"
 
 
-def _other_result(finish: Callable[..., CaseResult], key: str, pin: PinnedCall, other: OtherAttention) -> CaseResult:
+def _other_result(
+    finish: Callable[..., CaseResult], key: str, pin: PinnedCall, other: OtherAttention
+) -> CaseResult:
     """A pinned call of a layer scan does not explain, held against what its file pins."""
     actual = observed_other(other)
     mismatches = tuple(

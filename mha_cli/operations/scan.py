@@ -22,8 +22,8 @@ from mha_cli.core.errors import ConfigError
 from mha_cli.core.gqa import GQAConfig, GQADerivation
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.core.kinds import KINDS, derive_any
-from mha_cli.core.other import Heads
 from mha_cli.core.models import IMPLICIT_MASKS, InputSpec, ModelSpec, merged_inputs, resolve_inputs
+from mha_cli.core.other import Heads
 from mha_cli.operations.explain import (
     DEFAULT_MAX_MEMORY,
     TOLERANCE,
@@ -402,7 +402,9 @@ def observed_other(other: OtherAttention) -> dict[str, Any]:
     heads = other.heads
     if isinstance(heads, Heads):
         values.update(
-            num_query_heads=heads.query_heads, num_key_value_heads=heads.key_value_heads, head_dim=heads.head_dim
+            num_query_heads=heads.query_heads,
+            num_key_value_heads=heads.key_value_heads,
+            head_dim=heads.head_dim,
         )
     shapes = {"query": other.inputs[0][1] if other.inputs else None, "output": other.output}
     for field, shape in shapes.items():
