@@ -37,7 +37,7 @@ from mha_cli.operations.explain import DEFAULT_MAX_MEMORY, ExplainResult, explai
 from mha_cli.operations.scan import CallResult, observed_call, observed_other, scan
 
 if TYPE_CHECKING:
-    from mha_cli.runtime.models import OtherAttention
+    from mha_cli.runtime.others import OtherAttention
 
 
 class CaseStatus(StrEnum):

@@ -41,7 +41,8 @@ from mha_cli.operations.explain import (
 
 if TYPE_CHECKING:
     from mha_cli.runtime.migration import MigrationRun
-    from mha_cli.runtime.models import CapturedCall, OtherAttention
+    from mha_cli.runtime.models import CapturedCall
+    from mha_cli.runtime.others import OtherAttention
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,8 @@ def scan(
     first call's inputs. With ``intermediates``, each run keeps the tensors
     inside its forward pass (test vectors).
     """
-    from mha_cli.runtime.models import built, load, other_attention, real_calls, symbolic_calls
+    from mha_cli.runtime.models import built, load, real_calls, symbolic_calls
+    from mha_cli.runtime.others import other_attention
 
     loaded = load(spec, backend)
     if not loaded.attention_layers and not loaded.model.built:

@@ -19,7 +19,7 @@ from mha_cli.output.majors import migration_lines
 from mha_cli.output.tables import STATUS_MARK, titled_table
 
 if TYPE_CHECKING:
-    from mha_cli.runtime.models import OtherAttention
+    from mha_cli.runtime.others import OtherAttention
 
 
 def _call_status(found: CallResult) -> Text:

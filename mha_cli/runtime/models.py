@@ -13,9 +13,7 @@ when the caller allows, a real one on random inputs.
 from __future__ import annotations
 
 import contextlib
-import functools
 import importlib
-import inspect
 import json
 import math
 import os
@@ -23,7 +21,7 @@ import re
 import sys
 import warnings
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,9 +29,8 @@ from typing import Any
 import numpy as np
 
 from mha_cli.core.errors import ConfigError
-from mha_cli.core.grammar import format_shape, quoted
+from mha_cli.core.grammar import quoted
 from mha_cli.core.models import IMPLICIT_MASKS, InputSpec, ModelSpec
-from mha_cli.core.other import Heads, Projection, read_heads
 from mha_cli.runtime.keras_adapter import (
     _sublayers,
     _to_numpy,
@@ -117,48 +114,6 @@ class CapturedCall:
     def key(self) -> str:
         """``path`` for a layer called once, ``path#index`` for the later calls of a shared one."""
         return self.path if self.call_index == 0 else f"{self.path}#{self.call_index}"
-
-
-@dataclass(frozen=True)
-class OtherAttention:
-    """One call of a layer mha-explain does not explain, in whose own call attention ran: a softmax
-    over a tensor of rank 3 or more, or ``ops.dot_product_attention`` (KerasHub's LlamaAttention,
-    keras.layers.Attention, a user's own attention class). Measured on the symbolic pass."""
-
-    path: str
-    class_name: str
-    call_index: int
-    #: The call's tensor arguments, by name (a list's items as ``inputs[0]``), batch axis included.
-    inputs: tuple[tuple[str, tuple[int | None, ...]], ...]
-    #: Its (first) output's shape, batch axis included (None: no tensor returned).
-    output: tuple[int | None, ...] | None
-    #: What its call attended with: ``softmax`` or ``dot_product_attention``.
-    ran: str
-    #: That tensor's shape: the softmax's input, or the query given to ops.dot_product_attention.
-    traced: tuple[int | None, ...]
-    #: Its own Dense and EinsumDense sublayers (not those of layers inside it).
-    projections: tuple[Projection, ...]
-    #: Its weights' element count, and the dtype it computes in.
-    params: int = 0
-    dtype: str = "float32"
-
-    @property
-    def key(self) -> str:
-        """``path`` for a layer called once, ``path#index`` for the later calls of a shared one."""
-        return self.path if self.call_index == 0 else f"{self.path}#{self.call_index}"
-
-    @property
-    def evidence(self) -> str:
-        """What ran, in words: ``softmax over (None, 4, 8, 8)``."""
-        shown = format_shape(self.traced)
-        if self.ran == "dot_product_attention":
-            return f"ops.dot_product_attention, query {shown}"
-        return f"softmax over {shown}"
-
-    @property
-    def heads(self) -> Heads | str:
-        """Its heads, read from its own query/key/value kernels and agreeing with its call; or why not."""
-        return read_heads(self.projections, self.ran, self.traced)
 
 
 @dataclass(frozen=True)
@@ -775,222 +730,6 @@ def symbolic_calls(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple[
         with _captured(keras, loaded.attention_layers, real=False) as seen:
             keras.src.backend.compute_output_spec(loaded.model.call, _structured(loaded.model, tensors))
     return tuple(seen)
-
-
-@uninterrupted
-def other_attention(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple[OtherAttention, ...]:
-    """Every call of a layer that computes attention and is not MultiHeadAttention or
-    GroupQueryAttention (or a subclass), from tracing the model's call on symbolic inputs.
-
-    A call computes attention when a softmax over a tensor of rank 3 or more (a Softmax layer or
-    ``ops.softmax``), or ``ops.dot_product_attention``, runs in its own call: not inside a Keras
-    building block it calls (Dense, Softmax...), nor inside a layer scan explains. Keras's own
-    layers never count except ``Attention`` and ``AdditiveAttention``; models never count. The
-    class's name decides nothing. Keras 3 only (tf_keras models: none are looked for).
-    """
-    keras = loaded.keras
-    if is_keras2(keras):
-        return ()
-    known = tuple(base for _, base in attention_bases(keras))
-    plain = (keras.layers.Attention,)  # AdditiveAttention subclasses it
-    layers = tuple(loaded.model._flatten_layers(include_self=False))
-    frames: list[dict[str, Any]] = []
-    # One list per pass over the model: torch's symbolic pass runs it twice, on batch and unknown
-    # sizes 83 and then 89, to tell which sizes are unknown; the others run it once.
-    passes: list[list[_Seen]] = []
-
-    def ran(what: str, tensor: Any) -> None:
-        # The layer whose own call ran it: a softmax inside a Keras building block (a Dense's
-        # activation) or inside a layer scan explains belongs to neither.
-        if frames and frames[-1]["role"] == "other":
-            frames[-1].setdefault("evidence", (what, _dims(tensor)))  # the first it ran
-
-    def role(layer: Any) -> str:
-        if isinstance(layer, known):
-            return "known"
-        if isinstance(layer, keras.Model):
-            return "model"
-        if isinstance(layer, plain) or not type(layer).__module__.startswith("keras."):
-            return "other"
-        return "keras"  # a building block: what runs in it belongs to the layer that called it
-
-    def wrapped(layer: Any) -> Any:
-        original = layer.call
-        kind = role(layer)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if isinstance(layer, keras.layers.Softmax) and args and len(_dims(args[0])) >= 3:
-                ran("softmax", args[0])  # before its own frame: its caller's
-            frame: dict[str, Any] = {"role": kind}
-            frames.append(frame)
-            try:
-                result = original(*args, **kwargs)
-            finally:
-                frames.pop()
-            if "evidence" in frame and passes:
-                first = result[0] if isinstance(result, list | tuple) and result else result
-                named = _tensor_arguments(original, args, kwargs)
-                if isinstance(layer, plain):  # its list, by the names its docstring gives them
-                    named = [(_ATTENTION_INPUTS.get(name, name), tensor) for name, tensor in named]
-                passes[-1].append(
-                    _Seen(
-                        layer,
-                        tuple((name, _dims(tensor)) for name, tensor in named),
-                        _dims(first) if hasattr(first, "shape") else None,
-                        frame["evidence"],
-                    )
-                )
-            return result
-
-        return call
-
-    originals_by_name = {name: getattr(keras.src.ops, name) for name in _RAN}
-
-    # Each stand-in keeps its function's signature (functools.wraps): layers inspect it to decide
-    # their path (``"flash_attention" in inspect.signature(ops.dot_product_attention).parameters``).
-    @functools.wraps(originals_by_name["softmax"])
-    def softmax(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if len(_dims(x)) >= 3:
-            ran("softmax", x)
-        return originals_by_name["softmax"](x, *args, **kwargs)
-
-    @functools.wraps(originals_by_name["dot_product_attention"])
-    def dot_product_attention(query: Any, *args: Any, **kwargs: Any) -> Any:
-        ran("dot_product_attention", query)
-        return originals_by_name["dot_product_attention"](query, *args, **kwargs)
-
-    stand_ins: dict[str, Callable[..., Any]] = {
-        "softmax": softmax,
-        "dot_product_attention": dot_product_attention,
-    }
-    patched = [
-        (module, name, getattr(module, name)) for module in (keras.src.ops, keras.ops) for name in _RAN
-    ]
-
-    def one_pass(structured: Any) -> Any:
-        passes.append([])
-        return loaded.model.call(structured)
-
-    tensors_in = [keras.KerasTensor((None, *spec.shape), dtype=spec.dtype or "float32") for spec in inputs]
-    try:
-        for layer in layers:
-            layer.call = wrapped(layer)
-        for module, name, _ in patched:
-            setattr(module, name, stand_ins[name])
-        with native_output_silenced(), warnings.catch_warnings(), _model_rejects(inputs):
-            warnings.simplefilter("ignore")
-            keras.src.backend.compute_output_spec(one_pass, _structured(loaded.model, tensors_in))
-    finally:
-        for module, name, original in patched:
-            setattr(module, name, original)
-        for layer in layers:
-            with contextlib.suppress(AttributeError):
-                del layer.call
-    return _as_found(keras, passes)
-
-
-@dataclass(frozen=True)
-class _Seen:
-    """One call other_attention saw on one pass: shapes as traced, batch axis included."""
-
-    layer: Any
-    inputs: tuple[tuple[str, tuple[int | None, ...]], ...]
-    output: tuple[int | None, ...] | None
-    evidence: tuple[str, tuple[int | None, ...]]
-
-
-def _as_found(keras: Any, passes: list[list[_Seen]]) -> tuple[OtherAttention, ...]:
-    """The calls of the passes, a size that differs between passes (or the batch's) unknown."""
-
-    def merged(shapes: list[tuple[int | None, ...]]) -> tuple[int | None, ...]:
-        first = shapes[0]
-        if len({len(shape) for shape in shapes}) > 1:
-            return first
-        return tuple(
-            None if axis == 0 or len({shape[axis] for shape in shapes}) > 1 else size
-            for axis, size in enumerate(first)
-        )
-
-    runs = [run for run in passes if run]
-    if not runs or any(len(run) != len(runs[0]) for run in runs):
-        runs = runs[:1]
-    found = []
-    counts: dict[int, int] = {}
-    for calls in zip(*runs, strict=True):
-        seen = calls[0]
-        index = counts.get(id(seen.layer), 0)
-        counts[id(seen.layer)] = index + 1
-        what, _ = seen.evidence
-        found.append(
-            OtherAttention(
-                path=str(getattr(seen.layer, "path", seen.layer.name)),
-                class_name=type(seen.layer).__name__,
-                call_index=index,
-                inputs=tuple(
-                    (name, merged([call.inputs[number][1] for call in calls]))
-                    for number, (name, _) in enumerate(seen.inputs)
-                ),
-                output=None if seen.output is None else merged([call.output or () for call in calls]),
-                ran=what,
-                traced=merged([call.evidence[1] for call in calls]),
-                projections=_projections(keras, seen.layer),
-                params=int(seen.layer.count_params()) if seen.layer.built else 0,
-                dtype=str(getattr(seen.layer, "compute_dtype", None) or "float32"),
-            )
-        )
-    return tuple(found)
-
-
-def _dims(tensor: Any) -> tuple[int | None, ...]:
-    """A traced tensor's shape, a size Keras leaves symbolic (JAX's) as None."""
-    dims: list[int | None] = []
-    try:
-        for size in getattr(tensor, "shape", ()):
-            try:
-                dims.append(None if size is None else int(size))
-            except Exception:  # a symbolic size (jax.export's), which refuses int()
-                dims.append(None)
-    except (TypeError, ValueError):  # a shape of unknown rank
-        return ()
-    return tuple(dims)
-
-
-def _tensor_arguments(call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
-    """A call's tensor arguments by parameter name (a list's items as ``inputs[0]``)."""
-    try:
-        bound = inspect.signature(call).bind_partial(*args, **kwargs).arguments
-    except TypeError:
-        bound = {**{f"arg{index}": arg for index, arg in enumerate(args)}, **kwargs}
-    named = []
-    for name, value in bound.items():
-        items = value if isinstance(value, list | tuple) else [value]
-        for index, item in enumerate(items):
-            if hasattr(item, "shape") and hasattr(item, "dtype"):
-                named.append((f"{name}[{index}]" if isinstance(value, list | tuple) else name, item))
-    return named
-
-
-#: keras.layers.Attention's list of inputs, by the names its docstring gives them.
-_ATTENTION_INPUTS = {"inputs[0]": "query", "inputs[1]": "value", "inputs[2]": "key"}
-#: The keras.ops functions whose call marks attention (other_attention).
-_RAN = ("softmax", "dot_product_attention")
-
-
-def _projections(keras: Any, layer: Any) -> tuple[Projection, ...]:
-    """The Dense and EinsumDense layers ``layer`` holds itself, with their kernels as built."""
-    held = []
-    for sub in layer._flatten_layers(include_self=False, recursive=False):
-        if isinstance(sub, keras.layers.EinsumDense | keras.layers.Dense) and getattr(sub, "built", False):
-            kernel = getattr(sub, "kernel", None)
-            held.append(
-                Projection(
-                    name=sub.name,
-                    class_name=type(sub).__name__,
-                    equation=getattr(sub, "equation", None),
-                    kernel=() if kernel is None else tuple(int(size) for size in kernel.shape),
-                )
-            )
-    return tuple(held)
 
 
 @uninterrupted

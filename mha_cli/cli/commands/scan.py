@@ -25,7 +25,7 @@ from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.core.grammar import parse_int
 
 if TYPE_CHECKING:
-    from mha_cli.runtime.models import OtherAttention
+    from mha_cli.runtime.others import OtherAttention
 
 
 def _parse_input(option: str, text: str) -> Any:

@@ -12,7 +12,7 @@ from mha_cli.output.documents import SCHEMA_VERSION
 from mha_cli.output.documents.explain import to_document
 
 if TYPE_CHECKING:
-    from mha_cli.runtime.models import OtherAttention
+    from mha_cli.runtime.others import OtherAttention
 
 
 def _input(spec: InputSpec) -> dict[str, Any]:
