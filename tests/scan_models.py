@@ -354,6 +354,52 @@ def own_attentions() -> keras.Model:
     return keras.Model(x, [probabilities, fake], name="own_attentions")
 
 
+class GroupedAttention(layers.Layer):
+    """A user's own grouped-query attention, written as KerasHub's LlamaAttention is (EinsumDense
+    projections named query, key, value and attention_output, a Softmax layer, two einsums), with
+    no rotary embedding. ``tiled``: key/value heads laid out with ops.tile instead of ops.repeat,
+    so query head i reads key/value head i % kv_heads, not i // group: another computation, which
+    scan's re-execution must not reproduce, whatever the size of the logits."""
+
+    def __init__(
+        self, heads: int = 4, kv_heads: int = 2, head_dim: int = 4, tiled: bool = False, **kwargs: Any
+    ):
+        super().__init__(**kwargs)
+        self.heads, self.kv_heads, self.tiled = heads, kv_heads, tiled
+        self.query = layers.EinsumDense("btm,muh->btuh", output_shape=(None, heads, head_dim), name="query")
+        self.key = layers.EinsumDense("bsm,mvh->bsvh", output_shape=(None, kv_heads, head_dim), name="key")
+        self.value = layers.EinsumDense(
+            "bsm,mvh->bsvh", output_shape=(None, kv_heads, head_dim), name="value"
+        )
+        self.softmax = layers.Softmax(axis=-1, name="attention_softmax")
+        self.scale = head_dim**-0.5
+
+    def build(self, shape: Any) -> None:
+        self.output_dense = layers.EinsumDense(
+            "btuh,uhm->btm", output_shape=(None, shape[-1]), bias_axes="m", name="attention_output"
+        )
+        self.output_dense.build((None, None, self.heads, self.key.partial_output_shape[-1]))
+
+    def call(self, x: Any) -> Any:
+        query, key, value = self.query(x), self.key(x), self.value(x)
+        group = self.heads // self.kv_heads
+        if self.tiled:
+            key, value = (keras.ops.tile(t, (1, 1, group, 1)) for t in (key, value))
+        else:
+            key, value = (keras.ops.repeat(t, group, axis=2) for t in (key, value))
+        scores = keras.ops.einsum("btuh,bsuh->buts", query, key) * self.scale
+        weights = self.softmax(scores)
+        return self.output_dense(keras.ops.einsum("buts,bsuh->btuh", weights, value))
+
+
+def grouped_attentions() -> keras.Model:
+    """The same grouped-query attention twice, ops.repeat (``repeat``) and ops.tile (``tiled``)."""
+    x = keras.Input((5, 16), name="x")
+    repeated = GroupedAttention(name="repeat")(x)
+    tiled = GroupedAttention(tiled=True, name="tiled")(x)
+    return keras.Model(x, [repeated, tiled], name="grouped_attentions")
+
+
 def keras2_model() -> Any:
     """A Keras 2 (tf_keras) model: a text encoder (self-attention, then causal cross-attention) and an
     image branch attending over axis -3, which is the width in Keras 2 (scan --keras 2 / all)."""

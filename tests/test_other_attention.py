@@ -34,6 +34,16 @@ def scan_json(*args: str) -> dict[str, Any]:
     return document
 
 
+def _statuses(stdout: str) -> list[str]:
+    """The status column of scan's table of calls it does not explain, in either layout."""
+    words = ("NOT REPRODUCED", "NOT VERIFIED", "VERIFIED", "NOT EXPLAINED")
+    return [
+        next(w for w in words if line.rstrip().endswith(w))
+        for line in stdout.splitlines()
+        if line.rstrip().endswith(words)
+    ]
+
+
 def _hub_or_skip() -> None:
     pytest.importorskip("keras_hub", reason="KerasHub is the hub extra: pip install 'mha-explain[hub]'")
 
@@ -90,7 +100,7 @@ def test_kerashub_decoder_attention_is_listed_not_explained(
     assert result.exit_code == 0, result.output
     assert "No MultiHeadAttention or GroupQueryAttention layer in this model" in result.stdout
     assert "other layers compute attention" in result.stdout
-    assert result.stdout.count("NOT EXPLAINED") == 2
+    assert _statuses(result.stdout) == ["VERIFIED", "VERIFIED"]  # with --input sizes, a real pass ran
 
 
 def test_gemma_heads_first_query_kernel_is_shown_as_built() -> None:
@@ -282,3 +292,117 @@ def test_check_fails_on_an_unpinned_attention_call_it_does_not_explain(tmp_path:
         "an attention call the file does not pin (AdditiveAttention, not explained); run record to pin it"
         in (checked.stdout)
     )
+
+
+# --- The real pass: grouped-query attention re-executed in NumPy (issue 25) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("builder", "kv_heads", "mask"),
+    [
+        ("llama_backbone", HUB_KV_HEADS, "causal"),
+        # The constructor's sliding_window=4, seen in the mask the softmax took.
+        ("mistral_backbone", HUB_KV_HEADS, "causal, a window of 4 positions"),
+        # Heads-first kernels and a grouped softmax (batch, kv heads, group, T, S); its query arrives
+        # scaled, so its logits are 1 x query . key.
+        ("gemma_backbone", 1, "causal"),
+    ],
+)
+def test_kerashub_attention_is_verified_by_a_numpy_re_execution(
+    builder: str, kv_heads: int, mask: str
+) -> None:
+    _hub_or_skip()
+    document = scan_json("--build", f"tests.scan_models:{builder}", *TOKENS)
+    for other in document["other_attention"]:
+        assert other["verified"] is True, other["verification"]
+        check = other["verification"]
+        assert check["real_pass"] is True and check["tolerance"] == 1e-4
+        assert check["detail"].startswith(
+            f"grouped-query attention ({HUB_HEADS} query heads reading {kv_heads} "
+        )
+        steps = {step["what"]: step for step in check["steps"]}
+        assert "the layer's output, through its attention_output projection" in steps
+        assert all(step["relative"] < 1e-5 for step in check["steps"])
+        # Rotary embeddings: the query and key differ from their projections, their norms kept.
+        assert check["rotary"].startswith("query and key rotated between projection and attention")
+        assert check["mask"].endswith(mask) and "(2, 1" in check["mask"]
+        head_dim = HUB_HEAD_DIM if builder == "gemma_backbone" else HUB_HIDDEN // HUB_HEADS
+        assert check["scale"] == pytest.approx(1.0 if builder == "gemma_backbone" else head_dim**-0.5)
+    result = scan("--build", f"tests.scan_models:{builder}", *TOKENS)
+    assert _statuses(result.stdout) == ["VERIFIED", "VERIFIED"]
+    assert "traced, then run once on random inputs (batch 2, seed 0)" in " ".join(result.stdout.split())
+
+
+def test_a_grouping_other_than_the_kernels_say_is_not_reproduced() -> None:
+    """ops.tile instead of ops.repeat: query head i reads key/value head i % 2, not i // 2. The
+    same class with ops.repeat is verified; fresh weights' tiny logits hide nothing here, since
+    each step is held relative to the layer's own values."""
+    document = scan_json("--build", "tests.scan_models:grouped_attentions")
+    others = {other["layer"]: other for other in document["other_attention"]}
+    assert others["repeat"]["verified"] is True
+    assert others["tiled"]["verified"] is False
+    check = others["tiled"]["verification"]
+    assert check["verdict"] == "not reproduced"
+    assert check["detail"].startswith(
+        "not reproduced: the key its attention took, as key/value head i // 2 at query head i differs by"
+    )
+    # No rotary embedding in either: what attends is what was projected (the tiled key is laid out
+    # otherwise, and said to be).
+    repeat = others["repeat"]["verification"]
+    assert repeat["rotary"] == "query and key attend as projected (up to a scale): no rotation"
+    assert check["rotary"] == "key changed between its projection and the attention, norms not kept"
+    result = scan("--build", "tests.scan_models:grouped_attentions", "--layer", "tiled")
+    assert result.exit_code == 0  # not explained: a call scan reads, never a check that gates
+    assert _statuses(result.stdout) == ["NOT REPRODUCED", "VERIFIED"]
+
+
+def test_what_is_not_verified_says_why_in_one_line() -> None:
+    document = scan_json("--build", "tests.scan_models:plain_attentions")
+    for other in document["other_attention"]:  # Attention, AdditiveAttention: no heads to group
+        assert other["verified"] is False
+        assert other["verification"]["detail"] == (
+            "not verified: its heads are none: it has no projections of its own, so it attends over its "
+            "inputs as given"
+        )
+    own = {o["layer"]: o for o in scan_json("--build", "tests.scan_models:own_attentions")["other_attention"]}
+    assert own["own"]["verification"]["detail"].startswith("not verified: its heads are not read:")
+
+
+def test_without_sizes_or_memory_the_real_pass_does_not_run_and_says_so() -> None:
+    _hub_or_skip()
+    document = scan_json("--build", "tests.scan_models:llama_backbone")
+    check = document["other_attention"][0]["verification"]
+    assert check["real_pass"] is False and check["detail"] == (
+        "not verified: the model leaves the sizes of padding_mask, token_ids unknown; give them with --input "
+        "to run it"
+    )
+    document = scan_json("--build", "tests.scan_models:llama_backbone", *TOKENS, "--max-memory", "1KB")
+    check = document["other_attention"][0]["verification"]
+    assert check["real_pass"] is False and "above --max-memory" in check["detail"]
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_through_ops_dot_product_attention_the_op_is_re_run_sharpened(backend: str) -> None:
+    """JAX and torch attend through ops.dot_product_attention: its arguments are re-executed, and
+    the op is run again on a query scaled until the logits spread about 3, so a wrong reading of
+    which key a head reads cannot hide in a nearly uniform softmax."""
+    _hub_or_skip()
+    from mha_cli.operations.backends import installed
+    from tests.test_backends import run_cli
+
+    if not installed(backend):
+        pytest.skip(f"{backend} is not installed (CI installs it)")
+    done = run_cli(
+        "scan", "--build", "tests.scan_models:llama_backbone", *TOKENS, "--backend", backend, "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    for other in json.loads(done.stdout)["other_attention"]:
+        assert other["verified"] is True, other["verification"]
+        whats = [step["what"] for step in other["verification"]["steps"]]
+        assert whats[:3] == [
+            "the key its attention took, as key/value head i // 2 at query head i",
+            "the value its attention took, as key/value head i // 2 at query head i",
+            "the output of ops.dot_product_attention",
+        ]
+        assert whats[3].startswith("ops.dot_product_attention re-run with the query x")
+        assert whats[4] == "the layer's output, through its attention_output projection"

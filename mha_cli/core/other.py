@@ -10,13 +10,23 @@ the tensor the traced call attended with (its softmax's input, or the query it g
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from mha_cli.core.config import DTYPE_BYTES
 
-__all__ = ["NO_PROJECTIONS", "Heads", "Projection", "read_heads"]
+__all__ = [
+    "NO_PROJECTIONS",
+    "ROLE_NAMES",
+    "Heads",
+    "OtherCheck",
+    "Projection",
+    "Step",
+    "Verdict",
+    "read_heads",
+]
 
 #: The names Keras and KerasHub give a layer's query, key and value projections.
-_ROLE_NAMES = {
+ROLE_NAMES = {
     "query": ("query", "query_dense", "q_proj"),
     "key": ("key", "key_dense", "k_proj"),
     "value": ("value", "value_dense", "v_proj"),
@@ -84,7 +94,7 @@ def read_heads(projections: tuple[Projection, ...], ran: str, traced: tuple[int 
     if not projections:
         return NO_PROJECTIONS
     by_role: dict[str, tuple[int, int, bool]] = {}
-    for role, names in _ROLE_NAMES.items():
+    for role, names in ROLE_NAMES.items():
         named = [p for p in projections if p.name in names]
         if len(named) != 1:
             return "not read: its projections are not one each named query, key and value"
@@ -124,3 +134,49 @@ def read_heads(projections: tuple[Projection, ...], ran: str, traced: tuple[int 
             f"{agreement}"
         )
     return Heads(heads, kv_heads, head_dim, first, agreement)
+
+
+class Verdict(StrEnum):
+    """What the real pass showed of a call scan does not explain."""
+
+    #: An independent NumPy re-execution of grouped-query attention on the query, key and value its
+    #: attention received reproduced the layer's output.
+    VERIFIED = "verified"
+    #: The re-execution ran and did not reproduce it: the layer computes something else.
+    NOT_REPRODUCED = "not reproduced"
+    #: Nothing was re-executed; the detail says why.
+    NOT_VERIFIED = "not verified"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One comparison of the re-execution: ours against what the layer computed, relative to the
+    largest value the layer's side holds (so that the tiny logits of fresh weights count)."""
+
+    what: str
+    max_abs_diff: float
+    relative: float
+
+
+@dataclass(frozen=True)
+class OtherCheck:
+    """The real pass's verdict on one call of attention scan does not explain."""
+
+    verdict: Verdict
+    #: One line: what was reproduced, or why not.
+    detail: str
+    steps: tuple[Step, ...] = ()
+    #: The largest relative difference allowed at every step (by the layer's dtype).
+    tolerance: float | None = None
+    #: What was seen of its query and key between their projections and the attention (rotated with
+    #: every head vector's norm kept: a rotary embedding), or None where not compared.
+    rotary: str | None = None
+    #: The scale its logits carry (its own ``scale`` argument, or fitted) and the soft cap applied.
+    scale: float | None = None
+    soft_cap: float | None = None
+    #: The mask its attention received, in words (shape, causal, sliding window), or None.
+    mask: str | None = None
+    #: Its sublayers that ran in its call, other than its projections, as ``name (Class)``.
+    sublayers: tuple[str, ...] = ()
+    #: Whether a real pass ran (False: the memory guard or unknown sizes kept it from running).
+    ran: bool = True

@@ -12,6 +12,7 @@ layer reproduces the output the model's call produced.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from mha_cli.core.gqa import GQAConfig, GQADerivation
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.core.kinds import KINDS, derive_any
 from mha_cli.core.models import IMPLICIT_MASKS, InputSpec, ModelSpec, merged_inputs, resolve_inputs
-from mha_cli.core.other import Heads
+from mha_cli.core.other import Heads, OtherCheck, Verdict
 from mha_cli.operations.explain import (
     DEFAULT_MAX_MEMORY,
     TOLERANCE,
@@ -41,7 +42,7 @@ from mha_cli.operations.explain import (
 
 if TYPE_CHECKING:
     from mha_cli.runtime.migration import MigrationRun
-    from mha_cli.runtime.models import CapturedCall
+    from mha_cli.runtime.models import CapturedCall, LoadedModel
     from mha_cli.runtime.others import OtherAttention
 
 
@@ -106,6 +107,11 @@ class ScanResult:
     other_attention: tuple[OtherAttention, ...] = ()
     #: Why other attention was not looked for (None: it was): a tf_keras model, or no inputs to trace.
     others_not_looked_for: str | None = None
+
+    @property
+    def others_run(self) -> bool:
+        """Whether a real pass re-executed the calls of other attention (each says what it showed)."""
+        return any(other.check is not None and other.check.ran for other in self.other_attention)
 
     @property
     def executed(self) -> bool:
@@ -193,7 +199,6 @@ def scan(
     inside its forward pass (test vectors).
     """
     from mha_cli.runtime.models import built, load, real_calls, symbolic_calls
-    from mha_cli.runtime.others import other_attention
 
     loaded = load(spec, backend)
     if not loaded.attention_layers and not loaded.model.built:
@@ -222,9 +227,9 @@ def scan(
                 others_not_looked_for="it declares no inputs to trace it on (a subclassed model); give "
                 "them with --input",
             )
-        return replace(base, inputs=traced, other_attention=other_attention(loaded, traced))
+        return replace(base, inputs=traced, other_attention=_others(loaded, traced, spec, max_memory))
     inputs = resolve_inputs(loaded.inputs, spec.inputs, spec.shown)
-    base = replace(base, inputs=inputs, other_attention=other_attention(loaded, inputs))
+    base = replace(base, inputs=inputs, other_attention=_others(loaded, inputs, spec, max_memory))
     symbolic = symbolic_calls(loaded, inputs)
     # Each call's derivation, or why there is none; the memory guard's estimate and, when it
     # stops the run, the answers come from these.
@@ -255,6 +260,41 @@ def scan(
     calls = tuple(_explained(call, spec, backend, intermediates) for call in real)
     migrations = _migrations(calls, backend) if migrate else ()
     return replace(base, calls=calls, migrations=migrations)
+
+
+def _others(
+    loaded: LoadedModel, inputs: tuple[InputSpec, ...], spec: ModelSpec, max_memory: int
+) -> tuple[OtherAttention, ...]:
+    """The calls of attention scan does not explain, shapes from the symbolic pass; and, where every
+    size is known and the memory guard allows, what one real pass re-executes of each."""
+    from mha_cli.runtime.others import other_attention
+
+    found = other_attention(loaded, inputs)
+    if not found:
+        return found
+    unknown = [spec_.name for spec_ in inputs if any(size is None for size in spec_.shape)]
+    # Its scores and the copies the re-execution holds of them: logits, weights, ours, in float64.
+    scores = [spec.batch * math.prod(size or 0 for size in other.traced[1:]) for other in found]
+    estimate = 4 * 8 * sum(scores)
+    if unknown:
+        why = f"the model leaves the sizes of {', '.join(unknown)} unknown; give them with --input to run it"
+    elif estimate > max_memory:
+        why = (
+            f"its real pass would need about {format_bytes(estimate)}, above --max-memory "
+            f"{format_bytes(max_memory)}"
+        )
+    else:
+        ran = {other.key: other for other in other_attention(loaded, inputs, real=(spec.batch, spec.seed))}
+        unseen = OtherCheck(
+            Verdict.NOT_VERIFIED, "not verified: the real pass did not make this call", ran=True
+        )
+        return tuple(
+            replace(other, check=ran[other.key].check if other.key in ran else unseen) for other in found
+        )
+    return tuple(
+        replace(other, check=OtherCheck(Verdict.NOT_VERIFIED, f"not verified: {why}", ran=False))
+        for other in found
+    )
 
 
 def _migrations(calls: tuple[CallResult, ...], backend: str) -> tuple[LayerMigration, ...]:

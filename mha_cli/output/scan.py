@@ -10,7 +10,7 @@ from rich.text import Text
 
 from mha_cli.core.derived import Derivation
 from mha_cli.core.grammar import format_bytes, format_shape
-from mha_cli.core.other import NO_PROJECTIONS, Heads
+from mha_cli.core.other import NO_PROJECTIONS, Heads, OtherCheck, Verdict
 from mha_cli.core.summary import configuration_warnings, heads_warning
 from mha_cli.operations.explain import Status
 from mha_cli.operations.scan import CallResult, ScanResult, shapes_line
@@ -96,7 +96,10 @@ def render_scan(
                 f"{scan.keras_version}), {looked}: nothing to explain."
             )
             return
-        console.print(Text(f"inputs: {inputs}; traced, not run", style="dim"))
+        how = "traced, not run"
+        if scan.others_run:
+            how = f"traced, then run once on random inputs (batch {scan.spec.batch}, seed {scan.spec.seed})"
+        console.print(Text(f"inputs: {inputs}; {how}", style="dim"))
         console.print(
             f"No MultiHeadAttention or GroupQueryAttention layer in this model (Keras {scan.keras_version}); "
             "other layers compute attention:"
@@ -222,7 +225,7 @@ def _render_others(scan: ScanResult, console: Console, selected: tuple[OtherAtte
     """The calls of layers that compute attention mha-explain does not explain, and any --layer details."""
     title = (
         f"{len(scan.other_attention)} attention call(s) mha-explain does not explain (shapes from a symbolic "
-        "pass)"
+        "pass; status from a real one)"
     )
     table = titled_table(
         title, "layer", "class", "heads x head_dim", "inputs -> output", "in its call", "status"
@@ -237,14 +240,17 @@ def _render_others(scan: ScanResult, console: Console, selected: tuple[OtherAtte
             _heads(other.heads),
             inputs + output,
             other.evidence,
-            Text("NOT EXPLAINED", style="yellow"),
+            _status(other.check),
         )
     console.print(table)
     console.print(
         Text(
-            "not explained: nothing about these calls is derived or verified (their class is neither "
-            "MultiHeadAttention nor GroupQueryAttention, nor a subclass); heads are read from their own "
-            "kernels where they project onto heads; --layer PATH lists one's projections.",
+            "not explained: their class is neither MultiHeadAttention nor GroupQueryAttention, nor a "
+            "subclass, so nothing is derived for them; heads are read from their own kernels where they "
+            "project onto heads. VERIFIED: on a real pass, grouped-query attention re-executed in NumPy on "
+            "the query, key and value the call's attention received (after any rotary embedding), then its "
+            "own output projection, reproduced its output; NOT REPRODUCED: it computes something else; NOT "
+            "VERIFIED says why nothing was re-executed. --layer PATH shows each step.",
             style="dim",
         )
     )
@@ -274,6 +280,8 @@ def _render_others(scan: ScanResult, console: Console, selected: tuple[OtherAtte
             )
         else:
             console.print(Text(f"heads {heads}; {other.params:,} params", style="dim"))
+        if other.check is not None:
+            _render_other_check(other.check, console)
         if not other.projections:
             continue
         projections = titled_table("its own projections, as built", "layer", "class", "equation", "kernel")
@@ -294,3 +302,37 @@ def _heads(heads: Heads | str) -> str:
     if heads.key_value_heads == heads.query_heads:
         return f"{heads.query_heads} x {heads.head_dim}"
     return f"{heads.query_heads} ({heads.key_value_heads} kv) x {heads.head_dim}"
+
+
+def _status(check: OtherCheck | None) -> Text:
+    """A not-explained call's status: what its real pass showed (none ran: NOT EXPLAINED)."""
+    if check is None:
+        return Text("NOT EXPLAINED", style="yellow")
+    style = {Verdict.VERIFIED: "green", Verdict.NOT_REPRODUCED: "red"}.get(check.verdict, "yellow")
+    return Text(str(check.verdict).upper(), style=style)
+
+
+def _render_other_check(check: OtherCheck, console: Console) -> None:
+    """--layer: what the real pass re-executed of the call, step by step, and what it saw."""
+    console.print(Text(check.detail, style=_status(check).style), soft_wrap=False)
+    facts = [
+        ("mask", check.mask),
+        ("scale", None if check.scale is None else f"{check.scale:.4g}"),
+        ("soft cap", None if check.soft_cap is None else f"{check.soft_cap:g}"),
+        ("rotary", check.rotary),
+        ("ran in its call", ", ".join(check.sublayers) or None),
+    ]
+    for name, fact in facts:
+        if fact is not None:
+            console.print(Text(f"{name}: {fact}", style="dim"))
+    if not check.steps:
+        return
+    steps = titled_table(
+        f"NumPy against the layer (relative: of the layer's largest value; tolerance {check.tolerance:.0e})",
+        "step",
+        "max |diff|",
+        "relative",
+    )
+    for step in check.steps:
+        steps.add_row(step.what, f"{step.max_abs_diff:.1e}", f"{step.relative:.1e}")
+    console.print(steps)

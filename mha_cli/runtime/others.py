@@ -9,16 +9,35 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from mha_cli.core.grammar import format_shape
 from mha_cli.core.models import InputSpec
-from mha_cli.core.other import Heads, Projection, read_heads
-from mha_cli.runtime.keras_adapter import is_keras2, uninterrupted
-from mha_cli.runtime.models import LoadedModel, _model_rejects, _structured, attention_bases
+from mha_cli.core.other import Heads, OtherCheck, Projection, read_heads
+from mha_cli.runtime.keras_adapter import _to_numpy, is_keras2, uninterrupted
+from mha_cli.runtime.models import (
+    _LOGIT_SPREAD,
+    LoadedModel,
+    _drawn,
+    _model_rejects,
+    _structured,
+    attention_bases,
+)
+from mha_cli.runtime.other_reference import (
+    EinsumRan,
+    FusedRan,
+    Ran,
+    SoftmaxRan,
+    SublayerRan,
+    grouped_logits,
+    verify,
+)
 from mha_cli.runtime.quiet import native_output_silenced
 
 
@@ -44,6 +63,8 @@ class OtherAttention:
     #: Its weights' element count, and the dtype it computes in.
     params: int = 0
     dtype: str = "float32"
+    #: What the real pass showed (None: only the symbolic pass ran).
+    check: OtherCheck | None = None
 
     @property
     def key(self) -> str:
@@ -65,9 +86,13 @@ class OtherAttention:
 
 
 @uninterrupted
-def other_attention(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple[OtherAttention, ...]:
+def other_attention(
+    loaded: LoadedModel, inputs: tuple[InputSpec, ...], real: tuple[int, int] | None = None
+) -> tuple[OtherAttention, ...]:
     """Every call of a layer that computes attention and is not MultiHeadAttention or
-    GroupQueryAttention (or a subclass), from tracing the model's call on symbolic inputs.
+    GroupQueryAttention (or a subclass), from tracing the model's call on symbolic inputs; or,
+    with ``real`` (batch, seed), from one forward pass on random inputs (runtime/models.py's), which
+    also records what ran in each such call and re-executes it (runtime/other_reference.py).
 
     A call computes attention when a softmax over a tensor of rank 3 or more (a Softmax layer or
     ``ops.softmax``), or ``ops.dot_product_attention``, runs in its own call: not inside a Keras
@@ -92,6 +117,14 @@ def other_attention(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple
         if frames and frames[-1]["role"] == "other":
             frames[-1].setdefault("evidence", (what, _dims(tensor)))  # the first it ran
 
+    def record(event: Callable[[], Ran]) -> None:
+        """On the real pass, what ran in an attention call's own frame, as arrays."""
+        if real is not None and frames and frames[-1]["role"] == "other":
+            frames[-1]["ran"].append(event())
+
+    def array(tensor: Any) -> np.ndarray:
+        return _to_numpy(keras, tensor)
+
     def role(layer: Any) -> str:
         if isinstance(layer, known):
             return "known"
@@ -106,16 +139,24 @@ def other_attention(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple
         kind = role(layer)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            if isinstance(layer, keras.layers.Softmax) and args and len(_dims(args[0])) >= 3:
+            softmax_layer = isinstance(layer, keras.layers.Softmax) and args and len(_dims(args[0])) >= 3
+            if softmax_layer:
                 ran("softmax", args[0])  # before its own frame: its caller's
-            frame: dict[str, Any] = {"role": kind}
+            frame: dict[str, Any] = {"role": kind, "ran": []}
             frames.append(frame)
             try:
                 result = original(*args, **kwargs)
             finally:
                 frames.pop()
+            first = result[0] if isinstance(result, list | tuple) and result else result
+            if softmax_layer:
+                mask = kwargs.get("mask", args[1] if len(args) > 1 else None)
+                record(
+                    lambda: SoftmaxRan(array(args[0]), None if mask is None else array(mask), array(first))
+                )
+            elif args:
+                record(lambda: _sublayer_ran(keras, layer, array, args[0], first))
             if "evidence" in frame and passes:
-                first = result[0] if isinstance(result, list | tuple) and result else result
                 named = _tensor_arguments(original, args, kwargs)
                 if isinstance(layer, plain):  # its list, by the names its docstring gives them
                     named = [(_ATTENTION_INPUTS.get(name, name), tensor) for name, tensor in named]
@@ -125,13 +166,15 @@ def other_attention(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple
                         tuple((name, _dims(tensor)) for name, tensor in named),
                         _dims(first) if hasattr(first, "shape") else None,
                         frame["evidence"],
+                        tuple(frame["ran"]),
+                        array(first) if real is not None and hasattr(first, "shape") else None,
                     )
                 )
             return result
 
         return call
 
-    originals_by_name = {name: getattr(keras.src.ops, name) for name in _RAN}
+    originals_by_name = {name: getattr(keras.src.ops, name) for name in _PATCHED}
 
     # Each stand-in keeps its function's signature (functools.wraps): layers inspect it to decide
     # their path (``"flash_attention" in inspect.signature(ops.dot_product_attention).parameters``).
@@ -139,26 +182,37 @@ def other_attention(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple
     def softmax(x: Any, *args: Any, **kwargs: Any) -> Any:
         if len(_dims(x)) >= 3:
             ran("softmax", x)
-        return originals_by_name["softmax"](x, *args, **kwargs)
+        result = originals_by_name["softmax"](x, *args, **kwargs)
+        record(lambda: SoftmaxRan(array(x), None, array(result)))
+        return result
 
     @functools.wraps(originals_by_name["dot_product_attention"])
     def dot_product_attention(query: Any, *args: Any, **kwargs: Any) -> Any:
         ran("dot_product_attention", query)
-        return originals_by_name["dot_product_attention"](query, *args, **kwargs)
+        original = originals_by_name["dot_product_attention"]
+        result = original(query, *args, **kwargs)
+        record(lambda: _fused_ran(keras, original, array, (query, *args), kwargs, result))
+        return result
+
+    @functools.wraps(originals_by_name["einsum"])
+    def einsum(subscripts: str, *operands: Any, **kwargs: Any) -> Any:
+        result = originals_by_name["einsum"](subscripts, *operands, **kwargs)
+        record(lambda: EinsumRan(subscripts, tuple(array(o) for o in operands), array(result)))
+        return result
 
     stand_ins: dict[str, Callable[..., Any]] = {
         "softmax": softmax,
         "dot_product_attention": dot_product_attention,
+        "einsum": einsum,
     }
     patched = [
-        (module, name, getattr(module, name)) for module in (keras.src.ops, keras.ops) for name in _RAN
+        (module, name, getattr(module, name)) for module in (keras.src.ops, keras.ops) for name in _PATCHED
     ]
 
     def one_pass(structured: Any) -> Any:
         passes.append([])
         return loaded.model.call(structured)
 
-    tensors_in = [keras.KerasTensor((None, *spec.shape), dtype=spec.dtype or "float32") for spec in inputs]
     try:
         for layer in layers:
             layer.call = wrapped(layer)
@@ -166,7 +220,13 @@ def other_attention(loaded: LoadedModel, inputs: tuple[InputSpec, ...]) -> tuple
             setattr(module, name, stand_ins[name])
         with native_output_silenced(), warnings.catch_warnings(), _model_rejects(inputs):
             warnings.simplefilter("ignore")
-            keras.src.backend.compute_output_spec(one_pass, _structured(loaded.model, tensors_in))
+            if real is None:
+                tensors_in = [keras.KerasTensor((None, *s.shape), dtype=s.dtype or "float32") for s in inputs]
+                keras.src.backend.compute_output_spec(one_pass, _structured(loaded.model, tensors_in))
+            else:
+                passes.append([])
+                drawn = _drawn(loaded, inputs, *real)
+                loaded.model(_structured(loaded.model, drawn), training=False)
     finally:
         for module, name, original in patched:
             setattr(module, name, original)
@@ -184,6 +244,76 @@ class _Seen:
     inputs: tuple[tuple[str, tuple[int | None, ...]], ...]
     output: tuple[int | None, ...] | None
     evidence: tuple[str, tuple[int | None, ...]]
+    #: On the real pass: what ran in its own call, and its (first) output.
+    ran: tuple[Ran, ...] = ()
+    output_array: np.ndarray | None = None
+
+
+def _sublayer_ran(keras: Any, layer: Any, array: Callable[[Any], np.ndarray], given: Any, result: Any) -> Ran:
+    """A sublayer an attention call called: a Dense or EinsumDense with its weights and equation."""
+    projection = isinstance(layer, keras.layers.EinsumDense | keras.layers.Dense)
+    kernel = getattr(layer, "kernel", None) if projection else None
+    bias = getattr(layer, "bias", None) if projection else None
+    return SublayerRan(
+        name=layer.name,
+        class_name=type(layer).__name__,
+        given=array(given) if hasattr(given, "shape") else None,
+        result=array(result) if hasattr(result, "shape") else None,
+        kernel=None if kernel is None else array(kernel),
+        bias=None if bias is None else array(bias),
+        equation=getattr(layer, "equation", None) if projection else None,
+    )
+
+
+def _fused_ran(
+    keras: Any,
+    original: Callable[..., Any],
+    array: Callable[[Any], np.ndarray],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    result: Any,
+) -> Ran:
+    """A call of ops.dot_product_attention, with the same call re-run on a query multiplied so that
+    its logits spread about _LOGIT_SPREAD (runtime/other_reference.py's FusedRan says why)."""
+    bound = inspect.signature(original).bind(*args, **kwargs)
+    bound.apply_defaults()
+    given = bound.arguments
+    query, key = array(given["query"]), array(given["key"])
+    scale = given.get("scale")
+    cap = given.get("attn_logits_soft_cap")
+    logits = (1 / math.sqrt(query.shape[-1]) if scale is None else float(scale)) * grouped_logits(query, key)
+    spread = float(logits.std()) if logits.size else 0.0
+    sharpened = None
+    if spread > 0 and query.ndim == 4 and key.ndim == 4 and query.shape[2] % key.shape[2] == 0:
+        factor = _LOGIT_SPREAD / spread
+        again = dict(given, query=keras.ops.multiply(given["query"], factor))
+        sharpened = (factor, array(original(**again)))
+
+    def optional(name: str) -> np.ndarray | None:
+        value = given.get(name)
+        return None if value is None else array(value)
+
+    return FusedRan(
+        query=query,
+        key=key,
+        value=array(given["value"]),
+        mask=optional("mask"),
+        bias=optional("bias"),
+        scale=None if scale is None else float(scale),
+        is_causal=bool(given.get("is_causal")),
+        soft_cap=None if cap is None else float(cap),
+        result=array(result),
+        sharpened=sharpened,
+    )
+
+
+def _soft_cap(layer: Any) -> float | None:
+    """The logit soft cap the layer's config states (Gemma 2's ``logit_soft_cap``), if any."""
+    try:
+        cap = layer.get_config().get("logit_soft_cap")
+    except Exception:  # a user's get_config that fails: no cap read, said nowhere else
+        return None
+    return float(cap) if isinstance(cap, int | float) and not isinstance(cap, bool) else None
 
 
 def _as_found(keras: Any, passes: list[list[_Seen]]) -> tuple[OtherAttention, ...]:
@@ -208,6 +338,12 @@ def _as_found(keras: Any, passes: list[list[_Seen]]) -> tuple[OtherAttention, ..
         index = counts.get(id(seen.layer), 0)
         counts[id(seen.layer)] = index + 1
         what, _ = seen.evidence
+        projections = _projections(keras, seen.layer)
+        check = None
+        if seen.output_array is not None:
+            heads = read_heads(projections, what, seen.evidence[1])
+            dtype = str(getattr(seen.layer, "compute_dtype", None) or "float32")
+            check = verify(seen.ran, heads, seen.output_array, dtype, _soft_cap(seen.layer))
         found.append(
             OtherAttention(
                 path=str(getattr(seen.layer, "path", seen.layer.name)),
@@ -220,9 +356,10 @@ def _as_found(keras: Any, passes: list[list[_Seen]]) -> tuple[OtherAttention, ..
                 output=None if seen.output is None else merged([call.output or () for call in calls]),
                 ran=what,
                 traced=merged([call.evidence[1] for call in calls]),
-                projections=_projections(keras, seen.layer),
+                projections=projections,
                 params=int(seen.layer.count_params()) if seen.layer.built else 0,
                 dtype=str(getattr(seen.layer, "compute_dtype", None) or "float32"),
+                check=check,
             )
         )
     return tuple(found)
@@ -261,6 +398,8 @@ def _tensor_arguments(call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) 
 _ATTENTION_INPUTS = {"inputs[0]": "query", "inputs[1]": "value", "inputs[2]": "key"}
 #: The keras.ops functions whose call marks attention (other_attention).
 _RAN = ("softmax", "dot_product_attention")
+#: The keras.ops functions other_attention wraps: those, and einsum, which the real pass records.
+_PATCHED = (*_RAN, "einsum")
 
 
 def _projections(keras: Any, layer: Any) -> tuple[Projection, ...]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from mha_cli import __version__
 from mha_cli.core.models import InputSpec
+from mha_cli.core.other import OtherCheck, Verdict
 from mha_cli.operations.scan import ScanResult
 from mha_cli.output.documents import SCHEMA_VERSION
 from mha_cli.output.documents.explain import to_document
@@ -34,6 +35,24 @@ def _heads(other: OtherAttention) -> dict[str, Any]:
         },
         "heads_not_read": None,
         "kv_cache_bytes_per_token": heads.kv_cache_bytes_per_token(other.dtype),
+    }
+
+
+def _verification(check: OtherCheck | None) -> dict[str, Any] | None:
+    """What the real pass re-executed of a not-explained call (null: only the symbolic pass ran)."""
+    if check is None:
+        return None
+    return {
+        "verdict": str(check.verdict),
+        "detail": check.detail,
+        "steps": [asdict(step) for step in check.steps],
+        "tolerance": check.tolerance,
+        "rotary": check.rotary,
+        "scale": check.scale,
+        "soft_cap": check.soft_cap,
+        "mask": check.mask,
+        "sublayers": list(check.sublayers),
+        "real_pass": check.ran,
     }
 
 
@@ -83,6 +102,8 @@ def scan_document(scan: ScanResult) -> dict[str, Any]:
                 "inputs": {name: list(shape) for name, shape in other.inputs},
                 "output": None if other.output is None else list(other.output),
                 "evidence": other.evidence,
+                "verified": other.check is not None and other.check.verdict == Verdict.VERIFIED,
+                "verification": _verification(other.check),
                 "params": other.params,
                 "dtype": other.dtype,
                 **_heads(other),
