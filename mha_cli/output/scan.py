@@ -280,7 +280,8 @@ def _render_others(scan: ScanResult, console: Console, selected: tuple[OtherAtte
             )
         else:
             console.print(Text(f"heads {heads}; {other.params:,} params", style="dim"))
-        if other.check is not None:
+        # Not verified for want of heads: the heads line above already says why.
+        if other.check is not None and not (isinstance(heads, str) and heads in other.check.detail):
             _render_other_check(other.check, console)
         if not other.projections:
             continue

@@ -197,13 +197,16 @@ def _check_backend_limits(derivation: Derived, backend: str) -> None:
     single_axis_over = len(attended) == 1 and scores_rank > ONEDNN_MAX_SOFTMAX_RANK
     limit = softmax_rank_limit(derivation.layer.dtype) if single_axis_over else None
     if limit is not None and scores_rank > limit:
+        # Which dtypes escape oneDNN depends on the CPU (float16 does on some, not on others): probed.
+        free = [d for d in ("float64", "float32", "float16", "bfloat16") if softmax_rank_limit(d) is None]
+        dtypes = f"use dtype {' or '.join(free)}, or " if free else ""
         raise ConfigError(
             "--axes",
             given,
             f"the attention scores would have rank {scores_rank}; this TensorFlow runs Softmax with "
             f"oneDNN, which takes at most rank {limit} in {derivation.layer.dtype}, so the real layer "
-            "fails here: set TF_ENABLE_ONEDNN_OPTS=0, or use dtype float64 or float16, or attend over "
-            "more axes, or use another backend",
+            f"fails here: set TF_ENABLE_ONEDNN_OPTS=0, or {dtypes}attend over more axes, or use another "
+            "backend",
         )
 
 
