@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from mha_cli.cli.app import app
 from tests import scan_models
 from tests.scan_models import HUB_HEAD_DIM, HUB_HEADS, HUB_HIDDEN, HUB_KV_HEADS, SOURCE, TARGET
+from tests.test_gqa import _mha_explain
 
 pytestmark = pytest.mark.keras
 
@@ -217,14 +218,6 @@ _TINY_LLAMA = (
     "        hidden_dim=16, intermediate_dim=32,\n"
     "    )\n"
 )
-
-
-def _mha_explain(*args: str, cwd: Any) -> Any:
-    """A fresh process, as CI runs it."""
-    import subprocess
-    import sys
-
-    return subprocess.run([sys.executable, "-m", "mha_cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
 def test_a_llama_backbones_num_key_value_heads_change_turns_check_red_in_fresh_processes(

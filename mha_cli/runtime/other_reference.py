@@ -236,6 +236,8 @@ def _fused(fused: FusedRan, heads: Heads) -> _Reading:
     query, key, value = fused.query, fused.key, fused.value
     _check_heads(query, key, value, heads)
     scale = fused.scale if fused.scale is not None else 1 / math.sqrt(query.shape[-1])
+    # One boolean (B, H, T, S) for both runs and the words.
+    mask = _fused_mask(fused, (query.shape[0], query.shape[2], query.shape[1], key.shape[1]))
 
     def attend(query: np.ndarray) -> np.ndarray:
         logits = scale * grouped_logits(query, key)
@@ -243,7 +245,6 @@ def _fused(fused: FusedRan, heads: Heads) -> _Reading:
             logits = fused.soft_cap * np.tanh(logits / fused.soft_cap)
         if fused.bias is not None:
             logits = logits + fused.bias
-        mask = _fused_mask(fused, logits.shape)
         return _grouped_combine(_softmax(logits, mask), value)
 
     attended = attend(query)
@@ -260,7 +261,6 @@ def _fused(fused: FusedRan, heads: Heads) -> _Reading:
                 result,
             )
         )
-    mask = _fused_mask(fused, (query.shape[0], query.shape[2], query.shape[1], key.shape[1]))
     shown = None if fused.mask is None else fused.mask.shape
     words = _mask_words(mask, shown, fused.is_causal)
     return _Reading(attended, tuple(steps), query, key, scale, fused.soft_cap, words)
