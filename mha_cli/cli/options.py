@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from mha_cli.core.config import BACKENDS, DTYPES, MHAConfig
+from mha_cli.core.dense import DENSE_CLASSES, SCORE_MODES, DenseConfig
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.gqa import GQAConfig
 from mha_cli.core.grammar import (
@@ -412,6 +413,8 @@ _LAYER: tuple[tuple[str, Any, Any], ...] = (
     ),
 )
 _LAYER_FIELDS = tuple(name for name, _, _ in _LAYER)
+#: --layer's choices: the kinds (mha_cli.core.kinds), then Attention and AdditiveAttention (core/dense.py).
+LAYER_CHOICES = (*KINDS, *DENSE_CLASSES)
 #: --layer: which Keras attention layer (mha_cli.core.kinds), and the options only GroupQueryAttention has.
 _LAYER_KIND = inspect.Parameter(
     "layer",
@@ -421,11 +424,12 @@ _LAYER_KIND = inspect.Parameter(
         str,
         typer.Option(
             "--layer",
-            metavar="|".join(KINDS),
-            parser=_choose("--layer", tuple(KINDS)),
-            autocompletion=_complete(tuple(KINDS)),
-            help="Which layer: mha (keras.layers.MultiHeadAttention) or gqa "
-            "(keras.layers.GroupQueryAttention, rank-3 inputs; see docs/gqa.md).",
+            metavar="|".join(LAYER_CHOICES),
+            parser=_choose("--layer", LAYER_CHOICES),
+            autocompletion=_complete(LAYER_CHOICES),
+            help="Which layer: mha (keras.layers.MultiHeadAttention), gqa "
+            "(keras.layers.GroupQueryAttention, rank-3 inputs; see docs/gqa.md), dot "
+            "(keras.layers.Attention) or additive (keras.layers.AdditiveAttention; both: docs/attention.md).",
             rich_help_panel=LAYER,
         ),
     ],
@@ -457,6 +461,74 @@ _GQA: tuple[tuple[str, Any, Any], ...] = (
     ),
 )
 _GQA_FIELDS = tuple(name for name, _, _ in _GQA)
+#: The options only Attention and AdditiveAttention have (--layer dot|additive).
+_DENSE: tuple[tuple[str, Any, Any], ...] = (
+    (
+        "use_scale",
+        Annotated[
+            bool | None,
+            typer.Option(
+                "--use-scale/--no-use-scale",
+                help="--layer dot|additive: use_scale [default: Attention False, AdditiveAttention True].",
+                show_default=False,
+                rich_help_panel=LAYER,
+            ),
+        ],
+        None,
+    ),
+    (
+        "score_mode",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--score-mode",
+                metavar="|".join(SCORE_MODES),
+                parser=_choose("--score-mode", SCORE_MODES),
+                autocompletion=_complete(SCORE_MODES),
+                help="--layer dot: score_mode [default: dot].",
+                rich_help_panel=LAYER,
+            ),
+        ],
+        None,
+    ),
+    (
+        "query_mask",
+        Annotated[
+            bool,
+            typer.Option(
+                "--query-mask",
+                help="--layer dot|additive: call with mask=[query_mask, ...], a (batch, Tq) padding mask.",
+                rich_help_panel=INPUTS,
+            ),
+        ],
+        False,
+    ),
+    (
+        "value_mask",
+        Annotated[
+            bool,
+            typer.Option(
+                "--value-mask",
+                help="--layer dot|additive: call with mask=[..., value_mask], a (batch, Tv) padding mask.",
+                rich_help_panel=INPUTS,
+            ),
+        ],
+        False,
+    ),
+)
+_DENSE_FIELDS = tuple(name for name, _, _ in _DENSE)
+#: What a MultiHeadAttention option left alone holds: any other value was given (--layer dot refuses it).
+_MHA_ONLY_DEFAULTS: dict[str, Any] = {
+    "num_heads": None,
+    "key_dim": None,
+    "value_dim": None,
+    "output_shape": None,
+    "use_bias": True,
+    "use_gate": False,
+    "axis_names": None,
+    "mask_shape": None,
+    "sliding_window": None,
+}
 #: scan's --keras: which Keras loads the model (3|2); all: Keras 2 loads it, each layer tried in Keras 3.
 ScanKerasOption = Annotated[
     Any,
@@ -500,6 +572,7 @@ LAYER_OPTION_NAMES = {
     **{name: _flag(annotation) for name, annotation, _ in _LAYER},
     "layer": "--layer",
     **{name: _flag(annotation) for name, annotation, _ in _GQA},
+    **{name: _flag(annotation).split("/")[0] for name, annotation, _ in _DENSE},
 }
 
 
@@ -585,15 +658,20 @@ def layer_options(
                 inspect.Parameter(
                     name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
                 )
-                for name, annotation, default in _GQA
+                for name, annotation, default in (*_GQA, *_DENSE)
             ),
         ]
 
     def build(
         given: dict[str, Any],
-    ) -> MHAConfig | GQAConfig | list[MHAConfig] | EveryChoice | EveryKeras | None:
+    ) -> MHAConfig | GQAConfig | DenseConfig | list[MHAConfig] | EveryChoice | EveryKeras | None:
         kind = given.pop("layer", "mha")
         own = {name: given.pop(name, None) for name in _GQA_FIELDS}
+        dense = {name: given.pop(name, None) for name in _DENSE_FIELDS}
+        if kind in DENSE_CLASSES:
+            return _dense_config(kind, given, own, dense)
+        if kinds:
+            _refuse_dense_options(kind, dense)
         others = (
             LAYER_OPTION_NAMES[name] for k in KINDS.values() if k.name != kind for name in k.own_arguments
         )
@@ -627,6 +705,62 @@ def layer_options(
         return replace(base, attention_axes=axes)
 
     return lambda command: _replace_parameter(command, target, options, build)
+
+
+def _refuse_dense_options(kind: str, dense: dict[str, Any]) -> None:
+    """--layer mha|gqa: an option only Attention and AdditiveAttention have, in one line."""
+    for name in _DENSE_FIELDS:
+        if dense[name] not in (None, False):
+            layer = KINDS[kind].keras_class
+            problem = f"{layer} has no such argument; only --layer dot|additive has it"
+            raise BadValue(ConfigError(LAYER_OPTION_NAMES[name], None, f"--layer {kind}: {problem}"))
+
+
+def _dense_config(
+    kind: str, given: dict[str, Any], gqa: dict[str, Any], dense: dict[str, Any]
+) -> DenseConfig | None:
+    """--layer dot|additive: the options Attention and AdditiveAttention take; MultiHeadAttention's and
+    GroupQueryAttention's own are refused in one line naming the option."""
+    fields = {name: given.pop(name) for name in _LAYER_FIELDS}
+    axes = given.pop("axes")
+    layer = DENSE_CLASSES[kind]
+    refused = [
+        LAYER_OPTION_NAMES[n].split("/")[-1 if fields[n] is False else 0]  # --no-bias as typed
+        for n, default in _MHA_ONLY_DEFAULTS.items()
+        if fields[n] != default
+    ]
+    refused += [LAYER_OPTION_NAMES[n] for n in _GQA_FIELDS if gqa[n] is not None]
+    if axes not in (None, []):
+        refused.insert(0, "--axes")
+    if refused:
+        option = refused[0]
+        problem = f"{layer} has no such argument (no projections, no heads, attention along axis 1)"
+        if option == "--mask-shape":
+            problem = (
+                f"{layer} takes its masks as a list, mask=[query_mask, value_mask]: "
+                "give --query-mask, --value-mask"
+            )
+        raise BadValue(ConfigError(option, None, f"--layer {kind}: {problem}"))
+    if fields["keras"] != 3:
+        problem = f"--layer {kind} runs Keras 3's {layer}; leave --keras out (or give 3)"
+        raise BadValue(ConfigError("--keras", fields["keras"], problem))
+    if fields["query_shape"] is None:  # only when shape_optional
+        return None
+    return DenseConfig(
+        kind=kind,
+        query_shape=fields["query_shape"],
+        value_shape=fields["value_shape"],
+        key_shape=fields["key_shape"],
+        dropout=fields["dropout"],
+        dtype=fields["dtype"],
+        batch=fields["batch"],
+        seed=fields["seed"],
+        causal=fields["causal"],
+        use_scale=dense["use_scale"],
+        score_mode=dense["score_mode"],
+        query_mask=bool(dense["query_mask"]),
+        value_mask=bool(dense["value_mask"]),
+    )
 
 
 def _gqa_config(given: dict[str, Any], own: dict[str, Any]) -> GQAConfig | None:

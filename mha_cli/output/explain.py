@@ -13,6 +13,7 @@ from rich.text import Text
 from mha_cli.core.config import Role
 from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.grammar import format_bytes, format_shape
+from mha_cli.operations.dense import DenseResult
 from mha_cli.operations.explain import (
     ExplainResult,
 )
@@ -152,7 +153,7 @@ def summary_section(d: Derived) -> Group:
     return Group(Text("Summary", style="bold"), *(Text(f"- {line}") for line in d.summary))
 
 
-def verification_section(result: ExplainResult, *, verbose: bool = False) -> Group:
+def verification_section(result: ExplainResult | DenseResult, *, verbose: bool = False) -> Group:
     """One line per check: its short form, or with ``verbose`` the whole explanation."""
     lines = [Text("Verification", style="bold")]
     for check in result.checks:

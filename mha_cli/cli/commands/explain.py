@@ -29,6 +29,7 @@ from mha_cli.cli.options import (
 )
 from mha_cli.cli.process import fail, guarded, saved
 from mha_cli.core.config import MHAConfig
+from mha_cli.core.dense import DenseConfig
 from mha_cli.core.errors import ExitCode
 from mha_cli.core.gqa import GQAConfig
 from mha_cli.core.grammar import parse_position
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 @layer_options(shape_optional=True, every_keras=True, kinds=True)
 def explain_command(
     ctx: typer.Context,
-    config: MHAConfig | EveryKeras | None,
+    config: MHAConfig | GQAConfig | DenseConfig | EveryKeras | None,
     backend: AnyBackendOption = "tensorflow",
     no_run: Annotated[
         bool,
@@ -164,6 +165,9 @@ def explain_command(
         "--jsonl": jsonl is not None,
         "--keras all": isinstance(config, EveryKeras),
         "--layer gqa": isinstance(config, GQAConfig),
+        "--layer dot": isinstance(config, DenseConfig) and config.kind == "dot",
+        "--layer additive": isinstance(config, DenseConfig) and config.kind == "additive",
+        "--verify-small": verify_small,
         "--json": json_output,
         "--get": bool(get),
         "--code": code,
@@ -191,6 +195,21 @@ def explain_command(
             fail(ExitCode.BAD_INPUT, f"{name} {path}: no directory {path.parent} to save it in")
     if isinstance(config, EveryKeras):
         _both_kerases(config.base, max_memory, json_output, screen, debug)
+        return
+    if isinstance(config, DenseConfig):
+        _dense(
+            config,
+            backend,
+            not no_run,
+            max_memory,
+            json_output,
+            get or [],
+            brief,
+            verbose,
+            screen,
+            exports,
+            debug,
+        )
         return
     if backend == "all":
         _all_backends(config, max_memory, json_output, screen, debug)
@@ -292,6 +311,15 @@ RULES: tuple[Rule, ...] = (
         "GroupQueryAttention is called the same way, layer(query, value, key=None, ...), and saved as "
         "GroupedQueryAttention: leave out {option}",
     ),
+    *(
+        Excludes(
+            f"--layer {kind}",
+            ("--graph", "--code", "--picture", "--at", "--verify-small", "--keras all", "--backend all"),
+            "{mode} and {option}: {option} is MultiHeadAttention's and GroupQueryAttention's, not yet "
+            "Attention's or AdditiveAttention's; leave out {option}",
+        )
+        for kind in ("dot", "additive")
+    ),
     Excludes(
         "--graph", ("--no-run",), "{mode} builds a model around the real layer; leave out {option} to use it"
     ),
@@ -337,6 +365,60 @@ def _export(
         if path is not None:
             save = partial(export, recorded, option, path, title)
             guarded(partial(saved, option, path, save), debug)
+
+
+def _dense(
+    config: DenseConfig,
+    backend: str,
+    execute: bool,
+    max_memory: int,
+    json_output: bool,
+    get: list[str],
+    brief: bool,
+    verbose: bool,
+    screen: Screen,
+    exports: dict[str, Path | None],
+    debug: bool,
+) -> None:
+    """--layer dot|additive: keras.layers.Attention or AdditiveAttention, derived, run and checked."""
+    from mha_cli.operations.dense import explain_dense
+    from mha_cli.output import documents
+    from mha_cli.output.documents.dense import dense_document
+
+    if get and execute:  # a typo in a --get path is found before the run, not after it
+        preview = dense_document(guarded(lambda: explain_dense(config, backend, execute=False), debug))
+        for wanted in get:
+            guarded(partial(documents.precheck_path, preview, wanted), debug)
+    result = guarded(lambda: explain_dense(config, backend, execute=execute, max_memory=max_memory), debug)
+    if get:
+        answer = dense_document(result)
+        for wanted in get:
+            typer.echo(documents.shell_form(guarded(partial(documents.get_path, answer, wanted), debug)))
+    else:
+
+        def tables(console: Any) -> None:
+            from mha_cli.output.dense import render
+
+            render(result, console, brief=brief, verbose=verbose)
+
+        screen.answer(json_output, partial(dense_document, result), tables)
+        if not json_output and any(exports.values()):
+            from mha_cli.output.tables import export, export_console
+
+            recorded = export_console()
+            tables(recorded)
+            title = "mha-explain " + " ".join(sys.argv[1:])
+            for option, path in exports.items():
+                if path is not None:
+                    guarded(
+                        partial(saved, option, path, partial(export, recorded, option, path, title)), debug
+                    )
+    if result.failed:
+        names = ", ".join(check.name for check in result.failed)
+        fail(
+            ExitCode.CHECK_FAILED,
+            f"check failed: {names}; the real layer and the derivation disagree (see Verification)",
+        )
 
 
 def _all_backends(

@@ -20,6 +20,7 @@ from mha_cli.cli.options import (
 )
 from mha_cli.cli.process import fail, guarded
 from mha_cli.core.config import MHAConfig
+from mha_cli.core.dense import DenseConfig
 from mha_cli.core.errors import ExitCode
 from mha_cli.core.gqa import GQAConfig
 
@@ -29,7 +30,7 @@ _TARGET = "torch|linear"
 @screen_options
 @layer_options(kinds=True)
 def map_command(
-    config: MHAConfig | GQAConfig,
+    config: MHAConfig | GQAConfig | DenseConfig,
     to: Annotated[
         str | None,
         typer.Option(
@@ -86,6 +87,12 @@ def map_command(
     passed), 1 the check found a difference above tolerance, 2 bad input or no
     map, 3 environment (e.g. --check without torch installed).
     """
+    if isinstance(config, DenseConfig):
+        fail(
+            ExitCode.BAD_INPUT,
+            f"--layer {config.kind}: map maps MultiHeadAttention's and GroupQueryAttention's projections; "
+            "Attention and AdditiveAttention have none (their weights: at most scale, concat_score_weight)",
+        )
     if (to is None) == (source is None):
         fail(
             ExitCode.BAD_INPUT,

@@ -21,6 +21,7 @@ from mha_cli.cli.options import (
 )
 from mha_cli.cli.process import fail, guarded, saved, say_note
 from mha_cli.core.config import MHAConfig
+from mha_cli.core.dense import DenseConfig
 from mha_cli.core.errors import ExitCode
 from mha_cli.core.gqa import GQAConfig
 
@@ -38,7 +39,7 @@ VECTORS_HELP = (
 @screen_options
 @layer_options(kinds=True)
 def vectors_command(
-    config: MHAConfig | GQAConfig,
+    config: MHAConfig | GQAConfig | DenseConfig,
     out: Annotated[Path, typer.Option("--out", metavar="DIR", help=VECTORS_HELP, rich_help_panel=OUTPUT)],
     backend: BackendOption = "tensorflow",
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
@@ -57,6 +58,13 @@ def vectors_command(
     the output; and a manifest saying what each array is (docs/vectors.md).
     Exit codes: 0 written, 1 written but a check failed, 2 bad input, 3 environment.
     """
+    if isinstance(config, DenseConfig):
+        fail(
+            ExitCode.BAD_INPUT,
+            f"--layer {config.kind}: vectors writes MultiHeadAttention's and GroupQueryAttention's test "
+            f"vectors, not yet {config.keras_class}'s; explain --layer {config.kind} --json has its shapes "
+            "and checks",
+        )
     from mha_cli.operations.explain import explain
     from mha_cli.operations.vectors import explained_vectors
     from mha_cli.output.vectors import prepared, render_vectors, write_vectors
