@@ -139,17 +139,23 @@ def test_vectors_and_map_say_they_do_not_cover_attention(command: list[str], tmp
     assert not (tmp_path / "vectors-out").exists()
 
 
-def test_no_run_answers_without_importing_keras() -> None:
+@pytest.mark.parametrize("command", [[], ["compare"]])
+def test_no_run_answers_without_importing_keras_or_numpy(command: list[str]) -> None:
+    args = [*command, "--shape", "5,4", "--layer", "additive", "--no-run"]
+    args += [] if command else ["--get", "shapes.attention_scores"]
     code = (
         "import sys\n"
         "from mha_cli.__main__ import main\n"
-        "sys.argv = ['mha-explain', '--shape', '5,4', '--layer', 'additive', '--no-run', '--get', "
-        "'shapes.attention_scores']\n"
+        f"sys.argv = ['mha-explain', *{args!r}]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"
+        "heavy = [m for m in ('keras', 'tensorflow', 'jax', 'torch', 'numpy') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    if command:
+        assert "AdditiveAttention" in done.stdout and "not run: --no-run" in done.stdout
+        return
     assert done.stdout == "None,5,5\n"
 
 
@@ -361,3 +367,54 @@ def test_the_other_backends_run_the_same_layers(backend: str) -> None:
         document = json.loads(done.stdout)
         assert document["backend"] == backend
         assert {check["status"] for check in document["checks"].values()} == {"passed"}, document["checks"]
+
+
+@pytest.mark.keras
+def test_compare_puts_the_three_layers_side_by_side_on_one_input() -> None:
+    args = [
+        "compare",
+        "--shape",
+        "8,16",
+        "--layer",
+        "dot",
+        "--score-mode",
+        "concat",
+        "--value-mask",
+        "--json",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert (document["compare"], document["asked"]) == ("layers", "dot")
+    layers = document["layers"]
+    assert list(layers) == ["mha", "dot", "additive"]
+    # The real shapes: MultiHeadAttention's scores have a heads axis, the others' do not.
+    assert layers["mha"]["shapes"]["attention_scores"] == [None, 2, 8, 8]
+    assert layers["dot"]["shapes"]["attention_scores"] == layers["additive"]["shapes"]["attention_scores"]
+    assert layers["dot"]["shapes"]["attention_scores"] == [None, 8, 8]
+    # The user's options went to the layer they named; the other took its defaults.
+    assert layers["dot"]["layer"] == "keras.layers.Attention(score_mode='concat')"
+    assert layers["additive"]["layer"] == "keras.layers.AdditiveAttention()"
+    assert (
+        layers["dot"]["params"] == 1
+        and layers["additive"]["params"] == 16
+        and layers["mha"]["params"] == 1088
+    )
+    # A value_mask reaches MultiHeadAttention as the attention_mask it takes instead.
+    assert "attention_mask=mask" in layers["mha"]["call"]
+    assert "mask=[None, value_mask]" in layers["dot"]["call"]
+    for layer in layers.values():
+        assert layer["executed"] and layer["checks"]["numpy_reference"] == "passed"
+
+
+def test_compare_says_which_layer_refuses_the_input() -> None:
+    """A value of width 1: a dot score needs the query's width in the key; an additive one broadcasts."""
+    args = ["compare", "--shape", "5,4", "--value-shape", "6,1", "--layer", "additive", "--no-run", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    layers = json.loads(result.stdout)["layers"]
+    assert "the key needs the query's 4 features" in layers["dot"]["refused"]
+    assert layers["additive"]["shapes"]["output"] == [None, 5, 1]
+    assert layers["mha"]["shapes"]["output"] == [None, 5, 4]
+    mine = runner.invoke(app, ["compare", "--shape", "5,4", "--value-shape", "6,3", "--layer", "dot"])
+    assert mine.exit_code == 2 and "--value-shape 6,3: dot scores are query @ key^T" in mine.output

@@ -53,6 +53,15 @@ CASES: dict[str, tuple[list[str], bool]] = {
          "--num-key-value-heads", "3", "--mask-shape", "None,6,4", "--causal", "--verbose"],
         True,
     ),
+    # Seed 002's Attention and AdditiveAttention explained: the list call, masks as a list, the formula.
+    "explain-additive-cross-masked-causal": (
+        ["--layer", "additive", "--shape", "5,4", "--value-shape", "7,6", "--key-shape", "7,4",
+         "--query-mask", "--value-mask", "--causal", "--width", "80"],
+        True,
+    ),
+    "compare-three-attentions": (
+        ["compare", "--layer", "dot", "--shape", "8,16", "--use-scale", "--value-mask", "--width", "80"], True
+    ),
     "compare-image-axes": (
         ["compare", "--shape", "32,64,4", "--axes", "1", "--axes", "2", "--axes", "none"],
         True,
@@ -140,6 +149,26 @@ JSON_CASES: dict[str, tuple[list[str], bool]] = {
         [
             *("--layer", "gqa", "--shape", "10,64", "--num-query-heads", "8", "--num-key-value-heads", "2"),
             *("--no-run", "--json"),
+        ],
+        False,
+    ),
+    "explain-dot-concat-no-run": (
+        [
+            "--layer",
+            "dot",
+            "--score-mode",
+            "concat",
+            "--use-scale",
+            "--shape",
+            "6,8",
+            "--value-shape",
+            "9,5",
+            "--key-shape",
+            "9,8",
+            "--value-mask",
+            "--causal",
+            "--no-run",
+            "--json",
         ],
         False,
     ),

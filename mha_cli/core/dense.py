@@ -393,13 +393,13 @@ def _with_sentences(d: DenseDerivation) -> DenseDerivation:
             "training=True; the forward pass here is inference, where it does nothing"
         )
     if config.value_mask:
-        masks = "value_mask and the causal mask leave" if config.causal else "value_mask leaves"
+        masks = "value_mask (with the causal mask)" if config.causal else "value_mask"
         penalty = "65504" if config.dtype == "float16" else "1e9"
         summary.append(
-            f"A query row {masks} no key for is not zeroed: every score in it loses the same {penalty}, "
-            "so its weights come out as if unmasked where the dtype keeps the scores (float64), and flat, "
-            f"1/{tv} each, where rounding swallows them (float32): padding included either way; "
-            "a False in query_mask is what zeroes such a row of the output."
+            f"Where {masks} leaves a query row no key, that row is not zeroed: every score in it loses the "
+            f"same {penalty}, so its weights come out as if unmasked where the dtype keeps the scores "
+            f"(float64), and flat, 1/{tv} each, where rounding swallows them (float32): padding included "
+            "either way; a False in query_mask is what zeroes such a row of the output."
         )
     return DenseDerivation(**{**d.__dict__, "summary": tuple(summary), "warnings": tuple(warnings)})
 

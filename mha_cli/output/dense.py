@@ -79,9 +79,7 @@ def _layer_section(result: DenseResult) -> Group:
     if d.kind == "dot":
         given = "Keras default" if "score_mode" in d.defaulted else "given"
         rows.append(("score_mode", repr(d.score_mode), given))
-    rows.append(
-        ("dropout", f"{d.config.dropout:g}", "Keras default" if "dropout" in d.defaulted else "given")
-    )
+    rows.append(("dropout", str(d.config.dropout), "Keras default" if "dropout" in d.defaulted else "given"))
     rows.append(("dtype", d.config.dtype, "Keras default" if d.config.dtype == "float32" else "given"))
     for name, value, marker in rows:
         table.add_row(name, value, Text(marker, style="dim" if marker != "given" else ""))
@@ -179,7 +177,8 @@ def render(result: DenseResult, console: Console, *, brief: bool = False, verbos
     console.print(_shapes_table(d))
     console.print(_steps_table(d))
     console.print(_weights_table(d))
-    console.print()
+    if not d.weights:
+        console.print()
     console.print(_sentences("Summary", d.summary))
     console.print()
     console.print(_sentences("How it differs from MultiHeadAttention", d.differences))

@@ -20,6 +20,7 @@ from mha_cli.cli.options import (
 )
 from mha_cli.cli.process import fail, guarded
 from mha_cli.core.config import MHAConfig
+from mha_cli.core.dense import DenseConfig
 from mha_cli.core.errors import ExitCode
 from mha_cli.core.gqa import GQAConfig
 
@@ -27,7 +28,7 @@ from mha_cli.core.gqa import GQAConfig
 @screen_options
 @layer_options(several_axes=True, kinds=True)
 def compare_command(
-    configs: list[MHAConfig] | EveryChoice | GQAConfig,
+    configs: list[MHAConfig] | EveryChoice | GQAConfig | DenseConfig,
     backend: BackendOption = "tensorflow",
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Compare from the shape algebra alone: no Keras, no outputs.")
@@ -62,10 +63,17 @@ def compare_command(
     answer to "do they compute the same thing?" is their outputs' max |difference|.
     --axes all lists every legal choice for the input instead, a row each, and
     which of them compute the same function (from the algebra; --run verifies).
+    --layer gqa puts MHA, GQA and MQA side by side; --layer dot or additive puts
+    MultiHeadAttention, Attention and AdditiveAttention side by side on the same input.
     Exit codes: 0 answer (equal or not), 1 a check failed, 2 bad input, 3 environment.
     """
     if run and no_run:
         fail(ExitCode.BAD_INPUT, "--run and --no-run: give one of them")
+    if isinstance(configs, DenseConfig):
+        if kv_heads:
+            fail(ExitCode.BAD_INPUT, f"--kv-heads: --layer {configs.kind} has no heads; give --layer gqa")
+        _families(configs, backend, no_run, max_memory, json_output, screen, debug)
+        return
     if isinstance(configs, GQAConfig):
         _heads(configs, kv_heads or [], backend, no_run, max_memory, json_output, screen, debug)
         return
@@ -109,6 +117,30 @@ def _every_choice(
     )
     if found.failures:
         fail(ExitCode.CHECK_FAILED, f"check failed: {found.failures[0]}")
+
+
+def _families(
+    config: DenseConfig,
+    backend: str,
+    no_run: bool,
+    max_memory: int,
+    json_output: bool,
+    screen: Screen,
+    debug: bool,
+) -> None:
+    """--layer dot|additive: MultiHeadAttention, Attention and AdditiveAttention on the same input."""
+    from mha_cli.operations.families import compare_families
+
+    found = guarded(
+        lambda: compare_families(config, backend, execute=not no_run, max_memory=max_memory), debug
+    )
+    from mha_cli.output.documents.families import families_document
+    from mha_cli.output.families import render_families
+
+    screen.answer(json_output, partial(families_document, found), partial(render_families, found))
+    failed = sorted({check.name for check in found.failed})
+    if failed:
+        fail(ExitCode.CHECK_FAILED, f"check failed: {', '.join(failed)} (see mha-explain --layer ...)")
 
 
 def _heads(
