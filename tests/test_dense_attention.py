@@ -418,3 +418,19 @@ def test_compare_says_which_layer_refuses_the_input() -> None:
     assert layers["mha"]["shapes"]["output"] == [None, 5, 4]
     mine = runner.invoke(app, ["compare", "--shape", "5,4", "--value-shape", "6,3", "--layer", "dot"])
     assert mine.exit_code == 2 and "--value-shape 6,3: dot scores are query @ key^T" in mine.output
+
+
+@pytest.mark.keras
+def test_the_attention_doc_transcript_is_real_output() -> None:
+    import re
+    from pathlib import Path
+
+    from tests.test_golden import masked
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "attention.md").read_text(encoding="utf-8")
+    found = re.search(r"```text\n\$ mha-explain (.*?)\n(.*?)```", doc, re.S)
+    assert found is not None
+    command, transcript = found.groups()
+    result = runner.invoke(app, [*command.split(), "--width", "100"], env={"NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    assert masked(result.stdout) == masked(transcript)
