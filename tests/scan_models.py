@@ -306,6 +306,32 @@ def plain_attentions() -> keras.Model:
     return keras.Model([query, value], outputs, name="three_attentions")
 
 
+class RescaledAttention(layers.Attention):
+    """keras.layers.Attention whose scores a user divides by sqrt(features), as MultiHeadAttention does:
+    the same class to isinstance, another function."""
+
+    def _calculate_scores(self, query: Any, key: Any) -> Any:
+        scores = super()._calculate_scores(query, key)
+        return scores / float(query.shape[-1]) ** 0.5
+
+
+def masked_plain_attentions() -> keras.Model:
+    """Attention (concat scores, scaled) and AdditiveAttention called with masks as a list and the
+    causal mask, and a rescaled subclass of Attention: what scan re-executes on their real calls."""
+    query = keras.Input((TARGET, 8), name="query")
+    value = keras.Input((SOURCE, 8), name="value")
+    key = keras.Input((SOURCE, 8), name="key")
+    query_mask = keras.Input((TARGET,), dtype="bool", name="query_mask")
+    value_mask = keras.Input((SOURCE,), dtype="bool", name="value_mask")
+    concat = layers.Attention(use_scale=True, score_mode="concat", name="concat")
+    outputs = [
+        concat([query, value, key], mask=[query_mask, value_mask], use_causal_mask=True),
+        layers.AdditiveAttention(name="additive")([query, value], mask=[None, value_mask]),
+        RescaledAttention(name="rescaled")([query, value]),
+    ]
+    return keras.Model([query, value, key, query_mask, value_mask], outputs, name="masked_attentions")
+
+
 class OwnAttention(layers.Layer):
     """A user's own attention: Dense projections, an einsum and ops.softmax, nothing of Keras's."""
 

@@ -349,14 +349,33 @@ def test_a_grouping_other_than_the_kernels_say_is_not_reproduced() -> None:
     assert _statuses(result.stdout) == ["NOT REPRODUCED", "VERIFIED"]
 
 
-def test_what_is_not_verified_says_why_in_one_line() -> None:
+def test_keras_attention_and_additive_attention_are_re_executed_by_their_own_formula() -> None:
     document = scan_json("--build", "tests.scan_models:plain_attentions")
-    for other in document["other_attention"]:  # Attention, AdditiveAttention: no heads to group
-        assert other["verified"] is False
+    for other in document["other_attention"]:  # no heads to group: explain --layer dot|additive's formula
+        assert other["verified"] is True, other["verification"]
+        kind = {"dot": "Attention's dot", "additive": "AdditiveAttention's additive"}[other["layer"]]
         assert other["verification"]["detail"] == (
-            "not verified: its heads are none: it has no projections of its own, so it attends over its "
-            "inputs as given"
+            f"verified: {kind} formula (explain --layer {other['layer']}), re-executed in NumPy on the "
+            "call's inputs (no mask), reproduced its output"
         )
+
+
+def test_their_masks_as_a_list_are_re_executed_and_a_changed_formula_is_not_reproduced() -> None:
+    document = scan_json("--build", "tests.scan_models:masked_plain_attentions")
+    others = {other["layer"]: other for other in document["other_attention"]}
+    concat, additive, rescaled = others["concat"], others["additive"], others["rescaled"]
+    assert concat["verified"] is True and concat["verification"]["mask"] == "query_mask, value_mask, causal"
+    assert "Attention's concat formula" in concat["verification"]["detail"]
+    assert additive["verified"] is True and additive["verification"]["mask"] == "value_mask"
+    # The same class to isinstance, scores divided by sqrt(8): the formula does not reproduce it.
+    assert rescaled["class"] == "RescaledAttention" and rescaled["verified"] is False
+    assert rescaled["verification"]["verdict"] == "not reproduced"
+    assert rescaled["verification"]["detail"].startswith(
+        "not reproduced: Attention's dot formula (explain --layer dot) differs from its output by"
+    )
+
+
+def test_what_is_not_verified_says_why_in_one_line() -> None:
     own = {o["layer"]: o for o in scan_json("--build", "tests.scan_models:own_attentions")["other_attention"]}
     assert own["own"]["verification"]["detail"].startswith("not verified: its heads are not read:")
 

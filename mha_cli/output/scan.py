@@ -249,8 +249,9 @@ def _render_others(scan: ScanResult, console: Console, selected: tuple[OtherAtte
             "subclass, so nothing is derived for them; heads are read from their own kernels where they "
             "project onto heads. VERIFIED: on a real pass, grouped-query attention re-executed in NumPy on "
             "the query, key and value the call's attention received (after any rotary embedding), then its "
-            "own output projection, reproduced its output; NOT REPRODUCED: it computes something else; NOT "
-            "VERIFIED says why nothing was re-executed. --layer PATH shows each step.",
+            "own output projection, reproduced its output (Attention and AdditiveAttention: their own "
+            "formula, as explain --layer dot|additive derives it); NOT REPRODUCED: it computes something "
+            "else; NOT VERIFIED says why nothing was re-executed. --layer PATH shows each step.",
             style="dim",
         )
     )

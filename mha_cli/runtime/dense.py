@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from mha_cli.core.dense import DenseDerivation, keras_kwargs
+from mha_cli.core.dense import DenseConfig, DenseDerivation, derive_dense, keras_kwargs
+from mha_cli.core.other import OtherCheck, Step, Verdict
 from mha_cli.runtime.keras_adapter import keras_rejects, load_keras
 
 
@@ -151,3 +152,66 @@ def _symbolic(
     except Exception as error:  # Keras's own refusal is the finding, whatever its type
         return {}, str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return {"output": tuple(output.shape), "attention_scores": tuple(scores.shape)}, None
+
+
+def verify_call(keras: Any, layer: Any, call: dict[str, Any], output: np.ndarray) -> OtherCheck:
+    """One real call of a model's keras.layers.Attention or AdditiveAttention, re-executed.
+
+    ``call`` holds what the call received as float64 arrays (``inputs``: query, value[, key];
+    ``mask``: [query_mask, value_mask] or None) and ``use_causal_mask``. The layer's own settings
+    (use_scale, score_mode) and weights go into explain --layer dot|additive's derivation and its
+    NumPy formula, which must reproduce the call's output, relative to its largest value.
+    """
+    from mha_cli.core.errors import ConfigError
+    from mha_cli.runtime.dense_reference import reexecute_dense
+    from mha_cli.runtime.other_reference import RELATIVE_TOLERANCE
+
+    inputs, mask = call["inputs"], call.get("mask") or [None, None]
+    kind = "additive" if isinstance(layer, keras.layers.AdditiveAttention) else "dot"
+    dtype = str(getattr(layer, "compute_dtype", None) or "float32")
+    try:
+        config = DenseConfig(
+            kind=kind,
+            query_shape=tuple(inputs[0].shape[1:]),
+            value_shape=tuple(inputs[1].shape[1:]),
+            key_shape=tuple(inputs[2].shape[1:]) if len(inputs) > 2 else None,
+            use_scale=bool(layer.use_scale),
+            score_mode=None if kind == "additive" else str(layer.score_mode),
+            dtype=dtype if dtype in ("float16", "bfloat16", "float32", "float64") else "float32",
+            batch=int(inputs[0].shape[0]),
+            query_mask=len(mask) > 0 and mask[0] is not None,
+            value_mask=len(mask) > 1 and mask[1] is not None,
+            causal=bool(call.get("use_causal_mask")),
+        )
+        d = derive_dense(config)
+    except ConfigError as error:
+        return OtherCheck(
+            Verdict.NOT_VERIFIED, f"not verified: explain --layer {kind} refuses its call: {error}"
+        )
+    arrays = {"query": inputs[0], "value": inputs[1], "key": inputs[2] if len(inputs) > 2 else inputs[1]}
+    if config.query_mask:
+        arrays["query_mask"] = np.asarray(mask[0], dtype=bool)
+    if config.value_mask:
+        arrays["value_mask"] = np.asarray(mask[1], dtype=bool)
+    for variable in layer.weights:
+        arrays[str(variable.path).rsplit("/", 1)[-1]] = np.asarray(
+            keras.ops.convert_to_numpy(keras.ops.cast(variable.value, "float32")), dtype=np.float64
+        )
+    ours = reexecute_dense(d, arrays)["output"]
+    if ours.shape != output.shape:
+        detail = f"not reproduced: the formula gives {ours.shape}, the call returned {output.shape}"
+        return OtherCheck(Verdict.NOT_REPRODUCED, detail)
+    difference = float(np.abs(ours - output).max()) if output.size else 0.0
+    largest = float(np.abs(output).max()) if output.size else 0.0
+    relative = difference / largest if largest else difference
+    tolerance = RELATIVE_TOLERANCE.get(dtype, 1e-4)
+    formula = f"{d.keras_class}'s {d.score_mode} formula (explain --layer {kind})"
+    step = Step(f"output: {formula} on the call's own inputs, masks and weights", difference, relative)
+    if relative > tolerance:
+        detail = f"not reproduced: {formula} differs from its output by {relative:.1e} of its largest value"
+        return OtherCheck(Verdict.NOT_REPRODUCED, detail, (step,), tolerance)
+    masks = ", ".join(m.name for m in d.masks) or "no mask"
+    detail = (
+        f"verified: {formula}, re-executed in NumPy on the call's inputs ({masks}), reproduced its output"
+    )
+    return OtherCheck(Verdict.VERIFIED, detail, (step,), tolerance, mask=masks if d.masks else None)

@@ -156,6 +156,8 @@ def other_attention(
                 )
             elif args:
                 record(lambda: _sublayer_ran(keras, layer, array, args[0], first))
+            if real is not None and isinstance(layer, plain) and "evidence" in frame:
+                frame["dense"] = _listed_call(original, args, kwargs, array)
             if "evidence" in frame and passes:
                 named = _tensor_arguments(original, args, kwargs)
                 if isinstance(layer, plain):  # its list, by the names its docstring gives them
@@ -168,6 +170,7 @@ def other_attention(
                         frame["evidence"],
                         tuple(frame["ran"]),
                         array(first) if real is not None and hasattr(first, "shape") else None,
+                        frame.get("dense"),
                     )
                 )
             return result
@@ -247,6 +250,22 @@ class _Seen:
     #: On the real pass: what ran in its own call, and its (first) output.
     ran: tuple[Ran, ...] = ()
     output_array: np.ndarray | None = None
+    #: keras.layers.Attention's and AdditiveAttention's call on the real pass (runtime/dense.py's
+    #: verify_call reads it): its inputs and masks as arrays, and use_causal_mask.
+    dense_call: dict[str, Any] | None = None
+
+
+def _listed_call(
+    call: Any, args: tuple[Any, ...], kwargs: dict[str, Any], array: Callable[[Any], np.ndarray]
+) -> dict[str, Any]:
+    """What keras.layers.Attention.call received: ``inputs`` and ``mask`` as arrays, and the flag."""
+    bound = inspect.signature(call).bind_partial(*args, **kwargs).arguments
+    mask = bound.get("mask")
+    return {
+        "inputs": [array(tensor) for tensor in bound["inputs"]],
+        "mask": None if mask is None else [None if m is None else array(m) for m in mask],
+        "use_causal_mask": bool(bound.get("use_causal_mask", False)),
+    }
 
 
 def _sublayer_ran(keras: Any, layer: Any, array: Callable[[Any], np.ndarray], given: Any, result: Any) -> Ran:
@@ -340,7 +359,11 @@ def _as_found(keras: Any, passes: list[list[_Seen]]) -> tuple[OtherAttention, ..
         what, _ = seen.evidence
         projections = _projections(keras, seen.layer)
         check = None
-        if seen.output_array is not None:
+        if seen.output_array is not None and seen.dense_call is not None:
+            from mha_cli.runtime.dense import verify_call
+
+            check = verify_call(keras, seen.layer, seen.dense_call, seen.output_array)
+        elif seen.output_array is not None:
             heads = read_heads(projections, what, seen.evidence[1])
             dtype = str(getattr(seen.layer, "compute_dtype", None) or "float32")
             check = verify(seen.ran, heads, seen.output_array, dtype, _soft_cap(seen.layer))
