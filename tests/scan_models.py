@@ -293,6 +293,56 @@ def gemma_backbone() -> keras.Model:
     )
 
 
+def gemma2_backbone() -> keras.Model:
+    """A tiny Gemma 2: CachedGemmaAttention with a logit soft cap of 50 and sliding-window layers."""
+    import keras_hub
+
+    return keras_hub.models.GemmaBackbone(
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        num_query_heads=HUB_HEADS,
+        num_key_value_heads=HUB_KV_HEADS,
+        hidden_dim=HUB_HIDDEN,
+        intermediate_dim=32,
+        head_dim=HUB_HEAD_DIM,
+        query_head_dim_normalize=True,
+        use_post_ffw_norm=True,
+        use_post_attention_norm=True,
+        attention_logit_soft_cap=50.0,
+        final_logit_soft_cap=30.0,
+        use_sliding_window_attention=True,
+        sliding_window_size=4,
+    )
+
+
+def qwen_backbone() -> keras.Model:
+    """A tiny Qwen (2): QwenAttention, biased query/key/value projections."""
+    import keras_hub
+
+    return keras_hub.models.QwenBackbone(
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        num_query_heads=HUB_HEADS,
+        num_key_value_heads=HUB_KV_HEADS,
+        hidden_dim=HUB_HIDDEN,
+        intermediate_dim=32,
+    )
+
+
+def phi3_backbone() -> keras.Model:
+    """A tiny Phi-3: Phi3Attention."""
+    import keras_hub
+
+    return keras_hub.models.Phi3Backbone(
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        hidden_dim=HUB_HIDDEN,
+        intermediate_dim=32,
+        num_query_heads=HUB_HEADS,
+        num_key_value_heads=HUB_KV_HEADS,
+    )
+
+
 def plain_attentions() -> keras.Model:
     """keras.layers.Attention and AdditiveAttention (called on a list, seed 002) beside a
     MultiHeadAttention on the same inputs."""

@@ -326,6 +326,33 @@ def test_kerashub_attention_is_verified_by_a_numpy_re_execution(
     assert "traced, then run once on random inputs (batch 2, seed 0)" in " ".join(result.stdout.split())
 
 
+@pytest.mark.parametrize(
+    ("builder", "cls", "soft_cap", "masks"),
+    [
+        ("qwen_backbone", "QwenAttention", None, ["causal", "causal"]),
+        ("phi3_backbone", "Phi3Attention", None, ["causal", "causal"]),
+        # Gemma 2: a logit soft cap of 50 (which its get_config does not list: read from the layer), and
+        # sliding-window layers alternating with global ones.
+        ("gemma2_backbone", "CachedGemmaAttention", 50.0, ["causal, a window of 4 positions", "causal"]),
+    ],
+)
+def test_more_families_are_verified_qwen_phi3_and_gemma2_s_soft_cap(
+    builder: str, cls: str, soft_cap: float | None, masks: list[str]
+) -> None:
+    _hub_or_skip()
+    document = scan_json("--build", f"tests.scan_models:{builder}", *TOKENS)
+    others = document["other_attention"]
+    assert [other["class"] for other in others] == [cls, cls]
+    for other, mask in zip(others, masks, strict=True):
+        assert (
+            other["heads"]["query_heads"] == HUB_HEADS and other["heads"]["key_value_heads"] == HUB_KV_HEADS
+        )
+        check = other["verification"]
+        assert other["verified"] is True, check
+        assert check["soft_cap"] == soft_cap and check["mask"].endswith(mask)
+        assert all(step["relative"] < 1e-5 for step in check["steps"])
+
+
 def test_a_grouping_other_than_the_kernels_say_is_not_reproduced() -> None:
     """ops.tile instead of ops.repeat: query head i reads key/value head i % 2, not i // 2. The
     same class with ops.repeat is verified; fresh weights' tiny logits hide nothing here, since

@@ -327,11 +327,15 @@ def _fused_ran(
 
 
 def _soft_cap(layer: Any) -> float | None:
-    """The logit soft cap the layer's config states (Gemma 2's ``logit_soft_cap``), if any."""
+    """The logit soft cap the layer states (Gemma 2's ``logit_soft_cap``), if any: in its config, or,
+    for a layer whose get_config does not list it (KerasHub's CachedGemmaAttention, 0.32), the
+    attribute its constructor stores it in."""
     try:
         cap = layer.get_config().get("logit_soft_cap")
-    except Exception:  # a user's get_config that fails: no cap read, said nowhere else
-        return None
+    except Exception:  # a user's get_config that fails: the attribute may still say
+        cap = None
+    if cap is None:
+        cap = getattr(layer, "logit_soft_cap", None)
     return float(cap) if isinstance(cap, int | float) and not isinstance(cap, bool) else None
 
 
