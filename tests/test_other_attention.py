@@ -321,6 +321,14 @@ def test_kerashub_attention_is_verified_by_a_numpy_re_execution(
         assert check["mask"].endswith(mask) and "(2, 1" in check["mask"]
         head_dim = HUB_HEAD_DIM if builder == "gemma_backbone" else HUB_HIDDEN // HUB_HEADS
         assert check["scale"] == pytest.approx(1.0 if builder == "gemma_backbone" else head_dim**-0.5)
+        # What its attention received, after RoPE: batch 2, 8 tokens, heads, head_dim; Llama and
+        # Mistral repeat their key/value heads before it (the repeat step above), Gemma groups the query.
+        received = kv_heads if builder == "gemma_backbone" else HUB_HEADS
+        assert check["received"] == {
+            "query": [2, 8, HUB_HEADS, head_dim],
+            "key": [2, 8, received, head_dim],
+            "value": [2, 8, received, head_dim],
+        }
     result = scan("--build", f"tests.scan_models:{builder}", *TOKENS)
     assert _statuses(result.stdout) == ["VERIFIED", "VERIFIED"]
     assert "traced, then run once on random inputs (batch 2, seed 0)" in " ".join(result.stdout.split())

@@ -180,3 +180,6 @@ class OtherCheck:
     sublayers: tuple[str, ...] = ()
     #: Whether a real pass ran (False: the memory guard or unknown sizes kept it from running).
     ran: bool = True
+    #: The query, key and value its attention received, as read from the real pass, each shape in
+    #: (batch, positions, heads, head_dim) order whatever the layer's own layout; empty where none was read.
+    received: tuple[tuple[str, tuple[int, ...]], ...] = ()

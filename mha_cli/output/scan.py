@@ -317,7 +317,9 @@ def _status(check: OtherCheck | None) -> Text:
 def _render_other_check(check: OtherCheck, console: Console) -> None:
     """--layer: what the real pass re-executed of the call, step by step, and what it saw."""
     console.print(Text(check.detail, style=_status(check).style), soft_wrap=False)
+    received = ", ".join(f"{name} {format_shape(shape)}" for name, shape in check.received)
     facts = [
+        ("received (batch, positions, heads, head_dim)", received or None),
         ("mask", check.mask),
         ("scale", None if check.scale is None else f"{check.scale:.4g}"),
         ("soft cap", None if check.soft_cap is None else f"{check.soft_cap:g}"),

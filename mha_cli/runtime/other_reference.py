@@ -158,6 +158,10 @@ def verify(
             read.soft_cap,
             read.mask,
             sublayers,
+            received=tuple(
+                (name, tuple(int(size) for size in tensor.shape))
+                for name, tensor in (("query", read.query), ("key", read.key), ("value", read.value))
+            ),
         )
 
     first = next((step for step in steps if step.relative > tolerance), None)
@@ -193,6 +197,7 @@ class _Reading:
     steps: tuple[Step, ...]
     query: np.ndarray
     key: np.ndarray
+    value: np.ndarray
     scale: float
     soft_cap: float | None
     mask: str | None
@@ -263,7 +268,7 @@ def _fused(fused: FusedRan, heads: Heads) -> _Reading:
         )
     shown = None if fused.mask is None else fused.mask.shape
     words = _mask_words(mask, shown, fused.is_causal)
-    return _Reading(attended, tuple(steps), query, key, scale, fused.soft_cap, words)
+    return _Reading(attended, tuple(steps), query, key, value, scale, fused.soft_cap, words)
 
 
 def _fused_mask(fused: FusedRan, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -385,7 +390,9 @@ def _from_einsums(
     combined: np.ndarray = np.einsum(f"{combine_result}->{combine_letters}{own[0]}", combine.result)
     steps.append(_step("the output of its combine einsum", attended, combined.reshape(attended.shape)))
     shown = None if softmax.mask is None else softmax.mask.shape
-    return _Reading(attended, tuple(steps), query, key, scale, soft_cap, _mask_words(mask, shown, False))
+    return _Reading(
+        attended, tuple(steps), query, key, value, scale, soft_cap, _mask_words(mask, shown, False)
+    )
 
 
 def _projected(

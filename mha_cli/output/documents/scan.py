@@ -53,6 +53,7 @@ def _verification(check: OtherCheck | None) -> dict[str, Any] | None:
         "mask": check.mask,
         "sublayers": list(check.sublayers),
         "real_pass": check.ran,
+        "received": {name: list(shape) for name, shape in check.received},
     }
 
 
