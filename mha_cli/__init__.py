@@ -1,7 +1,30 @@
-"""mha-explain: explain Keras MultiHeadAttention shapes from a real forward pass.
+"""mha-explain: explain Keras's attention layers from a real forward pass.
 
-Importing this package is cheap: Keras and TensorFlow are imported only by
-:mod:`mha_cli.runtime.keras_adapter`, and only when a forward pass runs.
+``import mha_cli`` is cheap: the public API (docs/api.md) is imported on first use, and Keras
+only when a forward pass runs. ``mha_cli.explain``, ``mha_cli.scan`` and ``mha_cli.compare``
+return a :class:`mha_cli.api.Result`; everything else in the package is internal.
 """
 
-__version__ = "0.2.0"
+from typing import Any
+
+from mha_cli.core.version import __version__
+
+__all__ = [
+    "DenseConfig",
+    "GQAConfig",
+    "MHAConfig",
+    "Result",
+    "__version__",
+    "compare",
+    "explain",
+    "scan",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """The public API, imported when first used (PEP 562), so that ``import mha_cli`` stays instant."""
+    if name in __all__:
+        from mha_cli import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'mha_cli' has no attribute {name!r}")

@@ -20,9 +20,15 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mha_cli"
 
 #: The layers, left to right: a module may import its own layer and those before it.
 LAYERS = ("core", "runtime", "operations", "output", "cli")
-#: Modules outside the subpackages: the package itself (its version) is the core's;
-#: the two entry points, ``python -m mha_cli`` and the pytest plugin, stand with the CLI.
-TOP_LEVEL = {"mha_cli": "core", "mha_cli.__main__": "cli", "mha_cli.pytest_plugin": "cli"}
+#: Modules outside the subpackages, all entry points standing with the CLI: the package itself (the
+#: public API, handed out by mha_cli.api; its version is mha_cli.core.version), ``python -m mha_cli``
+#: and the pytest plugin.
+TOP_LEVEL = {
+    "mha_cli": "cli",
+    "mha_cli.api": "cli",
+    "mha_cli.__main__": "cli",
+    "mha_cli.pytest_plugin": "cli",
+}
 #: Third-party modules only the runtime may import.
 RUNTIME_ONLY = frozenset({"keras", "tensorflow", "tf_keras", "jax", "torch", "numpy"})
 

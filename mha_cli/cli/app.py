@@ -15,7 +15,6 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from mha_cli import __version__
 from mha_cli.cli import options
 from mha_cli.cli.commands.check import check_command
 from mha_cli.cli.commands.compare import compare_command
@@ -26,6 +25,7 @@ from mha_cli.cli.commands.scan import scan_command
 from mha_cli.cli.commands.vectors import vectors_command
 from mha_cli.cli.process import PROGRAM, leave, say_error, say_interrupted, stdout_closed, unwritable_stdout
 from mha_cli.core.errors import ConfigError, ExitCode
+from mha_cli.core.version import __version__
 
 
 def _is_click_error(error: Exception) -> bool:

@@ -54,16 +54,22 @@ class ModelSpec:
     trust: bool = False
     #: Which Keras loads and runs it: 3 (keras) or 2 (tf_keras: Keras 2 .h5 and tf.keras JSON files).
     keras: int = 3
+    #: A model handed over in Python (mha_cli.scan(model)), by its name: neither a file nor a builder.
+    live: str | None = None
 
     @property
     def kind(self) -> str:
-        """keras, h5, json or build."""
+        """keras, h5, json, build or live."""
+        if self.live is not None:
+            return "live"
         if self.path is None:
             return "build"
         return MODEL_SUFFIXES[self.path.suffix.lower()]
 
     @property
     def shown(self) -> str:
+        if self.live is not None:
+            return f"the model {self.live!r}"
         return f"--build {self.build}" if self.path is None else str(self.path)
 
 

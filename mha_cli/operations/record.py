@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mha_cli import __version__
 from mha_cli.core.cases import SHAPE_FIELDS, CaseFileError, ModelCase, model_problem, observed, show
 from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.core.files import write_atomically
+from mha_cli.core.version import __version__
 from mha_cli.operations.check import (
     MODEL,
     CaseResult,

@@ -188,6 +188,7 @@ def scan(
     max_memory: int = DEFAULT_MAX_MEMORY,
     migrate: bool = False,
     intermediates: bool = False,
+    live: Any = None,
 ) -> ScanResult:
     """Load ``spec``'s model, find every attention call, and explain each one.
 
@@ -196,11 +197,12 @@ def scan(
     ``migrate`` (a Keras 2 model), also load each attention layer's config in
     Keras 3, as saved and rewritten, and run it on the layer's weights and its
     first call's inputs. With ``intermediates``, each run keeps the tensors
-    inside its forward pass (test vectors).
+    inside its forward pass (test vectors). ``live``: a model handed over in Python (the public
+    API's ``scan(model)``), which ``spec.live`` names.
     """
     from mha_cli.runtime.models import built, load, real_calls, symbolic_calls
 
-    loaded = load(spec, backend)
+    loaded = load(spec, backend, live)
     if not loaded.attention_layers and not loaded.model.built:
         # Its layers may not exist yet (made by its build() or first call): run it once to see.
         unbuilt_inputs = resolve_inputs(loaded.inputs, spec.inputs, spec.shown)
@@ -257,7 +259,7 @@ def scan(
             not_executed_reason=reason,
         )
     real = real_calls(loaded, inputs, batch=spec.batch, seed=spec.seed)
-    calls = tuple(_explained(call, spec, backend, intermediates) for call in real)
+    calls = tuple(explain_call(call, spec, backend, intermediates) for call in real)
     migrations = _migrations(calls, backend) if migrate else ()
     return replace(base, calls=calls, migrations=migrations)
 
@@ -322,7 +324,9 @@ def _migrations(calls: tuple[CallResult, ...], backend: str) -> tuple[LayerMigra
     return tuple(found.values())
 
 
-def _explained(call: CapturedCall, spec: ModelSpec, backend: str, intermediates: bool = False) -> CallResult:
+def explain_call(
+    call: CapturedCall, spec: ModelSpec, backend: str, intermediates: bool = False
+) -> CallResult:
     from mha_cli.runtime.arrays import max_abs_diff
     from mha_cli.runtime.keras_adapter import run_captured
 

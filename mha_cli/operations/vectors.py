@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mha_cli import __version__
 from mha_cli.core.call import call
 from mha_cli.core.errors import ConfigError
 from mha_cli.core.kinds import KINDS
+from mha_cli.core.version import __version__
 from mha_cli.operations.explain import TOLERANCE, ExplainResult
 
 if TYPE_CHECKING:

@@ -217,3 +217,17 @@ def diff_cell(value: float | None, tolerance: float) -> Text:
     if value is None:
         return Text("not compared", style="dim")
     return Text(f"{value:.1e}", style="bold yellow" if value > tolerance else "green")
+
+
+def rendered(render: Any, width: int, color: bool) -> Text:
+    """What ``render(console)`` prints, as one rich Text (the public API's ``__rich_console__``)."""
+    buffer = io.StringIO()
+    render(make_console(buffer, width=width, color="always" if color else "never"))
+    return Text.from_ansi(buffer.getvalue().rstrip("\n"))
+
+
+def rendered_html(render: Any) -> str:
+    """What ``render(console)`` prints, as self-contained HTML: inline styles, no script, no network."""
+    console = export_console()
+    render(console)
+    return str(console.export_html(inline_styles=True, code_format='<pre style="{stylesheet}">{code}</pre>'))

@@ -295,16 +295,24 @@ def _expected(kind: str) -> str:
 
 
 @uninterrupted
-def load(spec: ModelSpec, backend: str) -> LoadedModel:
-    """The model ``spec`` names, with its attention layers; ConfigError for anything unusable."""
+def load(spec: ModelSpec, backend: str, live: Any = None) -> LoadedModel:
+    """The model ``spec`` names, with its attention layers; ConfigError for anything unusable.
+    ``live``: a model handed over in Python (``spec.live`` names it), used as it is."""
     keras = load_keras(backend, spec.keras)
     for module in spec.custom_objects:
         _import_user_module("--custom-objects", module)
-    with native_output_silenced(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model, weights_from = _load(keras, spec)
+    if live is not None:
+        model, weights_from = live, "its own (a live model)"
+    else:
+        with native_output_silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model, weights_from = _load(keras, spec)
     if not isinstance(model, keras.Model):
         got = type(model).__name__
+        if live is not None:
+            raise ConfigError(
+                "model", got, "not a keras.Model; for one layer, use mha_cli.explain(layer, ...)"
+            )
         if spec.build is not None:
             raise ConfigError("--build", quoted(spec.build), f"returned a {got}, not a keras.Model")
         raise ConfigError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mha_cli import __version__
+from mha_cli.core.version import __version__
 from mha_cli.operations.backends import BackendsRun
 from mha_cli.output.documents import SCHEMA_VERSION
 from mha_cli.output.documents.explain import to_document

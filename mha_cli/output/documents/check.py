@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from mha_cli import __version__
+from mha_cli.core.version import __version__
 from mha_cli.operations.check import CaseStatus
 from mha_cli.output.documents import SCHEMA_VERSION
 

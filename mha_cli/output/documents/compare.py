@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from mha_cli import __version__
 from mha_cli.core.choices import group_letter
+from mha_cli.core.version import __version__
 from mha_cli.operations.compare import Comparison
 from mha_cli.operations.explore import Exploration
 from mha_cli.output.documents import SCHEMA_VERSION, shape_list

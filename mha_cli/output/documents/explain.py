@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mha_cli import __version__
 from mha_cli.core.config import ExecutionPath
 from mha_cli.core.derived import Derivation, Derived
 from mha_cli.core.gqa import GQADerivation
 from mha_cli.core.masks import mask_layout
+from mha_cli.core.version import __version__
 from mha_cli.operations.explain import (
     Check,
     DerivationCheck,

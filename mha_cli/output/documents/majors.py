@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from mha_cli import __version__
+from mha_cli.core.version import __version__
 from mha_cli.operations.majors import MajorsRun
 from mha_cli.output.documents import SCHEMA_VERSION
 from mha_cli.output.documents.explain import to_document

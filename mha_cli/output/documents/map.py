@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mha_cli import __version__
+from mha_cli.core.version import __version__
 from mha_cli.operations.porting import MapResult
 from mha_cli.output.documents import SCHEMA_VERSION
 

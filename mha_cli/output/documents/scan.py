@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from mha_cli import __version__
 from mha_cli.core.models import InputSpec
 from mha_cli.core.other import OtherCheck, Verdict
+from mha_cli.core.version import __version__
 from mha_cli.operations.scan import ScanResult
 from mha_cli.output.documents import SCHEMA_VERSION
 from mha_cli.output.documents.explain import to_document
