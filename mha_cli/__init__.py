@@ -15,6 +15,7 @@ __all__ = [
     "MHAConfig",
     "Result",
     "__version__",
+    "clarify",
     "compare",
     "explain",
     "scan",

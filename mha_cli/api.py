@@ -8,9 +8,10 @@ Every other module of mha_cli is internal and may change; tests/test_api.py hold
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from mha_cli.core.errors import ConfigError
 from mha_cli.core.gqa import GQAConfig
 from mha_cli.operations.explain import DEFAULT_MAX_MEMORY
 
-__all__ = ["DenseConfig", "GQAConfig", "MHAConfig", "Result", "compare", "explain", "scan"]
+__all__ = ["DenseConfig", "GQAConfig", "MHAConfig", "Result", "clarify", "compare", "explain", "scan"]
 
 
 @dataclass(frozen=True)
@@ -247,3 +248,20 @@ def compare(*configs: Any, backend: str | None = None, execute: bool = True) -> 
         lambda c: render_compare(comparison, c),
         failed,
     )
+
+
+@contextlib.contextmanager
+def clarify() -> Iterator[None]:
+    """Around your own code: a call of MultiHeadAttention or GroupQueryAttention (or a subclass, or a
+    model's call of one) that raises keeps raising the same exception, with a note (PEP 678) saying
+    in your shapes which argument was wrong, why, and the shape that would work; or that the shapes
+    are ones the layer takes, so the error is about something else. Nothing is caught; errors
+    outside those calls pass untouched::
+
+        with mha_cli.clarify():
+            model.fit(...)
+    """
+    from mha_cli.runtime.clarify import clarified
+
+    with clarified():
+        yield

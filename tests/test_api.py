@@ -20,7 +20,19 @@ import mha_cli
 from mha_cli.cli.app import app
 
 #: The documented API (docs/api.md): adding a name is a decision, so it fails here first.
-PUBLIC = ["DenseConfig", "GQAConfig", "MHAConfig", "Result", "__version__", "compare", "explain", "scan"]
+PUBLIC = [
+    *(
+        "DenseConfig",
+        "GQAConfig",
+        "MHAConfig",
+        "Result",
+        "__version__",
+        "clarify",
+        "compare",
+        "explain",
+        "scan",
+    ),
+]
 
 
 def test_the_public_names_are_the_documented_ones() -> None:
