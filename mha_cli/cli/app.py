@@ -23,6 +23,7 @@ from mha_cli.cli.commands.map import map_command
 from mha_cli.cli.commands.record import record_command
 from mha_cli.cli.commands.scan import scan_command
 from mha_cli.cli.commands.vectors import vectors_command
+from mha_cli.cli.commands.why import why_command
 from mha_cli.cli.process import PROGRAM, leave, say_error, say_interrupted, stdout_closed, unwritable_stdout
 from mha_cli.core.errors import ConfigError, ExitCode
 from mha_cli.core.version import __version__
@@ -213,6 +214,7 @@ app.command("record", cls=GroupedCommand)(record_command)
 app.command("scan", cls=GroupedCommand)(scan_command)
 app.command("vectors", cls=GroupedCommand)(vectors_command)
 app.command("map", cls=GroupedCommand)(map_command)
+app.command("why", cls=GroupedCommand)(why_command)
 
 
 def main() -> None:

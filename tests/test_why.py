@@ -1,0 +1,106 @@
+"""mha-explain why: real tracebacks of failed calls, made here on the installed Keras, explained."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import traceback
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mha_cli.cli.app import app
+
+runner = CliRunner()
+
+
+def _traceback_of(call: Any) -> str:
+    try:
+        call()
+    except Exception as error:
+        return "".join(traceback.format_exception(error))
+    raise AssertionError("the call did not fail")
+
+
+def _hub_783() -> None:
+    import keras
+
+    layer = keras.layers.MultiHeadAttention(num_heads=8, key_dim=2)
+    query = np.zeros((2, 3, 16), "float32")
+    layer(query, query, attention_mask=np.ones((2, 2, 3, 3), bool))
+
+
+@pytest.mark.keras
+def test_keras_hub_783_from_its_traceback() -> None:
+    text = _traceback_of(_hub_783)
+    result = runner.invoke(app, ["why"], input=text)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "read: MultiHeadAttention.call() got query (2, 3, 16), value (2, 3, 16), attention_mask (2, 2, 3, 3)"
+    )
+    assert lines[1] == "read: the error's (2, 8, 3, 3) is the scores (batch, heads, T, S): 8 heads"
+    assert "its axis 1 has size 2 where the scores (None, 8, 3, 3) have 8 (heads)" in lines[2]
+    assert "the layer expects (2, 3, 3) here" in lines[2]
+
+
+@pytest.mark.keras
+def test_the_same_call_on_jax_words_its_error_otherwise_and_is_explained_alike() -> None:
+    pytest.importorskip("jax")
+    script = (
+        "import os, traceback\nos.environ['KERAS_BACKEND'] = 'jax'\n"
+        "from tests.test_why import _hub_783\n"
+        "try:\n    _hub_783()\nexcept Exception as e:\n    print(''.join(traceback.format_exception(e)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert "Expected `mask` to have shape (B, 1, T, S) or (B, N, T, S) with N=8" in done.stdout
+    result = runner.invoke(app, ["why", "--json"], input=done.stdout)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["read"][1] == "the error names N=8 heads"
+    assert "the layer expects (2, 3, 3) here" in document["explanation"][0]
+
+
+@pytest.mark.keras
+def test_tensorflow_58726_from_the_softmax_s_traceback() -> None:
+    import keras
+
+    tokens = keras.Input((12, 20), dtype="int32")
+    embedded = keras.layers.Embedding(50, 8, mask_zero=True)(tokens)
+    attended = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, attention_axes=(1,))(
+        embedded, embedded
+    )
+    model = keras.Model(tokens, attended)
+    text = _traceback_of(lambda: model(np.random.default_rng(0).integers(0, 50, (3, 12, 20))))
+    result = runner.invoke(app, ["why", "--text", text])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "read: Softmax got scores (3, 20, 2, 12, 12) and a mask (3, 12, 1, 20, 20)"
+    assert lines[1].startswith("the mask differs from the scores at axis 1 (12 where the scores have 20)")
+    assert "a mask that fits is (3, 20, 1, 12, 12) (1 at axis 2, the heads Keras inserted)" in lines[1]
+    assert "pass attention_mask (3, 20, 12, 12) yourself" in lines[2]
+
+
+def test_text_without_a_failed_attention_call_is_refused_in_one_line() -> None:
+    result = runner.invoke(app, ["why"], input="Traceback (most recent call last):\nZeroDivisionError: x\n")
+    assert result.exit_code == 2
+    assert result.output.startswith("mha-explain: error: why: no failed call of an attention layer")
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_rank_4_query_says_what_the_text_lacks() -> None:
+    text = (
+        "ValueError: Exception encountered when calling MultiHeadAttention.call().\n\n"
+        "Something else went wrong\n\n"
+        "Arguments received by MultiHeadAttention.call():\n"
+        "  • query=tf.Tensor(shape=(2, 6, 5, 8), dtype=float32)\n"
+        "  • value=tf.Tensor(shape=(2, 6, 5, 8), dtype=float32)\n"
+        "  • attention_mask=None\n"
+    )
+    result = runner.invoke(app, ["why", "--text", text])
+    assert result.exit_code == 0
+    assert "cannot explain it: a traceback does not hold the layer's attention_axes" in result.stdout
+    assert "mha_cli.clarify()" in result.stdout
