@@ -13,6 +13,7 @@ import io
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mha_cli.core.config import MHAConfig
@@ -85,6 +86,40 @@ class Result:
 
     def __str__(self) -> str:
         return self.text()
+
+    def heatmap(self) -> Heatmap:
+        """explain's interactive attention heatmap of the real scores (batch item 0): per head, per free
+        slice, a click on a query position showing its weights over the key positions. ValueError when
+        no forward pass ran (``execute=False``, the memory guard) or the scores are too many to draw."""
+        if self.command != "explain":
+            raise ConfigError("heatmap", None, f"a {self.command} result has no heatmap; explain one layer")
+        from mha_cli.operations.heatmap import heatmap
+        from mha_cli.output.heatmap import page
+
+        return Heatmap(page(heatmap(self.value)))
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """The heatmap page: self-contained HTML (inline style and script; nothing is fetched)."""
+
+    #: The whole page.
+    html: str
+
+    def save(self, path: str | Path) -> Path:
+        """Write the page to ``path`` (open it in any browser); returns the path."""
+        target = Path(path)
+        target.write_text(self.html, encoding="utf-8")
+        return target
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the page in an iframe of its own (its script runs there, apart from the notebook's)."""
+        import html
+
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" style="width: 100%; height: 520px; '
+            'border: 1px solid #ddd"></iframe>'
+        )
 
 
 def _backend() -> str:

@@ -230,4 +230,5 @@ def rendered_html(render: Any) -> str:
     """What ``render(console)`` prints, as self-contained HTML: inline styles, no script, no network."""
     console = export_console()
     render(console)
-    return str(console.export_html(inline_styles=True, code_format='<pre style="{stylesheet}">{code}</pre>'))
+    fragment = '<pre class="tables" style="{stylesheet}">{code}</pre>'
+    return str(console.export_html(inline_styles=True, code_format=fragment))

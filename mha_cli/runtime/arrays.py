@@ -52,3 +52,12 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()
+
+
+def item_as_base64(scores: np.ndarray) -> tuple[str, tuple[int, ...]]:
+    """Batch item 0 of ``scores`` as little-endian float32 bytes in base64 (the heatmap page's data),
+    and that item's shape."""
+    import base64
+
+    item = np.ascontiguousarray(scores[0], dtype="<f4")
+    return base64.b64encode(item.tobytes()).decode("ascii"), tuple(int(size) for size in item.shape)

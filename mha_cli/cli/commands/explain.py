@@ -362,9 +362,31 @@ def _export(
     render(result, recorded, drawn, brief=brief, verbose=verbose)
     title = "mha-explain " + " ".join(sys.argv[1:])
     for option, path in exports.items():
-        if path is not None:
-            save = partial(export, recorded, option, path, title)
-            guarded(partial(saved, option, path, save), debug)
+        if path is None:
+            continue
+        save = partial(export, recorded, option, path, title)
+        if option == "--html" and result.executed:  # the real scores: the interactive heatmap page
+            tables = partial(render, result, picture=drawn, brief=brief, verbose=verbose)
+            save = partial(_heatmap_page, result, tables, path)
+        guarded(partial(saved, option, path, save), debug)
+
+
+def _heatmap_page(result: ExplainResult, render: Any, path: Path) -> None:
+    """--html after a forward pass: the heatmap of the real scores above the tables; the tables alone,
+    with a note on stderr, where the scores are too many to draw."""
+    from mha_cli.core.errors import ConfigError
+    from mha_cli.operations.heatmap import heatmap
+    from mha_cli.output.heatmap import page, tables_page
+    from mha_cli.output.tables import rendered_html
+
+    tables = rendered_html(lambda console: render(console=console))
+    try:
+        found = heatmap(result)
+    except ConfigError as error:
+        typer.echo(f"mha-explain: note: --html: no heatmap: {error.problem}", err=True)
+        path.write_text(tables_page(tables), encoding="utf-8")
+        return
+    path.write_text(page(found, tables), encoding="utf-8")
 
 
 def _dense(
