@@ -29,3 +29,10 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     raise AttributeError(f"module 'mha_cli' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext mha_cli`` in IPython or Jupyter: the ``%mha_explain`` line magic (mha_cli.cli.magic)."""
+    from mha_cli.cli.magic import load_ipython_extension as load
+
+    load(ipython)
