@@ -11,7 +11,7 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
 #: The commands whose help docs/reference.md carries, as typed after ``mha-explain``.
-COMMANDS = ("", "explain", "compare", "check", "record", "scan", "vectors", "map", "why")
+COMMANDS = ("", "explain", "compare", "check", "record", "scan", "vectors", "map", "targets", "why")
 END = "```\n<!-- help:end -->"
 
 

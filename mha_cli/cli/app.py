@@ -22,6 +22,7 @@ from mha_cli.cli.commands.explain import explain_command
 from mha_cli.cli.commands.map import map_command
 from mha_cli.cli.commands.record import record_command
 from mha_cli.cli.commands.scan import scan_command
+from mha_cli.cli.commands.targets import targets_command
 from mha_cli.cli.commands.vectors import vectors_command
 from mha_cli.cli.commands.why import why_command
 from mha_cli.cli.process import PROGRAM, leave, say_error, say_interrupted, stdout_closed, unwritable_stdout
@@ -214,6 +215,7 @@ app.command("record", cls=GroupedCommand)(record_command)
 app.command("scan", cls=GroupedCommand)(scan_command)
 app.command("vectors", cls=GroupedCommand)(vectors_command)
 app.command("map", cls=GroupedCommand)(map_command)
+app.command("targets", cls=GroupedCommand)(targets_command)
 app.command("why", cls=GroupedCommand)(why_command)
 
 

@@ -1,0 +1,71 @@
+"""``mha-explain targets``: which converter takes what this layer uses (cited rules, before you try)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated
+
+import typer
+
+from mha_cli.cli.options import DEFAULT_SCREEN, DebugOption, JsonOption, Screen, layer_options, screen_options
+from mha_cli.cli.process import fail, guarded
+from mha_cli.core.config import MHAConfig
+from mha_cli.core.dense import DenseConfig
+from mha_cli.core.errors import ExitCode
+from mha_cli.core.gqa import GQAConfig
+
+
+@screen_options
+@layer_options(kinds=True)
+def targets_command(
+    config: MHAConfig | GQAConfig | DenseConfig,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            metavar="NAME",
+            help="Only this target (give it again for more); exit 1 when one of them refuses the layer.",
+        ),
+    ] = None,
+    scores: Annotated[bool, typer.Option("--scores", help="The model returns the attention scores.")] = False,
+    dynamic: Annotated[
+        bool, typer.Option("--dynamic", help="Sequence lengths are known only at run time.")
+    ] = False,
+    json_output: JsonOption = False,
+    screen: Screen = DEFAULT_SCREEN,
+    debug: DebugOption = False,
+) -> None:
+    """Which converter takes this layer: frugally-deep, hls4ml, coremltools, LiteRT, ONNX, keras2c, nobuco.
+
+    A row per target: supported, refused (its own rule, with the file and version it was read
+    from) or unknown, for what this configuration uses (attended axes, rank, masks, causal,
+    output_shape, widths, value_dim, bias, gate, returned scores, dropout, dynamic lengths, dtype).
+    From the shape algebra alone: nothing is converted or run.
+    Exit codes: 0 answer, 1 a --target named refuses the layer, 2 bad input.
+    """
+    if isinstance(config, DenseConfig):
+        fail(
+            ExitCode.BAD_INPUT,
+            f"--layer {config.kind}: targets covers MultiHeadAttention and GroupQueryAttention",
+        )
+    from mha_cli.core.kinds import derive_any
+    from mha_cli.core.targets import REFUSED, features_of, load_rules, targets_table
+
+    known = [t.name for t in load_rules()[0]]
+    for name in target or []:
+        if name not in known:
+            fail(ExitCode.BAD_INPUT, f"--target {name}: unknown target; choose one of {', '.join(known)}")
+    derivation = guarded(lambda: derive_any(config), debug)
+    table = targets_table(features_of(derivation, scores=scores, dynamic=dynamic), tuple(target or ()))
+    layer = derivation.kind
+    from mha_cli.core.grammar import format_shape
+    from mha_cli.output.targets import render_targets, targets_document
+
+    name = {"mha": "MultiHeadAttention", "gqa": "GroupQueryAttention"}[layer]
+    heading = f"Converters for {name} on query {format_shape(derivation.inputs['query'].shape)}"
+    screen.answer(
+        json_output, partial(targets_document, table, layer), partial(render_targets, table, heading=heading)
+    )
+    refused = [t.name for t in table.targets if target and table.verdict(t.name) == REFUSED]
+    if refused:
+        fail(ExitCode.CHECK_FAILED, f"--target: {', '.join(refused)} refuses this layer (see the table)")
