@@ -37,7 +37,20 @@ def test_explain_help_groups_its_options() -> None:
 @pytest.mark.parametrize(
     ("words", "expected"),
     [
-        ("mha-explain ", {"explain", "compare", "check", "record", "scan", "vectors", "map", "targets", "why"}),
+        (
+            "mha-explain ",
+            {
+                "explain",
+                "compare",
+                "check",
+                "record",
+                "scan",
+                "vectors",
+                "map",
+                "targets",
+                "why",
+            },
+        ),
         ("mha-explain --shape 8,16 --backend ", {"tensorflow", "jax", "torch", "numpy", "all"}),
         ("mha-explain explain --dtype f", {"float32", "float64", "float16"}),
         ("mha-explain compare --backend t", {"tensorflow", "torch"}),
