@@ -15,9 +15,8 @@ from rich.text import Text
 from mha_cli.core.dense import DenseDerivation, call_line, constructor
 from mha_cli.core.grammar import format_bytes, format_shape
 from mha_cli.operations.dense import DenseResult
-from mha_cli.operations.explain import Status
 from mha_cli.output.explain import verification_section
-from mha_cli.output.headline import labelled
+from mha_cli.output.headline import labelled, verified_line
 from mha_cli.output.tables import size_text, titled_table
 
 
@@ -36,18 +35,7 @@ def _verdict(result: DenseResult) -> Text:
     run = result.run
     if run is None:
         return Text(f"not verified by a forward pass: {result.not_executed_reason}", style="yellow")
-    statuses = [check.status for check in result.checks]
-    counts = [
-        f"{statuses.count(status)} {word}"
-        for status, word in ((Status.PASSED, "passed"), (Status.FAILED, "FAILED"), (Status.WARNING, "note"))
-        if status in statuses
-    ]
-    line = Text(f"verified on Keras {run.keras_version} ({run.backend}): ", style="bold")
-    line.append(", ".join(counts), style="bold red" if result.failed else "green")
-    notable = [*result.failed, *(check for check in result.checks if check.status is Status.WARNING)]
-    if notable:
-        line.append(f"; {notable[0].name}: {notable[0].brief}")
-    return line
+    return verified_line(run.keras_version, run.backend, result.checks)
 
 
 def headline(result: DenseResult) -> Group:

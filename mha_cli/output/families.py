@@ -51,8 +51,6 @@ def _mha_cells(result: ExplainResult) -> dict[str, str]:
     d = result.derivation
     assert isinstance(d, Derivation)
     layer = d.layer
-    tensors = {**d.inputs, **d.shapes}
-    largest = max(tensors, key=lambda name: d.bytes_per_item(tensors[name]))
     given = [f"attention_mask {format_shape(d.config.mask_shape)}"] if d.config.mask_shape else []
     masks = " + ".join([*given, *(["causal"] if d.config.causal else [])]) or "none"
     return {
@@ -66,9 +64,16 @@ def _mha_cells(result: ExplainResult) -> dict[str, str]:
         "output": format_shape(d.shapes["output"].shape),
         "params": f"{d.params:,}",
         "FLOPs/item": f"{d.flops_per_item:,}",
-        "largest tensor/item": f"{largest} {format_bytes(d.bytes_per_item(tensors[largest]))}",
+        "largest tensor/item": _largest(d),
         "verified": _verified(result),
     }
+
+
+def _largest(d: Derivation | DenseDerivation) -> str:
+    """The largest tensor of one batch item, and its bytes."""
+    tensors = {**d.inputs, **d.shapes}
+    largest = max(tensors, key=lambda name: d.bytes_per_item(tensors[name]))
+    return f"{largest} {format_bytes(d.bytes_per_item(tensors[largest]))}"
 
 
 def _short_score(d: DenseDerivation) -> str:
@@ -82,8 +87,6 @@ def _short_score(d: DenseDerivation) -> str:
 
 def _dense_cells(result: DenseResult) -> dict[str, str]:
     d = result.derivation
-    tensors = {**d.inputs, **d.shapes}
-    largest = max(tensors, key=lambda name: d.bytes_per_item(tensors[name]))
     shown = [
         f"{mask.name} {format_shape(mask.shape)}" if mask.name != "causal" else "causal" for mask in d.masks
     ]
@@ -98,7 +101,7 @@ def _dense_cells(result: DenseResult) -> dict[str, str]:
         "output": format_shape(d.shapes["output"].shape),
         "params": f"{d.params:,}",
         "FLOPs/item": f"{d.flops_per_item:,}",
-        "largest tensor/item": f"{largest} {format_bytes(d.bytes_per_item(tensors[largest]))}",
+        "largest tensor/item": _largest(d),
         "verified": _verified(result),
     }
 

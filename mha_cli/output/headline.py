@@ -9,7 +9,7 @@ from rich.text import Text
 from mha_cli.core.call import INPUT_TENSOR, call, input_names
 from mha_cli.core.derived import Derived
 from mha_cli.core.grammar import format_bytes, format_shape
-from mha_cli.operations.explain import ExplainResult, Status
+from mha_cli.operations.explain import Check, ExplainResult, Status
 from mha_cli.output.code import layer_line
 from mha_cli.output.layers import text_of
 
@@ -40,14 +40,21 @@ def verdict(result: ExplainResult) -> Text:
         if built:
             line.append(f" ({built} check(s) on the built layer passed)")
         return line
+    return verified_line(run.keras_version, run.backend, result.checks)
+
+
+def verified_line(keras_version: str, backend: str, checks: tuple[Check, ...]) -> Text:
+    """``verified on Keras X (backend): 4 passed``, and the first failure or note in short."""
+    statuses = [check.status for check in checks]
     counts = [
         f"{statuses.count(status)} {word}"
         for status, word in ((Status.PASSED, "passed"), (Status.FAILED, "FAILED"), (Status.WARNING, "note"))
         if status in statuses
     ]
-    line = Text(f"verified on Keras {run.keras_version} ({run.backend}): ", style="bold")
-    line.append(", ".join(counts), style="bold red" if result.failed else "green")
-    notable = [*result.failed, *(check for check in result.checks if check.status is Status.WARNING)]
+    failed = [check for check in checks if check.status is Status.FAILED]
+    line = Text(f"verified on Keras {keras_version} ({backend}): ", style="bold")
+    line.append(", ".join(counts), style="bold red" if failed else "green")
+    notable = [*failed, *(check for check in checks if check.status is Status.WARNING)]
     if notable:
         line.append(f"; {notable[0].name}: {notable[0].brief}")
     return line
