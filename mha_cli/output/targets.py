@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.text import Text
 
 from mha_cli.core.targets import REFUSED, SUPPORTED, UNKNOWN, TargetsTable
+from mha_cli.operations.roundtrip import RoundTrip
 from mha_cli.output.documents import SCHEMA_VERSION
 from mha_cli.output.tables import titled_table
 
@@ -29,18 +30,36 @@ def _decides(table: TargetsTable, target: str) -> str:
     return "\n".join(lines)
 
 
-def render_targets(table: TargetsTable, console: Console, heading: str) -> None:
+def _trip(found: RoundTrip | None) -> Text:
+    if found is None:
+        return Text("-", style="dim")
+    style = (
+        "green" if found.status == "passed" else "yellow" if found.status == "not installed" else "bold red"
+    )
+    return Text(f"{found.status.upper()}: {found.detail}", style=style)
+
+
+def render_targets(
+    table: TargetsTable, console: Console, heading: str, trips: tuple[RoundTrip, ...] | None = None
+) -> None:
     console.print(Text(heading, style="bold"))
     uses = "; ".join(feature.shown for feature in table.features)
     console.print(Text(f"uses: {uses}", style="dim"))
-    grid = titled_table("", "target", "verdict", "what decides it (the target's rule, where it is)")
+    columns = ["target", "verdict", "what decides it (the target's rule, where it is)"]
+    if trips is not None:
+        columns.append("round trip (converted and run here)")
+    grid = titled_table("", *columns)
+    by_target = {trip.target: trip for trip in trips or ()}
     for target in table.targets:
         verdict = table.verdict(target.name)
-        grid.add_row(
+        row: list[str | Text] = [
             f"{target.title}\n{target.version}",
             Text(verdict.upper(), style=_STYLE[verdict]),
             _decides(table, target.name),
-        )
+        ]
+        if trips is not None:
+            row.append(_trip(by_target.get(target.name)))
+        grid.add_row(*row)
     console.print(grid)
     console.print(
         Text(
@@ -52,7 +71,9 @@ def render_targets(table: TargetsTable, console: Console, heading: str) -> None:
     )
 
 
-def targets_document(table: TargetsTable, layer: str) -> dict[str, Any]:
+def targets_document(
+    table: TargetsTable, layer: str, trips: tuple[RoundTrip, ...] | None = None
+) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "layer": layer,
@@ -76,5 +97,17 @@ def targets_document(table: TargetsTable, layer: str) -> dict[str, Any]:
                 },
             }
             for target in table.targets
+        ],
+        "round_trips": None
+        if trips is None
+        else [
+            {
+                "target": trip.target,
+                "status": trip.status,
+                "detail": trip.detail,
+                "max_abs_diff": trip.max_abs_diff,
+                "tolerance": trip.tolerance,
+            }
+            for trip in trips
         ],
     }

@@ -31,6 +31,19 @@ def targets_command(
     dynamic: Annotated[
         bool, typer.Option("--dynamic", help="Sequence lengths are known only at run time.")
     ] = False,
+    run: Annotated[
+        bool,
+        typer.Option(
+            "--run",
+            help="Also convert the layer for real where the target installs here (ONNX through Keras's "
+            "export and ONNX Runtime, with the targets extra; LiteRT float through TensorFlow) and compare "
+            "with Keras; exit 1 when one fails or differs.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", metavar="SECONDS", help="With --run: stop a conversion after this long."),
+    ] = 300.0,
     json_output: JsonOption = False,
     screen: Screen = DEFAULT_SCREEN,
     debug: DebugOption = False,
@@ -41,7 +54,8 @@ def targets_command(
     from) or unknown, for what this configuration uses (attended axes, rank, masks, causal,
     output_shape, widths, value_dim, bias, gate, returned scores, dropout, dynamic lengths, dtype).
     From the shape algebra alone: nothing is converted or run.
-    Exit codes: 0 answer, 1 a --target named refuses the layer, 2 bad input.
+    With --run, ONNX and LiteRT convert the layer for real and their output is compared with Keras's.
+    Exit codes: 0 answer, 1 a --target named refuses the layer or a round trip fails, 2 bad input.
     """
     if isinstance(config, DenseConfig):
         fail(
@@ -61,11 +75,24 @@ def targets_command(
     from mha_cli.core.grammar import format_shape
     from mha_cli.output.targets import render_targets, targets_document
 
+    trips = None
+    if run:
+        from mha_cli.cli.roundtrip_worker import COMMAND
+        from mha_cli.operations.roundtrip import RUNNABLE, round_trips
+
+        runnable = [name for name in RUNNABLE if not target or name in target]
+        trips = guarded(lambda: round_trips(config, runnable, COMMAND, timeout=timeout), debug)
     name = {"mha": "MultiHeadAttention", "gqa": "GroupQueryAttention"}[layer]
     heading = f"Converters for {name} on query {format_shape(derivation.inputs['query'].shape)}"
     screen.answer(
-        json_output, partial(targets_document, table, layer), partial(render_targets, table, heading=heading)
+        json_output,
+        partial(targets_document, table, layer, trips),
+        partial(render_targets, table, heading=heading, trips=trips),
     )
+    failed = [trip for trip in trips or () if trip.failed]
+    if failed:
+        first = failed[0]
+        fail(ExitCode.CHECK_FAILED, f"--run: {first.target}: {first.status}: {first.detail}")
     refused = [t.name for t in table.targets if target and table.verdict(t.name) == REFUSED]
     if refused:
         fail(ExitCode.CHECK_FAILED, f"--target: {', '.join(refused)} refuses this layer (see the table)")
