@@ -56,12 +56,17 @@ def test_the_same_call_on_jax_words_its_error_otherwise_and_is_explained_alike()
         "try:\n    _hub_783()\nexcept Exception as e:\n    print(''.join(traceback.format_exception(e)))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert "Expected `mask` to have shape (B, 1, T, S) or (B, N, T, S) with N=8" in done.stdout
+    assert "Arguments received by MultiHeadAttention.call():" in done.stdout
     result = runner.invoke(app, ["why", "--json"], input=done.stdout)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document["read"][1] == "the error names N=8 heads"
-    assert "the layer expects (2, 3, 3) here" in document["explanation"][0]
+    if "with N=8 but got (2, 2, 3, 3)" in done.stdout:  # Keras 3.15 on JAX names the heads
+        assert document["read"][1] == "the error names N=8 heads"
+        assert "the layer expects (2, 3, 3) here" in document["explanation"][0]
+    else:  # Keras 3.12 on JAX: a bare `assert tN == N` in jax, no shape of the scores to read the heads from
+        assert document["explanation"][0].startswith(
+            "cannot explain it: neither the layer's num_heads nor a scores shape to read it from"
+        )
 
 
 @pytest.mark.keras
@@ -77,7 +82,7 @@ def test_tensorflow_58726_from_the_softmax_s_traceback() -> None:
     text = _traceback_of(lambda: model(np.random.default_rng(0).integers(0, 50, (3, 12, 20))))
     result = runner.invoke(app, ["why", "--text", text])
     assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
+    lines = result.stdout.splitlines()  # from 3.15's Softmax message, or 3.12's printed arguments
     assert lines[0] == "read: Softmax got scores (3, 20, 2, 12, 12) and a mask (3, 12, 1, 20, 20)"
     assert lines[1].startswith("the mask differs from the scores at axis 1 (12 where the scores have 20)")
     assert "a mask that fits is (3, 20, 1, 12, 12) (1 at axis 2, the heads Keras inserted)" in lines[1]

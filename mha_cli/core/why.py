@@ -65,6 +65,12 @@ def explain_traceback(text: str) -> Explanation | None:
         return _from_call(layer, blocks[layer], incompatible, grouped)
     if broadcastable is not None:
         return _from_softmax(_dims(broadcastable.group(1)), _dims(broadcastable.group(2)))
+    # Keras 3.12's Softmax does not check its mask: TensorFlow's own op fails, and the shapes are in
+    # the arguments Keras prints for Softmax.call().
+    softmax = blocks.get("Softmax", {})
+    scores, mask = _shape_of(softmax.get("inputs", "")), _shape_of(softmax.get("mask", ""))
+    if scores is not None and mask is not None:
+        return _from_softmax(scores, mask)
     return None
 
 
