@@ -195,6 +195,10 @@ def explain(
         return _explained(explain_config(config, chosen, execute=execute, max_memory=max_memory))
     if query is None:
         raise ConfigError("query", None, "give the tensor (or array) you call the layer on")
+    if not execute:
+        raise ConfigError(
+            "execute", False, "a live layer is explained from its call, which runs it; give a config"
+        )
     if backend is not None and backend != _backend():
         raise ConfigError(
             "backend", backend, f"a live layer runs on the Keras of this process ({_backend()})"

@@ -156,3 +156,14 @@ def test_a_call_that_fails_for_another_reason_says_the_shapes_are_fine() -> None
         "mha-explain: the layer takes these shapes (scores (2, 2, 5, 5)); the error is not about the "
         "shapes of query, value or key"
     )
+
+
+def test_an_explicit_value_mask_argument_is_the_one_diagnosed() -> None:
+    """Keras 3 takes value_mask= as an argument too: a wrong one is named, not the tensors' own masks."""
+    import keras
+
+    layer = keras.layers.MultiHeadAttention(2, 4)
+    query, value = np.zeros((2, 3, 8), "float32"), np.zeros((2, 5, 8), "float32")
+    note = _note(_raised(lambda: layer(query, value, value_mask=np.ones((2, 7), bool))))
+    assert note.startswith("mha-explain: the attention mask (2, 1, 7): ")
+    assert "Keras made it from the value's own mask (2, 7)" in note

@@ -124,7 +124,7 @@ def test_the_cli_refuses_what_attention_lacks_in_one_line(args: list[str], line:
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("option", ["--use-scale", "--query-mask", "--value-mask"])
+@pytest.mark.parametrize("option", ["--use-scale", "--no-use-scale", "--query-mask", "--value-mask"])
 def test_multi_head_attention_refuses_attention_s_options(option: str) -> None:
     result = runner.invoke(app, ["--shape", "5,4", option, "--no-run"])
     assert result.exit_code == 2

@@ -64,6 +64,13 @@ def test_half_precision_fails_where_the_converters_fail_in_their_own_words() -> 
     assert "(MatMul) bound to different types" in trips["tf2onnx"]["detail"]
 
 
+def test_a_mask_without_its_batch_axis_round_trips_too() -> None:
+    _onnx_or_skip()
+    result, trips = _trips("--shape", "8,16", "--mask-shape", "8,8", "--target", "tf2onnx")
+    assert result.exit_code == 0, result.output
+    assert trips["tf2onnx"]["status"] == "passed"
+
+
 def test_a_conversion_that_does_not_answer_is_stopped() -> None:
     result, trips = _trips("--shape", "8,16", "--target", "litert-float", "--timeout", "0.5")
     assert result.exit_code == 1

@@ -116,3 +116,10 @@ def test_the_command_its_json_and_its_exit_codes() -> None:
     assert unknown.exit_code == 2 and unknown.output.startswith(
         "mha-explain: error: --target tvm: unknown target"
     )
+
+
+def test_a_timeout_that_is_no_time_is_refused_before_anything_runs() -> None:
+    for value in ("-1", "0", "nan"):
+        result = runner.invoke(app, ["targets", "--shape", "8,16", "--run", "--timeout", value])
+        assert result.exit_code == 2, result.output
+        assert "--timeout" in result.output and "give a number of seconds above 0" in result.output

@@ -109,3 +109,33 @@ def test_a_rank_4_query_says_what_the_text_lacks() -> None:
     assert result.exit_code == 0
     assert "cannot explain it: a traceback does not hold the layer's attention_axes" in result.stdout
     assert "mha_cli.clarify()" in result.stdout
+
+
+def test_what_a_traceback_lacks_is_said_not_guessed() -> None:
+    """No shape for the query: said in one line, no traceback. A symbolic call's None sizes stay None:
+    a rank-4 query printed as a KerasTensor is rank 4, not a sentence."""
+    no_shape = "Arguments received by MultiHeadAttention.call():\n  • query=None\n  • value=None\n"
+    result = runner.invoke(app, ["why", "--text", no_shape])
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert "cannot explain it: the text holds no shape of the query or the value" in result.stdout
+    symbolic = (
+        "Arguments received by MultiHeadAttention.call():\n"
+        "  • query=<KerasTensor shape=(None, 6, 5, 8), dtype=float32>\n"
+        "  • value=<KerasTensor shape=(None, 6, 5, 8), dtype=float32>\n"
+    )
+    result = runner.invoke(app, ["why", "--text", symbolic])
+    assert "got query (None, 6, 5, 8)" in result.stdout and "this query is not rank 3" in result.stdout
+
+
+def test_a_softmax_mask_that_fits_is_not_blamed() -> None:
+    text = (
+        "ValueError: Exception encountered when calling Softmax.call().\n\nSomething else\n\n"
+        "Arguments received by Softmax.call():\n"
+        "  • inputs=tf.Tensor(shape=(2, 2, 4, 5), dtype=float32)\n"
+        "  • mask=tf.Tensor(shape=(2, 1, 4, 5), dtype=bool)\n"
+    )
+    result = runner.invoke(app, ["why", "--text", text])
+    assert (
+        result.stdout.splitlines()[1]
+        == "the mask broadcasts to the scores: the error is not about their shapes"
+    )

@@ -710,10 +710,12 @@ def layer_options(
 def _refuse_dense_options(kind: str, dense: dict[str, Any]) -> None:
     """--layer mha|gqa: an option only Attention and AdditiveAttention have, in one line."""
     for name in _DENSE_FIELDS:
-        if dense[name] not in (None, False):
+        given = dense[name] is not None if name in ("use_scale", "score_mode") else bool(dense[name])
+        if given:
             layer = KINDS[kind].keras_class
             problem = f"{layer} has no such argument; only --layer dot|additive has it"
-            raise BadValue(ConfigError(LAYER_OPTION_NAMES[name], None, f"--layer {kind}: {problem}"))
+            option = "--no-use-scale" if dense[name] is False else LAYER_OPTION_NAMES[name]  # as typed
+            raise BadValue(ConfigError(option, None, f"--layer {kind}: {problem}"))
 
 
 def _dense_config(

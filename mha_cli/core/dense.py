@@ -152,20 +152,20 @@ class DenseDerivation:
     def flops_per_item(self) -> int:
         """Floating-point operations for one batch item, counting tanh as one.
 
-        Dot scores: 2 Tq Tv dim (and Tq Tv for the scale); concat and additive: an add, the tanh,
-        the scale and the sum, 4 Tq Tv dim; then the softmax's 5 Tq Tv (max, subtract, exp, sum,
-        divide) and the combine's 2 Tq Tv dv.
+        Dot scores: 2 Tq Tv dim, and Tq Tv for the scale; concat and additive: per (query, key, feature)
+        an add, the tanh and the sum's add, and the scale's multiply with use_scale (3 or 4 Tq Tv dim),
+        and concat's Tq Tv for concat_score_weight; then the softmax's 5 Tq Tv (max, subtract, exp,
+        sum, divide) and the combine's 2 Tq Tv dv.
         """
         query, value = self.inputs["query"].shape, self.inputs["value"].shape
         tq, tv, dv = query[1] or 0, value[1] or 0, value[2] or 0
         pairs = tq * tv
-        scores = 2 * pairs * self.score_width if self.score_mode == "dot" else 4 * pairs * self.score_width
-        return (
-            scores
-            + (pairs if self.use_scale and self.score_mode == "dot" else 0)
-            + 5 * pairs
-            + 2 * pairs * dv
-        )
+        if self.score_mode == "dot":
+            scores = 2 * pairs * self.score_width + (pairs if self.use_scale else 0)
+        else:
+            per_feature = 4 if self.use_scale else 3
+            scores = per_feature * pairs * self.score_width + (pairs if self.score_mode == "concat" else 0)
+        return scores + 5 * pairs + 2 * pairs * dv
 
     def bytes_per_item(self, tensor: Tensor) -> int:
         return tensor.per_item_size() * DTYPE_BYTES[self.config.dtype]

@@ -37,7 +37,9 @@ class Explanation:
 
 
 def _dims(text: str) -> Dims:
-    return tuple(int(size) for size in re.findall(r"\d+", text))
+    """``2, None, 8`` as (2, None, 8): a symbolic call prints its unknown sizes as None."""
+    sizes = [size.strip() for size in text.split(",") if size.strip()]
+    return tuple(None if size == "None" else int(size) for size in sizes if size == "None" or size.isdigit())
 
 
 def _shape_of(value: str) -> Dims | None:
@@ -88,7 +90,10 @@ def _from_call(
         + (f", attention_mask {format_shape(mask)}" if mask else "")
         + (", use_causal_mask=True" if causal else "")
     ]
-    assert query is not None and value is not None
+    if query is None or value is None:
+        return Explanation(
+            tuple(read), ("cannot explain it: the text holds no shape of the query or the value",)
+        )
     heads: int | None = None
     if grouped is not None:
         heads = int(grouped.group(1))
@@ -139,6 +144,8 @@ def _from_softmax(scores: Dims, mask: Dims) -> Explanation:
     if len(scores) != len(mask):
         return Explanation(read, (f"the mask has rank {len(mask)}, the scores {len(scores)}",))
     differ = [i for i, (s, m) in enumerate(zip(scores, mask, strict=True)) if m not in (1, s)]
+    if not differ:
+        return Explanation(read, ("the mask broadcasts to the scores: the error is not about their shapes",))
     heads = [i for i, (s, m) in enumerate(zip(scores, mask, strict=True)) if m == 1 and s != 1]
     fits = tuple(1 if i in heads[:1] else size for i, size in enumerate(scores))
     lines = [

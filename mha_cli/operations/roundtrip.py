@@ -27,7 +27,7 @@ RUNNABLE = ("tf2onnx", "litert-float")
 class RoundTrip:
     target: str
     #: "passed", "differs" (above the tolerance), "failed" (the converter or runtime refused),
-    #: "timed out" or "not installed".
+    #: "timed out", "not installed", or "not run" (Keras itself could not run the layer so).
     status: str
     detail: str
     tolerance: float

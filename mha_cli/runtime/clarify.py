@@ -45,7 +45,11 @@ def facts_of(
     if query_dims is None or value_dims is None:
         return None
 
-    def own_mask(tensor: Any) -> tuple[int | None, ...] | None:
+    def own_mask(tensor: Any, argument: str) -> tuple[int | None, ...] | None:
+        """The mask given as the call's own argument (query_mask=...), else the one the tensor carries."""
+        explicit = bound.get(argument)
+        if explicit is not None:
+            return _dims(explicit)
         mask = next((mask for given, mask in carried if given is tensor), None)
         return None if tensor is None or mask is None else _dims(mask)
 
@@ -62,9 +66,9 @@ def facts_of(
         value=value_dims,
         key=_dims(key) if own_key else None,
         attention_mask=None if mask is None else _dims(mask),
-        query_mask=own_mask(query),
-        value_mask=own_mask(value),
-        key_mask=own_mask(key) if own_key else None,
+        query_mask=own_mask(query, "query_mask"),
+        value_mask=own_mask(value, "value_mask"),
+        key_mask=own_mask(key, "key_mask") if own_key else None,
         causal=bool(bound.get("use_causal_mask", False)),
         dtype=str(getattr(layer, "compute_dtype", "float32")),
     )

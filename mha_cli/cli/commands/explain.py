@@ -35,6 +35,7 @@ from mha_cli.core.gqa import GQAConfig
 from mha_cli.core.grammar import parse_position
 
 if TYPE_CHECKING:
+    from mha_cli.operations.dense import DenseResult
     from mha_cli.operations.explain import ExplainResult
     from mha_cli.operations.picture import Picture
 
@@ -371,7 +372,7 @@ def _export(
         guarded(partial(saved, option, path, save), debug)
 
 
-def _heatmap_page(result: ExplainResult, render: Any, path: Path) -> None:
+def _heatmap_page(result: ExplainResult | DenseResult, render: Any, path: Path) -> None:
     """--html after a forward pass: the heatmap of the real scores above the tables; the tables alone,
     with a note on stderr, where the scores are too many to draw."""
     from mha_cli.core.errors import ConfigError
@@ -431,10 +432,12 @@ def _dense(
             tables(recorded)
             title = "mha-explain " + " ".join(sys.argv[1:])
             for option, path in exports.items():
-                if path is not None:
-                    guarded(
-                        partial(saved, option, path, partial(export, recorded, option, path, title)), debug
-                    )
+                if path is None:
+                    continue
+                save = partial(export, recorded, option, path, title)
+                if option == "--html" and result.executed:  # the heatmap of the real scores above the tables
+                    save = partial(_heatmap_page, result, lambda console: tables(console), path)
+                guarded(partial(saved, option, path, save), debug)
     if result.failed:
         names = ", ".join(check.name for check in result.failed)
         fail(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Annotated
 
@@ -65,6 +66,8 @@ def targets_command(
     from mha_cli.core.kinds import derive_any
     from mha_cli.core.targets import REFUSED, features_of, load_rules, targets_table
 
+    if not (math.isfinite(timeout) and timeout > 0):
+        fail(ExitCode.BAD_INPUT, f"--timeout {timeout:g}: give a number of seconds above 0, e.g. 300")
     known = [t.name for t in load_rules()[0]]
     for name in target or []:
         if name not in known:
