@@ -350,7 +350,7 @@ def test_json_and_get_give_the_real_shapes_and_the_checks() -> None:
 @pytest.mark.keras
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_the_other_backends_run_the_same_layers(backend: str) -> None:
-    pytest.importorskip(backend)
+    pytest.importorskip(backend, reason=f"needs the {backend} extra: pip install '.[{backend}]'")
     for kind, extra in (("dot", ["--score-mode", "concat", "--use-scale"]), ("additive", [])):
         done = subprocess.run(
             [

@@ -49,7 +49,7 @@ def test_keras_hub_783_from_its_traceback() -> None:
 
 @pytest.mark.keras
 def test_the_same_call_on_jax_words_its_error_otherwise_and_is_explained_alike() -> None:
-    pytest.importorskip("jax")
+    pytest.importorskip("jax", reason="needs the jax extra: pip install '.[jax]'")
     script = (
         "import os, traceback\nos.environ['KERAS_BACKEND'] = 'jax'\n"
         "from tests.test_why import _hub_783\n"
