@@ -47,6 +47,15 @@ def vectors_command(
         bool,
         typer.Option("--json", help="Print the manifest written, as JSON.", rich_help_panel=OUTPUT),
     ] = False,
+    reference: Annotated[
+        bool,
+        typer.Option(
+            "--reference",
+            help="Also write reference.py: the layer without einsum (matmul, transpose, reshape; attended "
+            "axes folded), NumPy only; python reference.py DIR checks it against the vectors.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = False,
     screen: Screen = DEFAULT_SCREEN,
     debug: DebugOption = False,
 ) -> None:
@@ -64,6 +73,13 @@ def vectors_command(
             f"--layer {config.kind}: vectors writes MultiHeadAttention's and GroupQueryAttention's test "
             f"vectors, not yet {config.keras_class}'s; explain --layer {config.kind} --json has its shapes "
             "and checks",
+        )
+    if reference and isinstance(config, GQAConfig):
+        fail(ExitCode.BAD_INPUT, "--reference: the einsum-free reference covers MultiHeadAttention, not GQA")
+    if reference and config.use_gate:
+        fail(
+            ExitCode.BAD_INPUT,
+            "--reference: the einsum-free reference covers MultiHeadAttention without --gate",
         )
     from mha_cli.operations.explain import explain
     from mha_cli.operations.vectors import explained_vectors
@@ -83,10 +99,20 @@ def vectors_command(
     )
     vectors = guarded(lambda: explained_vectors(result, source={"command": "vectors"}), debug)
     guarded(partial(saved, "--out", directory, partial(write_vectors, directory, vectors)), debug)
+    if reference:
+        guarded(partial(saved, "--out", directory, partial(_write_reference, directory)), debug)
     screen.answer(json_output, lambda: vectors.manifest, partial(render_vectors, [(directory, vectors)]))
     if result.failed:
         names = ", ".join(check.name for check in result.failed)
         fail(ExitCode.CHECK_FAILED, f"check failed: {names}; the vectors are written, with the verdicts")
+
+
+def _write_reference(directory: Path) -> None:
+    """reference.py beside the vectors: runtime/einsum_free.py as it is, a script of its own (NumPy only)."""
+    from importlib import resources
+
+    script = (resources.files("mha_cli.runtime") / "einsum_free.py").read_text(encoding="utf-8")
+    (directory / "reference.py").write_text(script, encoding="utf-8")
 
 
 def write_sets(
