@@ -61,3 +61,54 @@ def item_as_base64(scores: np.ndarray) -> tuple[str, tuple[int, ...]]:
 
     item = np.ascontiguousarray(scores[0], dtype="<f4")
     return base64.b64encode(item.tobytes()).decode("ascii"), tuple(int(size) for size in item.shape)
+
+
+def fdeep_tests(arrays: Mapping[str, np.ndarray], inputs: Sequence[str]) -> dict[str, object]:
+    """frugally-deep's test data for batch item 0, as its convert_model.py writes it under "tests":
+    each tensor ``{"shape": shape without the batch axis, "values": base64 of its float32 bytes, in
+    chunks of 1024 characters}`` (show_tensor, encode_floats; v0.20.0), inputs in the call's order."""
+    import base64
+
+    def shown(array: np.ndarray) -> dict[str, object]:
+        item = np.ascontiguousarray(array[:1], dtype=np.float32)
+        text = base64.b64encode(item.tobytes()).decode("ascii")
+        return {
+            "shape": list(item.shape[1:]),
+            "values": [text[i : i + 1024] for i in range(0, len(text), 1024)],
+        }
+
+    return {"inputs": [shown(arrays[name]) for name in inputs], "outputs": [shown(arrays["output"])]}
+
+
+def c_header(arrays: Mapping[str, np.ndarray], names: Sequence[str], guard: str) -> str:
+    """Every named array as a C array for a keras2c-style C test: ``static const float NAME[] = {...};``
+    (C order, float32, batch included), with ``NAME_shape[]``, ``NAME_rank`` and ``NAME_size``."""
+    lines = [
+        "/* Test vectors written by mha-explain: float32, C (row-major) order, batch axis first. */",
+        f"#ifndef {guard}",
+        f"#define {guard}",
+        "#include <stddef.h>",
+        "",
+    ]
+    for name in names:
+        array = np.asarray(arrays[name], dtype=np.float32)
+        symbol = "".join(c if c.isalnum() else "_" for c in name)
+        values = ", ".join(_c_float(float(value)) for value in array.ravel())
+        shape = ", ".join(str(size) for size in array.shape)
+        lines += [
+            f"static const size_t {symbol}_rank = {array.ndim};",
+            f"static const size_t {symbol}_shape[] = {{{shape}}};",
+            f"static const size_t {symbol}_size = {array.size};",
+            f"static const float {symbol}[] = {{{values}}};",
+            "",
+        ]
+    lines.append(f"#endif /* {guard} */")
+    return "\n".join(lines) + "\n"
+
+
+def _c_float(value: float) -> str:
+    """A C float literal that reads back as the same float32: ``1.0f``, ``-0.125730217f``."""
+    text = f"{value:.9g}"
+    if not any(mark in text for mark in ".eE"):
+        text += ".0"
+    return f"{text}f"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -47,6 +47,17 @@ def vectors_command(
         bool,
         typer.Option("--json", help="Print the manifest written, as JSON.", rich_help_panel=OUTPUT),
     ] = False,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            metavar="fdeep|c",
+            help="Also write the vectors in a porter's own format (again for more): fdeep (frugally-deep's "
+            "test data for batch item 0, fdeep_tests.json) or c (inputs, mask, output, scores as C arrays, "
+            "vectors.h). vectors.npz and manifest.json are always written.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
     reference: Annotated[
         bool,
         typer.Option(
@@ -73,6 +84,12 @@ def vectors_command(
             f"--layer {config.kind}: vectors writes MultiHeadAttention's and GroupQueryAttention's test "
             f"vectors, not yet {config.keras_class}'s; explain --layer {config.kind} --json has its shapes "
             "and checks",
+        )
+    unknown = [name for name in formats or () if name not in FORMATS]
+    if unknown:
+        fail(
+            ExitCode.BAD_INPUT,
+            f"--format {unknown[0]}: unknown format; choose fdeep or c (npz is always written)",
         )
     if reference and isinstance(config, GQAConfig):
         fail(ExitCode.BAD_INPUT, "--reference: the einsum-free reference covers MultiHeadAttention, not GQA")
@@ -101,10 +118,38 @@ def vectors_command(
     guarded(partial(saved, "--out", directory, partial(write_vectors, directory, vectors)), debug)
     if reference:
         guarded(partial(saved, "--out", directory, partial(_write_reference, directory)), debug)
+    for name in dict.fromkeys(formats or ()):
+        guarded(partial(saved, "--out", directory, partial(_write_format, directory, vectors, name)), debug)
     screen.answer(json_output, lambda: vectors.manifest, partial(render_vectors, [(directory, vectors)]))
     if result.failed:
         names = ", ".join(check.name for check in result.failed)
         fail(ExitCode.CHECK_FAILED, f"check failed: {names}; the vectors are written, with the verdicts")
+
+
+#: --format: the porters' own formats, and the file each is written to.
+FORMATS = {"fdeep": "fdeep_tests.json", "c": "vectors.h"}
+
+
+def _write_format(directory: Path, vectors: Any, name: str) -> None:
+    """Batch item 0 (fdeep) or every input and output (c) in a porter's format, beside vectors.npz."""
+    import json
+
+    from mha_cli.runtime.arrays import c_header, fdeep_tests
+
+    arrays = vectors.arrays
+    # The call's tensors in its order: query, value, and key when the call gave one.
+    inputs = ["query", "value", *(["key"] if vectors.manifest["call"]["key_given"] else [])]
+    if name == "fdeep":
+        text = json.dumps({"tests": [fdeep_tests(arrays, inputs)]}, indent=1) + "\n"
+    else:
+        names = [
+            *inputs,
+            *(["attention_mask"] if "attention_mask" in arrays else []),
+            "output",
+            "attention_scores",
+        ]
+        text = c_header(arrays, names, "MHA_EXPLAIN_VECTORS_H")
+    (directory / FORMATS[name]).write_text(text, encoding="utf-8")
 
 
 def _write_reference(directory: Path) -> None:
