@@ -230,5 +230,11 @@ def rendered_html(render: Any) -> str:
     """What ``render(console)`` prints, as self-contained HTML: inline styles, no script, no network."""
     console = export_console()
     render(console)
+    return html_fragment(console)
+
+
+def html_fragment(console: Console) -> str:
+    """What an export console recorded, as one ``<pre class="tables">`` with inline styles (kept, so the
+    same recording can also be saved as SVG or as rich's own page)."""
     fragment = '<pre class="tables" style="{stylesheet}">{code}</pre>'
-    return str(console.export_html(inline_styles=True, code_format=fragment))
+    return str(console.export_html(inline_styles=True, code_format=fragment, clear=False))

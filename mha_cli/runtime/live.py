@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mha_cli.core.errors import ConfigError, EnvironmentProblem
+from mha_cli.runtime.keras_adapter import _to_numpy
 from mha_cli.runtime.models import CapturedCall, _captured, attention_bases
 from mha_cli.runtime.quiet import native_output_silenced
 
@@ -68,7 +69,7 @@ def listed_call(
     keras = running_keras()
 
     def array(tensor: Any) -> np.ndarray:
-        return np.asarray(keras.ops.convert_to_numpy(keras.ops.convert_to_tensor(tensor)))
+        return _to_numpy(keras, tensor)
 
     with native_output_silenced():
         output = layer(list(inputs), mask=mask, use_causal_mask=use_causal_mask, training=False)

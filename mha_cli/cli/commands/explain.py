@@ -357,30 +357,40 @@ def _export(
 ) -> None:
     """--svg and --html: the same tables, laid out at a fixed width, whatever this terminal's."""
     from mha_cli.output.explain import render
+
+    _save_exports(
+        result, partial(render, result, picture=drawn, brief=brief, verbose=verbose), exports, debug
+    )
+
+
+def _save_exports(
+    result: ExplainResult | DenseResult, tables: Any, exports: dict[str, Path | None], debug: bool
+) -> None:
+    """The tables recorded once at the export width, then saved by each of --svg and --html; after a
+    forward pass, --html puts the interactive heatmap of the real scores above them."""
     from mha_cli.output.tables import export, export_console
 
     recorded = export_console()
-    render(result, recorded, drawn, brief=brief, verbose=verbose)
+    tables(recorded)
     title = "mha-explain " + " ".join(sys.argv[1:])
     for option, path in exports.items():
         if path is None:
             continue
         save = partial(export, recorded, option, path, title)
-        if option == "--html" and result.executed:  # the real scores: the interactive heatmap page
-            tables = partial(render, result, picture=drawn, brief=brief, verbose=verbose)
-            save = partial(_heatmap_page, result, tables, path)
+        if option == "--html" and result.executed:
+            save = partial(_heatmap_page, result, recorded, path)
         guarded(partial(saved, option, path, save), debug)
 
 
-def _heatmap_page(result: ExplainResult | DenseResult, render: Any, path: Path) -> None:
-    """--html after a forward pass: the heatmap of the real scores above the tables; the tables alone,
-    with a note on stderr, where the scores are too many to draw."""
+def _heatmap_page(result: ExplainResult | DenseResult, recorded: Any, path: Path) -> None:
+    """--html after a forward pass: the heatmap of the real scores above the recorded tables; the tables
+    alone, with a note on stderr, where the scores are too many to draw."""
     from mha_cli.core.errors import ConfigError
     from mha_cli.operations.heatmap import heatmap
     from mha_cli.output.heatmap import page, tables_page
-    from mha_cli.output.tables import rendered_html
+    from mha_cli.output.tables import html_fragment
 
-    tables = rendered_html(lambda console: render(console=console))
+    tables = html_fragment(recorded)
     try:
         found = heatmap(result)
     except ConfigError as error:
@@ -426,18 +436,7 @@ def _dense(
 
         screen.answer(json_output, partial(dense_document, result), tables)
         if not json_output and any(exports.values()):
-            from mha_cli.output.tables import export, export_console
-
-            recorded = export_console()
-            tables(recorded)
-            title = "mha-explain " + " ".join(sys.argv[1:])
-            for option, path in exports.items():
-                if path is None:
-                    continue
-                save = partial(export, recorded, option, path, title)
-                if option == "--html" and result.executed:  # the heatmap of the real scores above the tables
-                    save = partial(_heatmap_page, result, lambda console: tables(console), path)
-                guarded(partial(saved, option, path, save), debug)
+            _save_exports(result, tables, exports, debug)
     if result.failed:
         names = ", ".join(check.name for check in result.failed)
         fail(
