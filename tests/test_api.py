@@ -7,6 +7,7 @@ the command line's, byte for byte.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -114,6 +115,44 @@ def test_a_live_layer_is_explained_on_its_own_call_with_its_implicit_masks() -> 
     )
     assert result.get("checks.model_call.output_max_abs_diff") == 0.0
     assert result.get("mask.expected_shape") == [None, 5, 6, 6]
+
+
+@pytest.mark.keras
+def test_a_live_call_is_made_once_and_re_run_once_with_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's call is not repeated to see its path: explain makes it, then one call with scores
+    (the fused path never computes them); the symbolic call is asked once per layer and shapes. A
+    query row with no key left (the last item's first position) is where Keras's fused path and its
+    path with scores disagree: plain_call and model_call hold the same numbers, neither failing."""
+    import keras
+
+    calls: list[bool] = []
+    original = keras.layers.MultiHeadAttention.call
+
+    @functools.wraps(original)  # Keras reads call's signature
+    def counted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(query, keras.KerasTensor):
+            calls.append(bool(kwargs.get("return_attention_scores", False)))
+        return original(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.MultiHeadAttention, "call", counted)
+    rng = np.random.default_rng(2)
+    layer = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4)
+    query = rng.standard_normal((2, 5, 8)).astype("float32")
+    mask = rng.random((2, 5, 5)) < 0.7
+    mask[:, :, 0] = True
+    mask[1, 0, :] = False
+    for _ in range(2):
+        calls.clear()
+        result = mha_cli.explain(layer, query, attention_mask=mask)
+        assert calls == [False, True]
+    own = np.asarray(layer(query, query, attention_mask=mask), "float64")
+    rerun, _ = layer(query, query, attention_mask=mask, return_attention_scores=True)
+    difference = float(np.abs(own - np.asarray(rerun, "float64")).max())
+    plain, model = result.get("checks.plain_call"), result.get("checks.model_call")
+    assert model["output_max_abs_diff"] == plain["output_max_abs_diff"] == pytest.approx(difference)
+    expected = "passed" if difference <= plain["tolerance"] else "warning"
+    assert plain["status"] == model["status"] == expected and result.failed == ()
+    assert result.get("checks.numpy_reference.status") == "passed"
 
 
 @pytest.mark.keras

@@ -36,10 +36,10 @@ def explain_layer(
         return _listed(layer, kind, backend, query, value, key, call_kwargs)
     from mha_cli.runtime.live import captured_call
 
-    call = captured_call(layer, query, value, key, call_kwargs)
+    call, observed = captured_call(layer, query, value, key, call_kwargs)
     fed = call.arrays.get("query")
     batch = 2 if fed is None else int(fed.shape[0])
-    found = explain_call(call, ModelSpec(batch=batch), backend)
+    found = explain_call(call, ModelSpec(batch=batch), backend, observed=observed)
     if found.result is None:
         raise ConfigError("layer", type(layer).__name__, found.error or "cannot be explained")
     return found.result

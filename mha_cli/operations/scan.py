@@ -31,6 +31,7 @@ from mha_cli.operations.explain import (
     Check,
     ExplainResult,
     ModelCallCheck,
+    PlainCallCheck,
     Status,
     SymbolicCheck,
     algebra_only,
@@ -41,6 +42,9 @@ from mha_cli.operations.explain import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from mha_cli.core.config import ExecutionPath
     from mha_cli.runtime.migration import MigrationRun
     from mha_cli.runtime.models import CapturedCall, LoadedModel
     from mha_cli.runtime.others import OtherAttention
@@ -325,8 +329,18 @@ def _migrations(calls: tuple[CallResult, ...], backend: str) -> tuple[LayerMigra
 
 
 def explain_call(
-    call: CapturedCall, spec: ModelSpec, backend: str, intermediates: bool = False
+    call: CapturedCall,
+    spec: ModelSpec,
+    backend: str,
+    intermediates: bool = False,
+    observed: tuple[ExecutionPath, np.ndarray] | None = None,
 ) -> CallResult:
+    """One recorded call, derived and re-run on its layer (see run_captured), and its five checks.
+
+    ``observed``: the path the call itself took and its output, when it was made without scores by
+    the kind's own call (a user's call, mha_cli.explain(layer, ...)): the re-run is then made with
+    scores alone, and the call's output is held against that (model_call and plain_call agree).
+    """
     from mha_cli.runtime.arrays import max_abs_diff
     from mha_cli.runtime.keras_adapter import run_captured
 
@@ -340,6 +354,7 @@ def explain_call(
             causal=call.causal,
             base_call="call" in call.overrides,
             intermediates=intermediates,
+            observed=observed,
         )
     except ConfigError as error:
         return CallResult(call, None, in_call_terms(error))
@@ -349,17 +364,39 @@ def explain_call(
     assert model_output is not None
     # A call without scores is re-run as the model made it (Keras's fused path may compute otherwise).
     plain = run.arrays.get("output_without_scores")
-    rerun = run.arrays["output"] if call.scores_requested or plain is None else plain
-    difference = max_abs_diff(rerun, model_output.astype("float64"))
-    model_check = _model_call_check(call, difference, tolerance)
+    plain_check = plain_call_check(derivation, run)
+    if observed is not None:
+        model_check = _own_call_check(plain_check, tolerance)
+    else:
+        rerun = run.arrays["output"] if call.scores_requested or plain is None else plain
+        difference = max_abs_diff(rerun, model_output.astype("float64"))
+        model_check = _model_call_check(call, difference, tolerance)
     checks: tuple[Check, ...] = (
         derivation_check,
         numpy_check(derivation, run, shapes_agree=derivation_check.status is Status.PASSED),
         _symbolic_in_model(call, symbolic_check(derivation, run), derivation),
-        plain_call_check(derivation, run),
+        plain_check,
         model_check,
     )
     return CallResult(call, ExplainResult(derivation, backend, run, checks))
+
+
+def _own_call_check(plain: PlainCallCheck, tolerance: float) -> ModelCallCheck:
+    """The user's own call (without scores) against the layer re-run with scores on its inputs: the
+    numbers plain_call holds; a difference is Keras disagreeing with itself (a warning there), not a
+    re-run that missed the call."""
+    difference = plain.output_max_abs_diff
+    if plain.status is Status.PASSED:
+        detail = (
+            f"your call's output ({plain.path} path) is reproduced by re-running the layer with scores on "
+            f"its inputs: max |diff| {difference or 0.0:.1e}"
+        )
+        return ModelCallCheck(Status.PASSED, detail, tolerance, difference)
+    detail = (
+        f"your call's output differs from the layer re-run with scores on its inputs (max |diff| "
+        f"{difference or 0.0:.1e}): Keras disagrees with itself here, see plain_call"
+    )
+    return ModelCallCheck(Status.WARNING, detail, tolerance, difference)
 
 
 def _symbolic_in_model(call: CapturedCall, check: SymbolicCheck, derivation: Derived) -> SymbolicCheck:

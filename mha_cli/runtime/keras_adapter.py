@@ -540,8 +540,13 @@ def _forward(
     masks: dict[str, Any],
     observe_path: bool,
     intermediates: bool = False,
+    observed: tuple[ExecutionPath, np.ndarray] | None = None,
 ) -> LayerRun:
-    """Call ``layer`` through ``invoke`` with scores (and, observing the path, without), and read it back."""
+    """Call ``layer`` through ``invoke`` with scores (and, observing the path, without), and read it back.
+
+    ``observed``: the path and output of a call without scores that was already made on these
+    inputs (the user's own, mha_cli.explain(layer, ...)): used instead of making one more.
+    """
     query, value, key = inputs
     inside: dict[str, Any] = {}
     attended: dict[str, Any] = {}
@@ -552,7 +557,11 @@ def _forward(
     ):
         output, scores = invoke(query, value, key=key, return_attention_scores=True, training=False, **masks)
     path, output_without_scores = (
-        _observed_path(layer, invoke, query, value, key, masks) if observe_path else (None, None)
+        observed
+        if observed is not None
+        else _observed_path(layer, invoke, query, value, key, masks)
+        if observe_path
+        else (None, None)
     )
     shapes = {f"{step}_projected": tuple(seen[step][1].shape) for step in ("query", "key", "value")}
     if "gate" in seen:
@@ -642,6 +651,7 @@ def run_captured(
     causal: bool,
     base_call: bool,
     intermediates: bool = False,
+    observed: tuple[ExecutionPath, np.ndarray] | None = None,
 ) -> LayerRun:
     """A model's own layer, on the inputs one of its calls received (``arrays``), read back as run_layer does.
 
@@ -649,7 +659,8 @@ def run_captured(
     and the ``attention_mask`` Keras combined for that call (explicit, implicit
     and causal masks ANDed), when there was one. With ``base_call``, the call
     is the kind's own class's (MultiHeadAttention.call, GroupQueryAttention.call), for a subclass
-    that overrides it.
+    that overrides it. ``observed``: that call's own path and output, when it was made without scores
+    by the kind's own call (see _forward), so it is not made again.
     """
     keras = load_keras(backend, derivation.config.keras)
     dtype = derivation.layer.dtype
@@ -664,7 +675,9 @@ def run_captured(
     query, value, key = tensors
     with native_output_silenced():
         inputs = (query, value, key)
-        return _forward(keras, layer, invoke, derivation, backend, inputs, masks, True, intermediates)
+        return _forward(
+            keras, layer, invoke, derivation, backend, inputs, masks, True, intermediates, observed
+        )
 
 
 def _observed_path(
@@ -701,28 +714,14 @@ def _read_back(
     executed: bool,
 ) -> LayerRun:
     """What the built layer holds (equations, weights, axes), its symbolic call, and arrays."""
-    config = derivation.config
-    symbolic_query = keras.Input(shape=derivation.inputs["query"].shape[1:])
-    symbolic_value = (
-        symbolic_query
-        if config.value_shape is None
-        else keras.Input(shape=derivation.inputs["value"].shape[1:])
-    )
-    symbolic_key = None if config.key_shape is None else keras.Input(shape=derivation.inputs["key"].shape[1:])
-    symbolic: dict[str, tuple[int | None, ...]] = {}
+    layer_config = _plain(layer.get_config())
+    symbolic, rejected = _symbolic_call(keras, layer, derivation, layer_config, backend)
     refusal = None
-    try:
-        with keras_rejects():
-            called = layer(symbolic_query, symbolic_value, key=symbolic_key, return_attention_scores=True)
-        if isinstance(called, tuple | list):
-            symbolic = {"output": tuple(called[0].shape), "attention_scores": tuple(called[1].shape)}
-        else:  # GroupQueryAttention before Keras 3.15 returns the output alone (keras-team/keras#22642)
-            symbolic = {"output": tuple(called.shape)}
-    except ConfigError as error:
+    if rejected is not None:
         if not executed and "output" in shapes:  # nothing ran that Keras's refusal could contradict
-            raise
+            raise rejected
         # GroupQueryAttention's compute_output_shape demands query width == value width; its call does not.
-        refusal = error.problem.removeprefix("the real layer rejects this configuration: ")
+        refusal = rejected.problem.removeprefix("the real layer rejects this configuration: ")
     equations = {step: sublayer.equation for step, sublayer in _sublayers(layer).items()}
     equations.update(dot_product=layer._dot_product_equation, combine=layer._combine_equation)
 
@@ -745,7 +744,7 @@ def _read_back(
         backend=backend,
         executed=executed,
         resolved_axes=_resolved_axes(keras, layer, derivation.rank),
-        layer_config=_plain(layer.get_config()),
+        layer_config=layer_config,
         variable_paths=paths,
         shapes=shapes,
         equations=equations,
@@ -754,6 +753,53 @@ def _read_back(
         symbolic_refusal=refusal,
         arrays=arrays,
     )
+
+
+#: Keras's symbolic answers by (class, config without the name, input shapes, Keras, backend): a pure
+#: function of these, asked again for every call of the same layer (a notebook's explain in a loop, a
+#: model's blocks), at the cost of a Keras call each time. Bounded: the oldest answer goes first.
+_SYMBOLIC: dict[tuple[Any, ...], tuple[dict[str, tuple[int | None, ...]], ConfigError | None]] = {}
+_SYMBOLIC_KEPT = 256
+
+
+def _symbolic_call(
+    keras: Any, layer: Any, derivation: Derived, layer_config: dict[str, Any], backend: str
+) -> tuple[dict[str, tuple[int | None, ...]], ConfigError | None]:
+    """The layer called on keras.Input with scores: the shapes it gives, or Keras's refusal."""
+    config = derivation.config
+    inputs = tuple(
+        None if shape is None else derivation.inputs[name].shape[1:]
+        for name, shape in (("value", config.value_shape), ("key", config.key_shape))
+    )
+    named = {name: value for name, value in layer_config.items() if name != "name"}
+    cache_key = (
+        type(layer),
+        repr(sorted(named.items())),
+        derivation.inputs["query"].shape[1:],
+        inputs,
+        keras.__version__,
+        backend,
+    )
+    if cache_key in _SYMBOLIC:
+        return _SYMBOLIC[cache_key]
+    symbolic_query = keras.Input(shape=derivation.inputs["query"].shape[1:])
+    symbolic_value = symbolic_query if inputs[0] is None else keras.Input(shape=inputs[0])
+    symbolic_key = None if inputs[1] is None else keras.Input(shape=inputs[1])
+    symbolic: dict[str, tuple[int | None, ...]] = {}
+    rejected = None
+    try:
+        with keras_rejects():
+            called = layer(symbolic_query, symbolic_value, key=symbolic_key, return_attention_scores=True)
+        if isinstance(called, tuple | list):
+            symbolic = {"output": tuple(called[0].shape), "attention_scores": tuple(called[1].shape)}
+        else:  # GroupQueryAttention before Keras 3.15 returns the output alone (keras-team/keras#22642)
+            symbolic = {"output": tuple(called.shape)}
+    except ConfigError as error:
+        rejected = error
+    while len(_SYMBOLIC) >= _SYMBOLIC_KEPT:
+        del _SYMBOLIC[next(iter(_SYMBOLIC))]
+    _SYMBOLIC[cache_key] = (symbolic, rejected)
+    return symbolic, rejected
 
 
 def _plain(value: Any) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mha_cli.core.config import ExecutionPath
 from mha_cli.core.errors import ConfigError, EnvironmentProblem
 from mha_cli.runtime.keras_adapter import _to_numpy
 from mha_cli.runtime.models import CapturedCall, _captured, attention_bases
@@ -47,18 +48,37 @@ def layer_kind(layer: Any) -> str:
     )
 
 
-def captured_call(layer: Any, query: Any, value: Any, key: Any, call_kwargs: dict[str, Any]) -> CapturedCall:
-    """MultiHeadAttention's or GroupQueryAttention's call on the user's tensors, recorded.
+def captured_call(
+    layer: Any, query: Any, value: Any, key: Any, call_kwargs: dict[str, Any]
+) -> tuple[CapturedCall, tuple[ExecutionPath, np.ndarray] | None]:
+    """MultiHeadAttention's or GroupQueryAttention's call on the user's tensors, recorded, with the
+    path it took and its output when it is the kind's own call without scores (for run_captured's
+    ``observed``: the call is not made a third time to see its path).
 
     The call is the user's own: an error it raises is theirs and propagates unchanged.
     """
     keras = running_keras()
     kwargs = {name: value for name, value in call_kwargs.items() if name != "training"}
-    with native_output_silenced(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with _captured(keras, (layer,), real=True) as seen:
-            layer(query, query if value is None else value, key=key, training=False, **kwargs)
-    return seen[-1]
+    softmaxed: list[bool] = []
+
+    def masked_softmax(*args: Any, _original: Any = layer._masked_softmax, **kwargs: Any) -> Any:
+        softmaxed.append(True)
+        return _original(*args, **kwargs)
+
+    # Keras's einsum path goes through _masked_softmax; the fused ops.dot_product_attention does not.
+    layer._masked_softmax = masked_softmax
+    try:
+        with native_output_silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with _captured(keras, (layer,), real=True) as seen:
+                layer(query, query if value is None else value, key=key, training=False, **kwargs)
+    finally:
+        del layer._masked_softmax
+    call = seen[-1]
+    output = call.arrays.get("output")
+    if call.scores_requested or "call" in call.overrides or output is None:
+        return call, None
+    return call, (ExecutionPath.EINSUM if softmaxed else ExecutionPath.FUSED, output)
 
 
 def listed_call(
