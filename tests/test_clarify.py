@@ -140,6 +140,7 @@ def test_errors_outside_attention_calls_pass_untouched_and_the_classes_are_resto
     assert not [note for note in getattr(error, "__notes__", []) if note.startswith("mha-explain")]
     assert "__call__" not in vars(keras.layers.MultiHeadAttention)
     assert "__call__" not in vars(keras.layers.GroupQueryAttention)
+    assert "__call__" not in vars(keras.layers.Attention)
 
 
 def test_a_call_that_fails_for_another_reason_says_the_shapes_are_fine() -> None:
@@ -167,3 +168,98 @@ def test_an_explicit_value_mask_argument_is_the_one_diagnosed() -> None:
     note = _note(_raised(lambda: layer(query, value, value_mask=np.ones((2, 7), bool))))
     assert note.startswith("mha-explain: the attention mask (2, 1, 7): ")
     assert "Keras made it from the value's own mask (2, 7)" in note
+
+
+# --- Attention and AdditiveAttention: called on a list -------------------------------------------------
+
+
+def _listed_failure(call: Any) -> tuple[BaseException, str]:
+    """The error ``call`` raises without clarify(), and the note it gains inside, the error unchanged."""
+    with pytest.raises(Exception) as plain:
+        call()
+    error = _raised(call)
+    assert type(error) is type(plain.value) and str(error) == str(plain.value)
+    return plain.value, _note(error)
+
+
+@pytest.mark.parametrize("name", ["Attention", "AdditiveAttention"])
+def test_seed_002_attention_called_as_multi_head_attention_is(name: str) -> None:
+    """Seed 002: MultiHeadAttention is mha(query, value), Attention and AdditiveAttention take a list.
+    Called the other way, Keras says it wants a list; the note says why the second tensor was lost."""
+    import keras
+
+    layer_class = getattr(keras.layers, name)
+    query, value = np.zeros((2, 8, 16), "float32"), np.zeros((2, 4, 16), "float32")
+    error, note = _listed_failure(lambda: layer_class()(query, value))
+    assert "must be called on a list of inputs" in str(error)
+    assert note.startswith(f"mha-explain: {name} takes one list, layer([query, value]) or ")
+    assert "gave the tensor (2, 8, 16) and the tensor (2, 4, 16) as two arguments" in note
+    assert "the second one went to mask" in note and "here write layer([query, value])" in note
+    _, note = _listed_failure(lambda: layer_class()(query=query, value=value))
+    assert "gave query=, value= as keywords, which is how MultiHeadAttention is called" in note
+    _, note = _listed_failure(lambda: layer_class()({"query": query, "value": value}))
+    assert note.endswith("this call gave a dict of query, value")
+    # The list itself works: the note's advice, run.
+    assert tuple(layer_class()([query, value]).shape) == (2, 8, 16)
+
+
+def test_unequal_widths_for_the_scores_are_named_with_what_fits() -> None:
+    """Attention's dot scores are query @ key^T (no projection): a value of another width fails in a
+    matmul (TensorFlow: "Matrix size-incompatible"), AdditiveAttention's in an add."""
+    import keras
+
+    query, value = np.zeros((2, 5, 4), "float32"), np.zeros((2, 7, 6), "float32")
+    _, note = _listed_failure(lambda: keras.layers.Attention()([query, value]))
+    assert note == (
+        "mha-explain: query (2, 5, 4), value (2, 7, 6) (the key too, as no key is given): dot scores are "
+        "query @ key^T, so the key needs the query's 4 features (it has 6); project one of them to the "
+        "other's width (keras.layers.Dense(4) on the value), or use MultiHeadAttention, which projects "
+        "query, key and value itself"
+    )
+    _, note = _listed_failure(lambda: keras.layers.AdditiveAttention()([query, value]))
+    assert "AdditiveAttention's scores add query and key (tanh(query + key)), so they need the same " in note
+    # The advice, run: the value projected to the query's width.
+    projected = keras.layers.Dense(4)(value)
+    assert tuple(keras.layers.AdditiveAttention()([query, projected]).shape) == (2, 5, 4)
+    key = np.zeros((2, 8, 4), "float32")
+    _, note = _listed_failure(lambda: keras.layers.Attention()([query, np.zeros((2, 7, 4), "float32"), key]))
+    assert note.startswith(
+        "mha-explain: key (2, 8, 4), value (2, 7, 4): the key needs the value's 7 positions"
+    )
+
+
+def test_attention_masks_a_tensor_for_a_list_and_swapped_masks() -> None:
+    import keras
+
+    query, value = np.zeros((2, 5, 4), "float32"), np.zeros((2, 7, 4), "float32")
+    value_mask, query_mask = np.ones((2, 7), bool), np.ones((2, 5), bool)
+    layer = keras.layers.Attention()
+    error, note = _listed_failure(lambda: layer([query, value], mask=value_mask))
+    assert "mask must be a list" in str(error)
+    assert note.startswith("mha-explain: mask (2, 7) is not a list: Attention takes mask=[query_mask, ")
+    assert note.endswith("mask=[None, value_mask] with value_mask (2, 7)")
+    _, note = _listed_failure(lambda: layer([query, value], mask=[value_mask, query_mask]))
+    # Keras applies the value mask first: (2, 5) as (2, 1, 5) against the scores (2, 5, 7).
+    assert note == (
+        "mha-explain: value_mask (2, 5): Keras applies it to the scores (2, 5, 7) as (2, 1, 5), which does "
+        "not fit; a value mask has the value's positions: (2, 7); 5 is the query's length "
+        "(mask=[query_mask, value_mask]: swapped?)"
+    )
+    _, note = _listed_failure(lambda: layer([query, value], mask=[value_mask, None]))
+    assert note.startswith("mha-explain: query_mask (2, 7): Keras zeroes the output (2, 5, 4) with it as ")
+    assert tuple(layer([query, value], mask=[query_mask, value_mask]).shape) == (2, 5, 4)
+
+
+def test_a_functional_model_builds_with_unequal_widths_and_its_call_is_explained() -> None:
+    """Keras's symbolic call does not check Attention's widths: the model builds, its output claimed
+    (None, 8, 12), and the forward pass fails inside; the note names the model's own call."""
+    import keras
+
+    query, value = keras.Input((8, 16)), keras.Input((4, 12))
+    output = keras.layers.Attention()([query, value])
+    assert tuple(output.shape) == (None, 8, 12)
+    model = keras.Model([query, value], output)
+    arrays = [np.zeros((2, 8, 16), "float32"), np.zeros((2, 4, 12), "float32")]
+    _, note = _listed_failure(lambda: model(arrays))
+    assert note.startswith("mha-explain: query (2, 8, 16), value (2, 4, 12) (the key too, as no key ")
+    assert "needs the query's 16 features (it has 12)" in note

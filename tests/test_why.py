@@ -139,3 +139,40 @@ def test_a_softmax_mask_that_fits_is_not_blamed() -> None:
         result.stdout.splitlines()[1]
         == "the mask broadcasts to the scores: the error is not about their shapes"
     )
+
+
+@pytest.mark.keras
+def test_attention_called_as_multi_head_attention_is_from_its_traceback() -> None:
+    """Seed 002's two conventions: Attention(query, value) fails before Keras prints its arguments."""
+    import keras
+
+    query, value = np.zeros((2, 8, 16), "float32"), np.zeros((2, 4, 16), "float32")
+    text = _traceback_of(lambda: keras.layers.Attention()(query, value))
+    result = runner.invoke(app, ["why"], input=text)
+    assert result.exit_code == 0, result.output
+    assert "read: Attention was called on the tensor (2, 8, 16), not on a list" in result.output
+    assert "Attention takes one list, layer([query, value]) or layer([query, value, key])" in result.output
+    assert "the value went to its mask argument: write layer([query, value])" in result.output
+
+
+@pytest.mark.keras
+def test_attention_s_widths_and_masks_from_their_tracebacks() -> None:
+    """From the inputs and masks Keras prints for Attention.call(): the same diagnosis as clarify()'s."""
+    import keras
+
+    from mha_cli.core.clarify import ListedCallFacts, diagnose_listed
+
+    query, value, wide = (np.zeros(shape, "float32") for shape in ((2, 5, 4), (2, 7, 4), (2, 7, 6)))
+    text = _traceback_of(lambda: keras.layers.AdditiveAttention()([query, wide]))
+    result = runner.invoke(app, ["why"], input=text)
+    assert result.exit_code == 0, result.output
+    expected = diagnose_listed(
+        ListedCallFacts("additive", "AdditiveAttention", ((2, 5, 4), (2, 7, 6)), mask=(None, None))
+    ).removeprefix("mha-explain: ")
+    assert "read: AdditiveAttention.call() got inputs [(2, 5, 4), (2, 7, 6)]" in result.output
+    assert " ".join(expected.split()) in " ".join(result.output.split())
+    swapped = [np.ones((2, 7), bool), np.ones((2, 5), bool)]
+    text = _traceback_of(lambda: keras.layers.Attention()([query, value], mask=swapped))
+    result = runner.invoke(app, ["why"], input=text)
+    assert "value_mask (2, 5): Keras applies it to the scores (2, 5, 7) as (2, 1, 5)" in result.output
+    assert "(mask=[query_mask, value_mask]: swapped?)" in " ".join(result.output.split())

@@ -196,3 +196,173 @@ def diagnose(facts: CallFacts) -> str:
         f"{format_shape(bare.shapes['attention_scores'].with_batch(facts.query[0] or 2))}, mask "
         f"{format_shape(mask)}); the error is not about them"
     )
+
+
+# --- Attention and AdditiveAttention: the layers called on a list ------------------------------------
+
+#: The keywords people give Attention when they call it as MultiHeadAttention is called.
+_MHA_STYLE = ("query", "value", "key", "attention_mask", "query_mask", "value_mask", "key_mask")
+
+
+@dataclass(frozen=True)
+class ListedCallFacts:
+    """What one call of Attention or AdditiveAttention was given (``layer(inputs, mask=...)``)."""
+
+    kind: str  # "dot" (Attention) or "additive" (AdditiveAttention)
+    class_name: str
+    #: Each item of the ``inputs`` list, batch included (None: an item without a shape); None when
+    #: ``inputs`` was not a list or tuple (``given`` says what it was).
+    inputs: tuple[Dims | None, ...] | None
+    #: What ``inputs`` was when not a list: "the tensor (2, 5, 4)", "a dict of query, value", "nothing".
+    given: str = "nothing"
+    #: ``mask`` as the call bound it: a list's items (None where None), or None.
+    mask: tuple[Dims | None, ...] | None = None
+    #: ``mask`` when it was not a list: its shape (or None for no shape); ``mask_is_list`` says which.
+    mask_shape: Dims | None = None
+    mask_is_list: bool = True
+    #: Keyword arguments the layer's call does not take (query=, value=, attention_mask=...).
+    unknown: tuple[str, ...] = ()
+    score_mode: str = "dot"
+    causal: bool = False
+
+
+def _listed_name(facts: ListedCallFacts) -> str:
+    return facts.class_name or ("AdditiveAttention" if facts.kind == "additive" else "Attention")
+
+
+def diagnose_listed(facts: ListedCallFacts) -> str:
+    """The note for a failed call of Attention or AdditiveAttention, in the call's terms."""
+    name = _listed_name(facts)
+    usage = (
+        f"{name} takes one list, layer([query, value]) or layer([query, value, key]) (for self-attention "
+        "[x, x]), and its masks as mask=[query_mask, value_mask]"
+    )
+    if facts.inputs is None:
+        mha_style = [word for word in facts.unknown if word in _MHA_STYLE]
+        if mha_style:
+            given = ", ".join(f"{word}=" for word in mha_style)
+            return (
+                f"mha-explain: {usage}; this call gave {given} as keywords, which is how "
+                "MultiHeadAttention is called (mha(query, value, attention_mask=...)), not this layer"
+            )
+        if not facts.mask_is_list and facts.mask_shape is not None:
+            return (
+                f"mha-explain: {usage}; this call gave {facts.given} and the tensor "
+                f"{format_shape(facts.mask_shape)} as two arguments, so the second one went to mask. "
+                "MultiHeadAttention is the layer called as mha(query, value); here write "
+                "layer([query, value])"
+            )
+        return f"mha-explain: {usage}; this call gave {facts.given}"
+    if len(facts.inputs) not in (2, 3):
+        shown = ", ".join("?" if dims is None else format_shape(dims) for dims in facts.inputs)
+        return f"mha-explain: {usage}; the list has {len(facts.inputs)} items ({shown})"
+    if any(dims is None for dims in facts.inputs):
+        return f"mha-explain: {usage}; an item of the list has no shape (give tensors or arrays)"
+    query, value, *rest = facts.inputs
+    assert query is not None and value is not None
+    key = rest[0] if rest else None
+    found = _listed_shapes(facts, query, value, key)
+    if found is not None:
+        return f"mha-explain: {found}"
+    batch = query[0]
+    tq, tv = query[1] if len(query) > 1 else None, value[1] if len(value) > 1 else None
+    if not facts.mask_is_list:
+        shown = "" if facts.mask_shape is None else f" {format_shape(facts.mask_shape)}"
+        return (
+            f"mha-explain: mask{shown} is not a list: {name} takes mask=[query_mask, value_mask] (either "
+            "may be None); for padding on the value, mask=[None, value_mask] with value_mask "
+            f"{format_shape((batch, tv))}"
+        )
+    found = _listed_masks(facts, query, value)
+    if found is not None:
+        return f"mha-explain: {found}"
+    scores = format_shape((batch, tq, tv))
+    return (
+        f"mha-explain: the layer takes these shapes and masks (scores {scores}); the error is not about them"
+    )
+
+
+def _listed_shapes(facts: ListedCallFacts, query: Dims, value: Dims, key: Dims | None) -> str | None:
+    """What in query, value and key the layer's formula cannot take, or None."""
+    named = [("query", query), ("value", value)] + ([("key", key)] if key is not None else [])
+    if len({len(dims) for _, dims in named}) > 1 or len(query) < 2:
+        shown = ", ".join(f"{word} {format_shape(dims)}" for word, dims in named)
+        return (
+            f"{shown}: the query, value and key are (batch, positions, features) each, of one rank "
+            f"(batch, features) for a single position"
+        )
+    batches = {dims[0] for _, dims in named if dims[0] is not None}
+    if len(batches) > 1:
+        shown = ", ".join(f"{word} {format_shape(dims)}" for word, dims in named)
+        return f"{shown}: their batch sizes differ; the query, value and key need the same batch"
+    scored = key if key is not None else value
+    scored_name = "key" if key is not None else "value"
+    if key is not None and len(key) > 2 and None not in (key[-2], value[-2]) and key[-2] != value[-2]:
+        return (
+            f"key {format_shape(key)}, value {format_shape(value)}: the key needs the value's {value[-2]} "
+            f"positions (one score per key position weighs one value); give a key of {value[-2]} positions"
+        )
+    dq, dk = query[-1], scored[-1]
+    if dq is None or dk is None or dq == dk:
+        return None
+    project = (
+        f"project one of them to the other's width (keras.layers.Dense({dq}) on the {scored_name}), "
+        "or use MultiHeadAttention, which projects query, key and value itself"
+    )
+    shown = f"query {format_shape(query)}, {scored_name} {format_shape(scored)}"
+    if key is None:
+        shown += " (the key too, as no key is given)"
+    if facts.kind == "dot" and facts.score_mode != "concat":
+        return (
+            f"{shown}: dot scores are query @ key^T, so the key needs the query's {dq} features "
+            f"(it has {dk}); {project}"
+        )
+    if 1 in (dq, dk):
+        return None
+    form = "AdditiveAttention's" if facts.kind == "additive" else "concat"
+    return (
+        f"{shown}: {form} scores add query and key (tanh(query + key)), so they need the same "
+        f"features (query {dq}, key {dk}); {project}"
+    )
+
+
+def _listed_masks(facts: ListedCallFacts, query: Dims, value: Dims) -> str | None:
+    """What in mask=[query_mask, value_mask] does not fit, as Keras applies it, or None."""
+    masks = facts.mask or ()
+    if len(masks) > 2 or (len(masks) == 1 and masks[0] is not None):
+        return (
+            f"mask has {len(masks)} items: it is [query_mask, value_mask] (either may be None); "
+            "a key has no mask of its own (the value's positions are the key's)"
+        )
+    batch, tq, tv = query[0], query[1], value[1]
+    scores = (batch, tq, tv)
+    query_mask = masks[0] if masks else None
+    value_mask = masks[1] if len(masks) > 1 else None
+    if value_mask is not None:
+        expanded = (*value_mask[:-1], 1, value_mask[-1])
+        if _broadcast(expanded, scores) is None:
+            swapped = (
+                f"; {value_mask[-1]} is the query's length (mask=[query_mask, value_mask]: swapped?)"
+                if value_mask[-1] == tq and tq != tv
+                else ""
+            )
+            return (
+                f"value_mask {format_shape(value_mask)}: Keras applies it to the scores "
+                f"{format_shape(scores)} as {format_shape(expanded)}, which does not fit; a value mask has "
+                f"the value's positions: {format_shape((batch, tv))}{swapped}"
+            )
+    if query_mask is not None:
+        expanded = (*query_mask, 1)
+        output = (batch, tq, value[-1])
+        if _broadcast(expanded, output) is None:
+            swapped = (
+                f"; {query_mask[-1]} is the value's length (mask=[query_mask, value_mask]: swapped?)"
+                if query_mask[-1] == tv and tq != tv
+                else ""
+            )
+            return (
+                f"query_mask {format_shape(query_mask)}: Keras zeroes the output {format_shape(output)} "
+                f"with it as {format_shape(expanded)}, which does not fit; a query mask has the query's "
+                f"positions: {format_shape((batch, tq))}{swapped}"
+            )
+    return None

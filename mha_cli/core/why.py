@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mha_cli.core.clarify import CallFacts, diagnose
+from mha_cli.core.clarify import CallFacts, ListedCallFacts, diagnose, diagnose_listed
 from mha_cli.core.grammar import format_shape
 
 Dims = tuple[int | None, ...]
@@ -24,6 +24,11 @@ _SHAPE = re.compile(r"shape=(?:torch\.Size\()?[(\[]([^)\]]*)[)\]]")
 _INCOMPATIBLE = re.compile(r"Incompatible shapes: \[([\d, ]+)\] vs\. \[([\d, ]+)\]")
 _BROADCASTABLE = re.compile(r"inputs\.shape=\(([\d, ]+)\), mask\.shape=\(([\d, ]+)\)")
 _GROUPED = re.compile(r"\(B, N, T, S\) with N=(\d+) but got \(([\d, ]+)\)")
+#: Attention's and AdditiveAttention's refusal of a call without a list (it raises before Keras
+#: prints the call's arguments).
+_NOT_LISTED = re.compile(r"(\w*Attention) layer must be called on a list of inputs.*?Received: inputs=(.*)")
+#: An item of a printed list: 'tf.Tensor(shape=(2, 5, 4), dtype=float32)' or 'None'.
+_ITEM = re.compile(r"'([^']*)'")
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,11 @@ def explain_traceback(text: str) -> Explanation | None:
     grouped = _GROUPED.search(clean)
     if layer is not None and "query" in blocks[layer]:
         return _from_call(layer, blocks[layer], incompatible, grouped)
+    if layer is not None and "inputs" in blocks[layer]:
+        return _from_listed(layer, blocks[layer])
+    not_listed = _NOT_LISTED.search(clean)
+    if not_listed is not None:
+        return _from_not_listed(not_listed.group(1), not_listed.group(2).strip().rstrip("."))
     if broadcastable is not None:
         return _from_softmax(_dims(broadcastable.group(1)), _dims(broadcastable.group(2)))
     # Keras 3.12's Softmax does not check its mask: TensorFlow's own op fails, and the shapes are in
@@ -136,6 +146,55 @@ def _from_call(
     )
     note = diagnose(facts).removeprefix("mha-explain: ")
     return Explanation(tuple(read), (note,))
+
+
+def _listed_kind(layer: str) -> str:
+    return "additive" if layer == "AdditiveAttention" else "dot"
+
+
+def _printed_list(value: str) -> tuple[Dims | None, ...] | None:
+    """A printed list of tensors (``['tf.Tensor(shape=(2, 5, 4), ...)', 'None']``) as their shapes,
+    None for a None item; None when the value is not a list."""
+    if not value.startswith(("[", "(")) or (value.startswith("(") and "shape=" not in value):
+        return None
+    return tuple(None if item == "None" else _shape_of(item) for item in _ITEM.findall(value))
+
+
+def _from_listed(layer: str, arguments: dict[str, str]) -> Explanation:
+    """Attention's or AdditiveAttention's failed call, from the inputs and masks Keras printed."""
+    inputs = _printed_list(arguments.get("inputs", ""))
+    mask_text = arguments.get("mask", "None")
+    masks = _printed_list(mask_text)
+    shown = ", ".join("None" if dims is None else format_shape(dims) for dims in inputs or ())
+    read = [f"{layer}.call() got inputs [{shown}]" + ("" if mask_text == "None" else f", mask {mask_text}")]
+    if inputs is None or not inputs:
+        return Explanation(tuple(read), ("cannot explain it: the text holds no shape of the inputs",))
+    facts = ListedCallFacts(
+        kind=_listed_kind(layer),
+        class_name=layer,
+        inputs=inputs,
+        mask=masks,
+        mask_shape=None if masks is not None else _shape_of(mask_text),
+        mask_is_list=masks is not None or mask_text == "None",
+    )
+    note = diagnose_listed(facts).removeprefix("mha-explain: ")
+    if layer == "Attention" and "dot scores" in note:
+        note += " (for score_mode='concat', the same widths are needed: its scores add query and key)"
+    return Explanation(tuple(read), (note,))
+
+
+def _from_not_listed(layer: str, received: str) -> Explanation:
+    """``X layer must be called on a list of inputs``: what it got, and the call it wants."""
+    shape = _dims(received.strip("()")) if received.startswith("(") else None
+    given = "the tensor " + format_shape(shape) if shape else received
+    read = (f"{layer} was called on {given}, not on a list",)
+    facts = ListedCallFacts(kind=_listed_kind(layer), class_name=layer, inputs=None, given=given)
+    note = diagnose_listed(facts).removeprefix("mha-explain: ")
+    second = (
+        "if it was called as layer(query, value), as MultiHeadAttention is called, the value went to its "
+        "mask argument: write layer([query, value])"
+    )
+    return Explanation(read, (note, second))
 
 
 def _from_softmax(scores: Dims, mask: Dims) -> Explanation:

@@ -1,10 +1,11 @@
 """``mha_cli.clarify()``: a failed call of an attention layer gains a note saying why (PEP 678).
 
-Inside the block, MultiHeadAttention's and GroupQueryAttention's ``__call__`` (so their subclasses',
-and every call a model makes of them) is wrapped: the call runs as ever, and an exception it raises
-propagates unchanged, the same object, with one note added from core/clarify.py's diagnosis of what
-the call was given. Nothing is caught, retried or hidden, and errors outside these calls pass
-untouched. The classes are restored when the block ends, also on error.
+Inside the block, MultiHeadAttention's, GroupQueryAttention's and Attention's ``__call__`` (so their
+subclasses', AdditiveAttention's among them, and every call a model makes of them) is wrapped: the
+call runs as ever, and an exception it raises propagates unchanged, the same object, with one note
+added from core/clarify.py's diagnosis of what the call was given. Nothing is caught, retried or
+hidden, and errors outside these calls pass untouched. The classes are restored when the block ends,
+also on error.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ import inspect
 from collections.abc import Iterator
 from typing import Any
 
-from mha_cli.core.clarify import CallFacts, diagnose
+from mha_cli.core.clarify import (
+    CallFacts,
+    ListedCallFacts,
+    diagnose,
+    diagnose_listed,
+)
+from mha_cli.core.grammar import format_shape
 
 #: Where a note by this module starts, so a layer called inside another (a subclass calling its
 #: base class's __call__, a model's call of a layer) adds it once.
@@ -74,6 +81,48 @@ def facts_of(
     )
 
 
+def _described(given: Any) -> str:
+    """What a call's ``inputs`` was, when not a list: "the tensor (2, 5, 4)", "a dict of query, value"."""
+    if isinstance(given, dict):
+        return "a dict of " + ", ".join(map(str, given))
+    dims = _dims(given)
+    if dims is not None:
+        return "the tensor " + format_shape(dims)
+    return "nothing" if given is None else f"a {type(given).__name__}"
+
+
+def listed_facts_of(
+    keras: Any, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ListedCallFacts | None:
+    """What a failed call of Attention or AdditiveAttention was given (None where it cannot be read)."""
+    kind = "additive" if isinstance(layer, keras.layers.AdditiveAttention) else "dot"
+    signature = inspect.signature(type(layer).call)
+    taken = set(signature.parameters)
+    unknown = tuple(name for name in kwargs if name not in taken)
+    known = {name: value for name, value in kwargs.items() if name in taken}
+    try:
+        bound = signature.bind_partial(layer, *args, **known).arguments
+    except TypeError:
+        return None
+    inputs = bound.get("inputs")
+    items = tuple(inputs) if isinstance(inputs, list | tuple) else None
+    mask = bound.get("mask")
+    mask_is_list = mask is None or isinstance(mask, list | tuple)
+    masks = tuple(mask) if isinstance(mask, list | tuple) else None
+    return ListedCallFacts(
+        kind=kind,
+        class_name=type(layer).__name__,
+        inputs=None if items is None else tuple(_dims(item) for item in items),
+        given="" if items is not None else _described(inputs),
+        mask=None if masks is None else tuple(None if item is None else _dims(item) for item in masks),
+        mask_shape=None if mask_is_list else _dims(mask),
+        mask_is_list=mask_is_list,
+        unknown=unknown,
+        score_mode=str(getattr(layer, "score_mode", "dot")),
+        causal=bool(bound.get("use_causal_mask", False)),
+    )
+
+
 def _carried(keras: Any, tensor: Any) -> Any:
     """The mask a tensor carries (Keras's ``_keras_mask``: mask_zero, Masking), or None."""
     try:
@@ -91,6 +140,7 @@ def clarified() -> Iterator[None]:
     classes = {"mha": keras.layers.MultiHeadAttention}
     if hasattr(keras.layers, "GroupQueryAttention"):
         classes["gqa"] = keras.layers.GroupQueryAttention
+    classes["listed"] = keras.layers.Attention  # and AdditiveAttention, its subclass
     wrapped: list[tuple[Any, bool, Any]] = []
 
     def wrap(kind: str, cls: Any) -> Any:
@@ -104,7 +154,11 @@ def clarified() -> Iterator[None]:
             except Exception as error:
                 notes = getattr(error, "__notes__", [])
                 if not any(str(note).startswith(_MARK) for note in notes):
-                    note = _note(kind, self, args, kwargs, carried)
+                    note = (
+                        _listed_note(keras, self, args, kwargs)
+                        if kind == "listed"
+                        else _note(kind, self, args, kwargs, carried)
+                    )
                     if note is not None:
                         error.add_note(note)
                 raise
@@ -131,5 +185,14 @@ def _note(
     try:
         facts = facts_of(kind, layer, args, kwargs, carried)
         return None if facts is None else diagnose(facts)
+    except Exception:  # the user's error is what matters: a failing diagnosis adds nothing
+        return None
+
+
+def _listed_note(keras: Any, layer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """Attention's or AdditiveAttention's diagnosis, or None; never an error of its own."""
+    try:
+        facts = listed_facts_of(keras, layer, args, kwargs)
+        return None if facts is None else diagnose_listed(facts)
     except Exception:  # the user's error is what matters: a failing diagnosis adds nothing
         return None

@@ -24,7 +24,8 @@ def why_command(
         typer.Option("--text", metavar="TEXT", help="The traceback as an argument, instead of stdin."),
     ] = None,
 ) -> None:
-    """Explain a failed call of MultiHeadAttention or GroupQueryAttention from its traceback.
+    """Explain a failed call of an attention layer (MultiHeadAttention, GroupQueryAttention,
+    Attention, AdditiveAttention) from its traceback.
 
     Paste the whole traceback on stdin (or give it with --text): the shapes Keras printed under
     "Arguments received by MultiHeadAttention.call()", and the error's own shapes, are diagnosed
