@@ -106,6 +106,18 @@ def c_header(arrays: Mapping[str, np.ndarray], names: Sequence[str], guard: str)
     return "\n".join(lines) + "\n"
 
 
+def hls4ml_dat(arrays: Mapping[str, np.ndarray], names: Sequence[str]) -> str:
+    """hls4ml's testbench data (``tb_data/tb_input_features.dat``, ``tb_output_predictions.dat``): a
+    line per batch item, the named arrays' values flattened in C order and concatenated in that order
+    (the testbench copies each model input from its offset in the line), each value followed by a
+    space, as hls4ml's own writer turns a float32 .npy into one (vivado_writer.py ``__make_dat_file``,
+    ``str(value) + ' '``; v1.3.0)."""
+    rows = np.concatenate(
+        [np.asarray(arrays[name], dtype=np.float32).reshape(len(arrays[name]), -1) for name in names], axis=1
+    )
+    return "".join("".join(str(value) + " " for value in row) + "\n" for row in rows)
+
+
 def _c_float(value: float) -> str:
     """A C float literal that reads back as the same float32: ``1.0f``, ``-0.125730217f``."""
     text = f"{value:.9g}"

@@ -51,10 +51,11 @@ def vectors_command(
         list[str] | None,
         typer.Option(
             "--format",
-            metavar="fdeep|c",
+            metavar="fdeep|c|hls4ml",
             help="Also write the vectors in a porter's own format (again for more): fdeep (frugally-deep's "
-            "test data for batch item 0, fdeep_tests.json) or c (inputs, mask, output, scores as C arrays, "
-            "vectors.h). vectors.npz and manifest.json are always written.",
+            "test data for batch item 0, fdeep_tests.json), c (inputs, mask, output, scores as C arrays, "
+            "vectors.h) or hls4ml (its testbench's tb_input_features.dat and tb_output_predictions.dat). "
+            "vectors.npz and manifest.json are always written.",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -89,7 +90,13 @@ def vectors_command(
     if unknown:
         fail(
             ExitCode.BAD_INPUT,
-            f"--format {unknown[0]}: unknown format; choose fdeep or c (npz is always written)",
+            f"--format {unknown[0]}: unknown format; choose fdeep, c or hls4ml (npz is always written)",
+        )
+    if "hls4ml" in (formats or ()) and isinstance(config, MHAConfig | GQAConfig) and config.mask_shape:
+        fail(
+            ExitCode.BAD_INPUT,
+            "--format hls4ml: its testbench feeds the model's inputs alone and its MultiHeadAttention "
+            "converter refuses masks (mha-explain targets --target hls4ml-pr1163); drop --mask-shape",
         )
     if reference and isinstance(config, GQAConfig):
         fail(ExitCode.BAD_INPUT, "--reference: the einsum-free reference covers MultiHeadAttention, not GQA")
@@ -127,18 +134,28 @@ def vectors_command(
 
 
 #: --format: the porters' own formats, and the file each is written to.
-FORMATS = {"fdeep": "fdeep_tests.json", "c": "vectors.h"}
+FORMATS = {
+    "fdeep": ("fdeep_tests.json",),
+    "c": ("vectors.h",),
+    "hls4ml": ("tb_input_features.dat", "tb_output_predictions.dat"),
+}
 
 
 def _write_format(directory: Path, vectors: Any, name: str) -> None:
-    """Batch item 0 (fdeep) or every input and output (c) in a porter's format, beside vectors.npz."""
+    """Batch item 0 (fdeep) or every input and output (c, hls4ml) in a porter's format, beside
+    vectors.npz."""
     import json
 
-    from mha_cli.runtime.arrays import c_header, fdeep_tests
+    from mha_cli.runtime.arrays import c_header, fdeep_tests, hls4ml_dat
 
     arrays = vectors.arrays
     # The call's tensors in its order: query, value, and key when the call gave one.
     inputs = ["query", "value", *(["key"] if vectors.manifest["call"]["key_given"] else [])]
+    if name == "hls4ml":
+        features, predictions = FORMATS[name]
+        (directory / features).write_text(hls4ml_dat(arrays, inputs), encoding="utf-8")
+        (directory / predictions).write_text(hls4ml_dat(arrays, ["output"]), encoding="utf-8")
+        return
     if name == "fdeep":
         text = json.dumps({"tests": [fdeep_tests(arrays, inputs)]}, indent=1) + "\n"
     else:
@@ -149,7 +166,7 @@ def _write_format(directory: Path, vectors: Any, name: str) -> None:
             "attention_scores",
         ]
         text = c_header(arrays, names, "MHA_EXPLAIN_VECTORS_H")
-    (directory / FORMATS[name]).write_text(text, encoding="utf-8")
+    (directory / FORMATS[name][0]).write_text(text, encoding="utf-8")
 
 
 def _write_reference(directory: Path) -> None:
