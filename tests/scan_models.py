@@ -488,3 +488,26 @@ def keras2_model() -> Any:
     crossed = attention(num_heads=2, key_dim=4, name="cross")(encoded, tokens, use_causal_mask=True)
     pictured = attention(num_heads=2, key_dim=3, attention_axes=(-3,), name="width")(image, image)
     return tf_keras.Model([tokens, image], [crossed, pictured], name="keras2_model")
+
+
+def porters_model() -> keras.Model:
+    """What a porter meets (scan --targets): a sentence attention with the tokens' mask_zero mask and a
+    causal one, another on its output (the mask travels with it, the causal one does not), an image
+    attending over its height and width, and a keras.layers.Attention the rules do not cover."""
+    tokens = keras.Input((16,), dtype="int32", name="tokens")
+    x = layers.Embedding(100, 32, mask_zero=True)(tokens)
+    x = layers.MultiHeadAttention(4, 8, name="masked")(x, x, use_causal_mask=True)
+    x = layers.MultiHeadAttention(4, 8, name="plain")(x, x)
+    image = keras.Input((6, 6, 8), name="image")
+    grid = layers.MultiHeadAttention(2, 4, attention_axes=(1, 2), name="grid")(image, image)
+    pooled = layers.Attention(name="dot")([x, x])
+    return keras.Model([tokens, image], [pooled, grid], name="porters")
+
+
+def half_and_full() -> keras.Model:
+    """Two attention calls on one sentence, one computing in float16: scan --targets --run converts
+    each as its own layer, and LiteRT takes one and refuses the other."""
+    x = keras.Input((8, 16), name="x")
+    full = layers.MultiHeadAttention(2, 8, name="full")(x, x)
+    half = layers.MultiHeadAttention(2, 8, dtype="float16", name="half")(x, x)
+    return keras.Model(x, [full, half], name="half_and_full")

@@ -93,3 +93,30 @@ def test_without_onnx_runtime_it_says_how_to_install_it(monkeypatch: pytest.Monk
         "status": "not installed",
         "detail": "needs onnxruntime: pip install 'mha-explain[targets]'",
     }
+
+
+def test_a_model_s_calls_round_trip_each_as_its_own_layer_with_the_model_s_weights() -> None:
+    """scan --targets --run: each call converted alone, with its layer's weights, on the inputs it
+    received. LiteRT converts the float32 call and reproduces it; the float16 call fails in the
+    converter's own words, and the command exits 1 naming it."""
+    _onnx_or_skip()
+    result = runner.invoke(
+        app,
+        [
+            "scan",
+            "--build",
+            "tests.scan_models:half_and_full",
+            "--targets",
+            "--run",
+            "--target",
+            "litert-float",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    trips = {trip["call"]: trip for trip in json.loads(result.stdout)["targets"]["round_trips"]}
+    assert set(trips) == {"full", "half"}
+    assert trips["full"]["status"] == "passed" and trips["full"]["target"] == "litert-float"
+    assert trips["full"]["max_abs_diff"] < trips["full"]["tolerance"] == 1e-4
+    assert trips["half"]["status"] == "failed" and "ERROR_NEEDS_FLEX_OPS" in trips["half"]["detail"]
+    assert "--run: half: litert-float: failed: ConverterError" in result.output

@@ -123,3 +123,63 @@ def test_a_timeout_that_is_no_time_is_refused_before_anything_runs() -> None:
         result = runner.invoke(app, ["targets", "--shape", "8,16", "--run", "--timeout", value])
         assert result.exit_code == 2, result.output
         assert "--timeout" in result.output and "give a number of seconds above 0" in result.output
+
+
+# --- scan --targets: a model's calls -----------------------------------------------------------------
+
+
+@pytest.mark.keras
+def test_scan_targets_groups_a_model_s_calls_and_names_what_each_target_refuses() -> None:
+    """tests.scan_models:porters_model: frugally-deep drops masks and refuses other axes; hls4ml's PR
+    refuses only the image's call; keras.layers.Attention is not covered, so no target is 'supported'
+    for the model; each verdict is the rules' on the features scan read from the real calls."""
+    result = runner.invoke(app, ["scan", "--build", "tests.scan_models:porters_model", "--targets", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)["targets"]
+    groups = {tuple(group["calls"]): group for group in found["groups"]}
+    assert set(groups) == {("masked",), ("plain",), ("grid",)}
+    masked = {feature["name"]: feature["shown"] for feature in groups[("masked",)]["features"]}
+    # The mask Keras combined from the tokens' mask_zero mask, with the causal one beside it.
+    assert masked["attention_mask"].startswith("a mask (None, 16, 16) Keras made from query_mask")
+    assert "causal" in masked
+    # MultiHeadAttention hands the query's mask on with its output: the next call is masked too.
+    plain = {feature["name"]: feature["shown"] for feature in groups[("plain",)]["features"]}
+    assert plain["attention_mask"] == masked["attention_mask"] and "causal" not in plain
+    grid = {target["name"]: target for target in groups[("grid",)]["targets"]}
+    assert grid["frugally-deep"]["cells"]["attention_axes"]["where"] == "keras_export/convert_model.py L603"
+    assert found["refusing"]["frugally-deep"] == ["masked", "plain", "grid"]
+    assert found["refusing"]["hls4ml-pr1163"] == ["grid"]
+    assert found["not_covered"] == [
+        {
+            "call": "dot",
+            "class": "Attention",
+            "why": "Attention: the rules cover keras.layers.MultiHeadAttention and GroupQueryAttention "
+            "(and their subclasses)",
+        }
+    ]
+    # ONNX refuses nothing here and has rules it has not read: unknown, as is every verdict the
+    # uncovered Attention leaves open.
+    assert found["verdicts"]["tf2onnx"] == UNKNOWN and found["verdicts"]["frugally-deep"] == REFUSED
+    assert SUPPORTED not in found["verdicts"].values()
+
+
+@pytest.mark.keras
+def test_scan_targets_exit_codes_and_bad_input() -> None:
+    build = ["scan", "--build", "tests.scan_models:porters_model"]
+    refused = runner.invoke(app, [*build, "--targets", "--target", "hls4ml-pr1163"])
+    assert refused.exit_code == 1
+    assert "--target hls4ml-pr1163 refuses 1 call(s); first: grid (see the table)" in refused.output
+    assert "Converters for this model" in refused.output
+    nobody = runner.invoke(
+        app, ["scan", "--build", "tests.scan_models:plain_attentions", "--targets", "--target", "coremltools"]
+    )
+    assert nobody.exit_code == 0, nobody.output
+    for bad, said in (
+        (["--target", "frugally-deep"], "--target goes with --targets: add --targets"),
+        (["--dynamic"], "--dynamic goes with --targets: add --targets"),
+        (["--run"], "--run goes with --targets: add --targets"),
+        (["--targets", "--run", "--timeout", "0"], "--timeout 0: give a number of seconds above 0"),
+        (["--targets", "--target", "tvm"], "--target tvm: unknown target; choose one of frugally-deep"),
+    ):
+        result = runner.invoke(app, [*build, *bad])
+        assert result.exit_code == 2 and said in result.output, result.output

@@ -169,3 +169,58 @@ def targets_table(features: tuple[Feature, ...], only: tuple[str, ...] = ()) -> 
                 Cell(rule.verdict, rule) if rule is not None else Cell(target.otherwise, None)
             )
     return TargetsTable(features, targets, cells)
+
+
+@dataclass(frozen=True)
+class CallGroup:
+    """Calls of a model that use the same features (a model's repeated blocks), and their table."""
+
+    calls: tuple[str, ...]
+    layer: str  # "mha" or "gqa"
+    table: TargetsTable
+
+
+@dataclass(frozen=True)
+class ModelTargets:
+    """``scan --targets``: every attention call of a model against every target."""
+
+    groups: tuple[CallGroup, ...]
+    #: Attention the rules do not cover (KerasHub's own classes, keras.layers.Attention, a call that
+    #: could not be explained): (call, what it is, why it is not covered).
+    uncovered: tuple[tuple[str, str, str], ...]
+    targets: tuple[Target, ...]
+
+    def verdict(self, target: str) -> str:
+        """The target's verdict on the model: refused if it refuses a call; unknown if it is unknown
+        for one, or the model holds attention the rules do not cover; else supported."""
+        verdicts = {group.table.verdict(target) for group in self.groups}
+        if REFUSED in verdicts:
+            return REFUSED
+        if UNKNOWN in verdicts or self.uncovered:
+            return UNKNOWN
+        return SUPPORTED if verdicts else UNKNOWN
+
+    def refusing(self, target: str) -> tuple[str, ...]:
+        """The calls ``target`` refuses."""
+        return tuple(
+            call for group in self.groups if group.table.verdict(target) == REFUSED for call in group.calls
+        )
+
+
+def model_targets(
+    calls: tuple[tuple[str, str, tuple[Feature, ...]], ...],
+    uncovered: tuple[tuple[str, str, str], ...],
+    only: tuple[str, ...] = (),
+) -> ModelTargets:
+    """Group ``calls`` ((call, layer kind, features)) by the features they use, each group's table."""
+    grouped: dict[tuple[str, tuple[Feature, ...]], list[str]] = {}
+    for call, layer, features in calls:
+        grouped.setdefault((layer, features), []).append(call)
+    groups = tuple(
+        CallGroup(tuple(names), layer, targets_table(features, only))
+        for (layer, features), names in grouped.items()
+    )
+    targets = load_rules()[0]
+    if only:
+        targets = tuple(target for target in targets if target.name in only)
+    return ModelTargets(groups, uncovered, targets)

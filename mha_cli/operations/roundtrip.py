@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from mha_cli.core.config import MHAConfig
 from mha_cli.core.gqa import GQAConfig
@@ -40,16 +43,45 @@ class RoundTrip:
 
 
 def round_trips(
-    config: MHAConfig | GQAConfig, targets: Sequence[str], worker: Sequence[str], *, timeout: float = 300.0
+    config: MHAConfig | GQAConfig,
+    targets: Sequence[str],
+    worker: Sequence[str],
+    *,
+    timeout: float = 300.0,
+    given: Mapping[str, Any] | None = None,
 ) -> tuple[RoundTrip, ...]:
-    """Each of ``targets`` (those in RUNNABLE) converts and runs the layer, one process each."""
+    """Each of ``targets`` (those in RUNNABLE) converts and runs the layer, one process each; with
+    ``given``, a model's call's inputs and weights (runtime/roundtrip.py), passed in an .npz file."""
+    with tempfile.TemporaryDirectory(prefix="mha-explain-roundtrip-") as folder:
+        extra: list[str] = []
+        if given is not None:
+            from mha_cli.runtime.roundtrip import save_given
+
+            path = Path(folder) / "call.npz"
+            save_given(path, given)
+            extra = [str(path)]
+        return _round_trips(config, targets, worker, timeout, extra)
+
+
+def _round_trips(
+    config: MHAConfig | GQAConfig,
+    targets: Sequence[str],
+    worker: Sequence[str],
+    timeout: float,
+    extra: list[str],
+) -> tuple[RoundTrip, ...]:
     tolerance = TOLERANCE[config.dtype]
     text = request(config, "tensorflow", DEFAULT_MAX_MEMORY)
     found = []
     for target in targets:
         try:
             done = subprocess.run(
-                [*worker, target], input=text, capture_output=True, text=True, timeout=timeout, check=False
+                [*worker, target, *extra],
+                input=text,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
         except subprocess.TimeoutExpired:
             found.append(RoundTrip(target, "timed out", f"no answer in {timeout:g} s; stopped", tolerance))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -104,6 +105,39 @@ def scan_command(
         Path | None,
         typer.Option("--vectors", metavar="DIR", help="Also write each call's test vectors under DIR."),
     ] = None,
+    targets: Annotated[
+        bool,
+        typer.Option(
+            "--targets",
+            help="Also say which converter takes each attention call (the rules of mha-explain targets).",
+        ),
+    ] = False,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            metavar="NAME",
+            help="With --targets, only this target (repeatable); exit 1 when it refuses a call.",
+        ),
+    ] = None,
+    run: Annotated[
+        bool,
+        typer.Option(
+            "--run",
+            help="With --targets: convert each call for real, as its own layer with the model's weights, "
+            "on the inputs it received (ONNX and LiteRT float, as targets --run); exit 1 when one fails.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", metavar="SECONDS", help="With --run: stop a conversion after this long."),
+    ] = 300.0,
+    dynamic: Annotated[
+        bool,
+        typer.Option(
+            "--dynamic", help="With --targets: the model's sequence lengths are known only at run time."
+        ),
+    ] = False,
     keras: ScanKerasOption = 3,
     backend: BackendOption = "tensorflow",
     max_memory: MaxMemoryOption = "2GiB",  # type: ignore[assignment]
@@ -116,12 +150,31 @@ def scan_command(
     Finds every call of those layers and their subclasses, also inside
     custom layers and nested models, and gives each what explain gives: shapes,
     equations, the NumPy re-execution and Keras's symbolic shapes, from the
-    inputs that call really received. A model file never runs code it carries
-    unless --trust-model. Exit codes: 0 answer (also: no attention layer),
-    1 a check failed, 2 bad input or an unusable model file, 3 environment problem.
+    inputs that call really received. With --targets, which converter takes
+    each call (the rules of mha-explain targets), and with --run, each call
+    converted for real. A model file never runs code it carries unless
+    --trust-model. Exit codes: 0 answer (also: no attention layer), 1 a check
+    failed (or a --target refuses a call, or a round trip fails), 2 bad input
+    or an unusable model file, 3 environment problem.
     """
     from mha_cli.core.models import model_spec
     from mha_cli.operations.scan import CallResult, scan
+
+    alone = next(
+        (name for name, given in (("--target", target), ("--dynamic", dynamic), ("--run", run)) if given),
+        None,
+    )
+    if alone is not None and not targets:
+        fail(ExitCode.BAD_INPUT, f"{alone} goes with --targets: add --targets")
+    if not (math.isfinite(timeout) and timeout > 0):
+        fail(ExitCode.BAD_INPUT, f"--timeout {timeout:g}: give a number of seconds above 0, e.g. 300")
+    if target:
+        from mha_cli.core.targets import load_rules
+
+        known = [t.name for t in load_rules()[0]]
+        for name in target:
+            if name not in known:
+                fail(ExitCode.BAD_INPUT, f"--target {name}: unknown target; choose one of {', '.join(known)}")
 
     spec = guarded(
         lambda: model_spec(
@@ -176,11 +229,35 @@ def scan_command(
     from mha_cli.output import scan as shown
     from mha_cli.output.documents.scan import scan_document
 
-    screen.answer(
-        json_output,
-        partial(scan_document, result),
-        partial(shown.render_scan, result, layers=selected, others=others),
-    )
+    found = None
+    trips = None
+    if targets:
+        from mha_cli.operations.model_targets import scan_round_trips, scan_targets
+
+        found = scan_targets(result, tuple(target or ()), dynamic=dynamic)
+        if run:
+            from mha_cli.cli.roundtrip_worker import COMMAND
+            from mha_cli.operations.roundtrip import RUNNABLE
+
+            runnable = tuple(name for name in RUNNABLE if not target or name in target)
+            trips = guarded(lambda: scan_round_trips(result, runnable, COMMAND, timeout), debug)
+
+    def document() -> dict[str, Any]:
+        written = scan_document(result)
+        if found is not None:
+            from mha_cli.output.targets import model_targets_document
+
+            written["targets"] = model_targets_document(found, trips)
+        return written
+
+    def render(console: Any) -> None:
+        shown.render_scan(result, console, layers=selected, others=others)
+        if found is not None:
+            from mha_cli.output.targets import render_model_targets
+
+            render_model_targets(found, console, trips)
+
+    screen.answer(json_output, document, render)
     if vectors is not None:
         from mha_cli.cli.commands.vectors import write_sets
         from mha_cli.operations.vectors import Places, scan_vectors
@@ -196,6 +273,18 @@ def scan_command(
             ExitCode.CHECK_FAILED,
             f"--keras all: {first_layer.path}'s rewritten config does not reproduce Keras 2's output "
             "in Keras 3",
+        )
+    failed_trips = [(call, trip) for call, trip in trips or () if trip.failed]
+    if failed_trips:
+        call, trip = failed_trips[0]
+        fail(ExitCode.CHECK_FAILED, f"--run: {call}: {trip.target}: {trip.status}: {trip.detail}")
+    refused = [(t.name, found.refusing(t.name)) for t in found.targets] if found and target else []
+    refused = [(name, calls) for name, calls in refused if calls]
+    if refused:
+        name, calls = refused[0]
+        fail(
+            ExitCode.CHECK_FAILED,
+            f"--target {name} refuses {len(calls)} call(s); first: {calls[0]} (see the table)",
         )
 
 
