@@ -199,6 +199,10 @@ def test_seed_002_attention_called_as_multi_head_attention_is(name: str) -> None
     assert "gave query=, value= as keywords, which is how MultiHeadAttention is called" in note
     _, note = _listed_failure(lambda: layer_class()({"query": query, "value": value}))
     assert note.endswith("this call gave a dict of query, value")
+    _, note = _listed_failure(lambda: layer_class()((query, value)))
+    assert note.endswith(
+        "this call gave a tuple of (2, 8, 16), (2, 4, 16) (Keras checks for a list, not a tuple)"
+    )
     # The list itself works: the note's advice, run.
     assert tuple(layer_class()([query, value]).shape) == (2, 8, 16)
 
@@ -263,3 +267,21 @@ def test_a_functional_model_builds_with_unequal_widths_and_its_call_is_explained
     _, note = _listed_failure(lambda: model(arrays))
     assert note.startswith("mha-explain: query (2, 8, 16), value (2, 4, 12) (the key too, as no key ")
     assert "needs the query's 16 features (it has 12)" in note
+
+
+def test_a_value_mask_of_the_scores_shape_fails_only_with_the_causal_mask() -> None:
+    """Attention uses a (B, Tq, Tv) value mask as it is, but with use_causal_mask it inserts the Tq axis
+    whatever the mask's rank (Attention._calculate_score_mask): the same mask runs, then fails."""
+    import keras
+
+    query, value = np.zeros((2, 5, 4), "float32"), np.zeros((2, 7, 4), "float32")
+    mask = [None, np.ones((2, 5, 7), bool)]
+    with mha_cli.clarify():
+        assert tuple(keras.layers.Attention()([query, value], mask=mask).shape) == (2, 5, 4)
+    _, note = _listed_failure(
+        lambda: keras.layers.Attention()([query, value], mask=mask, use_causal_mask=True)
+    )
+    assert note == (
+        "mha-explain: value_mask (2, 5, 7): Keras applies it to the scores (2, 5, 7) as (2, 5, 1, 7), which "
+        "does not fit; a value mask has the value's positions: (2, 7)"
+    )

@@ -112,6 +112,8 @@ def test_the_command_its_json_and_its_exit_codes() -> None:
     assert refused.exit_code == 1 and "frugally-deep refuses this layer" in refused.output
     taken = runner.invoke(app, ["targets", "--shape", "10,16", "--target", "frugally-deep"])
     assert taken.exit_code == 0
+    nothing = runner.invoke(app, ["targets", "--shape", "10,16", "--target", "keras2c", "--run"])
+    assert nothing.exit_code == 2 and "--run: none of the targets named converts here" in nothing.output
     unknown = runner.invoke(app, ["targets", "--shape", "10,16", "--target", "tvm"])
     assert unknown.exit_code == 2 and unknown.output.startswith(
         "mha-explain: error: --target tvm: unknown target"
@@ -179,6 +181,10 @@ def test_scan_targets_exit_codes_and_bad_input() -> None:
         (["--dynamic"], "--dynamic goes with --targets: add --targets"),
         (["--run"], "--run goes with --targets: add --targets"),
         (["--targets", "--run", "--timeout", "0"], "--timeout 0: give a number of seconds above 0"),
+        (
+            ["--targets", "--run", "--target", "frugally-deep"],
+            "--run: none of the targets named converts here; --run covers tf2onnx, litert-float",
+        ),
         (["--targets", "--target", "tvm"], "--target tvm: unknown target; choose one of frugally-deep"),
     ):
         result = runner.invoke(app, [*build, *bad])

@@ -168,6 +168,18 @@ def test_hls4ml_testbench_data_reads_back_through_its_own_loop(tmp_path: Path) -
     assert first.endswith(" ") and not first.startswith(" ")
 
 
+def test_self_attention_data_holds_the_one_input_its_model_takes(tmp_path: Path) -> None:
+    """Model(x, mha(x, x)) has one input: frugally-deep's test and hls4ml's line hold the query alone."""
+    out, arrays = _written(tmp_path, "fdeep", "hls4ml", args=["--shape", "5,4", "--num-heads", "2"])
+    (test,) = json.loads((out / "fdeep_tests.json").read_text())["tests"]
+    assert [entry["shape"] for entry in test["inputs"]] == [[5, 4]]
+    lines = (out / "tb_input_features.dat").read_text().splitlines()
+    assert [len(line.split()) for line in lines] == [5 * 4] * len(arrays["query"])
+    np.testing.assert_array_equal(
+        np.array(lines[0].split(), dtype="float32"), arrays["query"][0].astype("float32").ravel()
+    )
+
+
 def test_hls4ml_data_with_a_mask_is_refused_before_anything_is_written(tmp_path: Path) -> None:
     out = tmp_path / "masked"
     result = runner.invoke(app, ["vectors", *ARGS, "--format", "hls4ml", "--out", str(out)])

@@ -265,7 +265,7 @@ def diagnose_listed(facts: ListedCallFacts) -> str:
     if found is not None:
         return f"mha-explain: {found}"
     batch = query[0]
-    tq, tv = query[1] if len(query) > 1 else None, value[1] if len(value) > 1 else None
+    tq, tv = query[-2], value[-2]
     if not facts.mask_is_list:
         shown = "" if facts.mask_shape is None else f" {format_shape(facts.mask_shape)}"
         return (
@@ -287,10 +287,7 @@ def _listed_shapes(facts: ListedCallFacts, query: Dims, value: Dims, key: Dims |
     named = [("query", query), ("value", value)] + ([("key", key)] if key is not None else [])
     if len({len(dims) for _, dims in named}) > 1 or len(query) < 2:
         shown = ", ".join(f"{word} {format_shape(dims)}" for word, dims in named)
-        return (
-            f"{shown}: the query, value and key are (batch, positions, features) each, of one rank "
-            f"(batch, features) for a single position"
-        )
+        return f"{shown}: the query, value and key are (batch, positions, features) each, of one rank"
     batches = {dims[0] for _, dims in named if dims[0] is not None}
     if len(batches) > 1:
         shown = ", ".join(f"{word} {format_shape(dims)}" for word, dims in named)
@@ -329,17 +326,22 @@ def _listed_shapes(facts: ListedCallFacts, query: Dims, value: Dims, key: Dims |
 def _listed_masks(facts: ListedCallFacts, query: Dims, value: Dims) -> str | None:
     """What in mask=[query_mask, value_mask] does not fit, as Keras applies it, or None."""
     masks = facts.mask or ()
-    if len(masks) > 2 or (len(masks) == 1 and masks[0] is not None):
+    if facts.mask is not None and len(masks) not in (2, 3):
         return (
             f"mask has {len(masks)} items: it is [query_mask, value_mask] (either may be None); "
             "a key has no mask of its own (the value's positions are the key's)"
         )
-    batch, tq, tv = query[0], query[1], value[1]
+    if len(query) != 3:
+        return None  # masks are (batch, positions): read for rank-3 inputs only
+    batch, tq, tv = query[0], query[-2], value[-2]
     scores = (batch, tq, tv)
     query_mask = masks[0] if masks else None
     value_mask = masks[1] if len(masks) > 1 else None
     if value_mask is not None:
-        expanded = (*value_mask[:-1], 1, value_mask[-1])
+        # Keras gives a (B, Tv) mask its Tq axis; a longer one is used as it is, but with
+        # use_causal_mask it gains that axis whatever its rank (Attention._calculate_score_mask).
+        grows = facts.causal or len(value_mask) < 3
+        expanded = (*value_mask[:-1], 1, value_mask[-1]) if grows else value_mask
         if _broadcast(expanded, scores) is None:
             swapped = (
                 f"; {value_mask[-1]} is the query's length (mask=[query_mask, value_mask]: swapped?)"

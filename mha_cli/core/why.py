@@ -165,6 +165,22 @@ def _from_listed(layer: str, arguments: dict[str, str]) -> Explanation:
     inputs = _printed_list(arguments.get("inputs", ""))
     mask_text = arguments.get("mask", "None")
     masks = _printed_list(mask_text)
+    alone = _shape_of(arguments.get("inputs", ""))
+    if inputs is None and alone is not None:  # a built layer refuses a tensor for the list in its call
+        given = "the tensor " + format_shape(alone)
+        second = None if masks is not None else _shape_of(mask_text)
+        facts = ListedCallFacts(
+            kind=_listed_kind(layer),
+            class_name=layer,
+            inputs=None,
+            given=given,
+            mask_shape=second,
+            mask_is_list=second is None,
+        )
+        got = f"{layer}.call() got inputs {given}" + (
+            "" if second is None else f", mask {format_shape(second)}"
+        )
+        return Explanation((got,), (diagnose_listed(facts).removeprefix("mha-explain: "),))
     shown = ", ".join("None" if dims is None else format_shape(dims) for dims in inputs or ())
     read = [f"{layer}.call() got inputs [{shown}]" + ("" if mask_text == "None" else f", mask {mask_text}")]
     if inputs is None or not inputs:

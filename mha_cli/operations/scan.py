@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from mha_cli.core.config import ExecutionPath
+    from mha_cli.runtime.keras_adapter import LayerRun
     from mha_cli.runtime.migration import MigrationRun
     from mha_cli.runtime.models import CapturedCall, LoadedModel
     from mha_cli.runtime.others import OtherAttention
@@ -366,7 +367,7 @@ def explain_call(
     plain = run.arrays.get("output_without_scores")
     plain_check = plain_call_check(derivation, run)
     if observed is not None:
-        model_check = _own_call_check(plain_check, tolerance)
+        model_check = _own_call_check(derivation, run, plain_check, tolerance)
     else:
         rerun = run.arrays["output"] if call.scores_requested or plain is None else plain
         difference = max_abs_diff(rerun, model_output.astype("float64"))
@@ -381,22 +382,36 @@ def explain_call(
     return CallResult(call, ExplainResult(derivation, backend, run, checks))
 
 
-def _own_call_check(plain: PlainCallCheck, tolerance: float) -> ModelCallCheck:
-    """The user's own call (without scores) against the layer re-run with scores on its inputs: the
-    numbers plain_call holds; a difference is Keras disagreeing with itself (a warning there), not a
-    re-run that missed the call."""
-    difference = plain.output_max_abs_diff
+def _own_call_check(
+    derivation: Derived, run: LayerRun, plain: PlainCallCheck, tolerance: float
+) -> ModelCallCheck:
+    """The user's own call (without scores) against the layer re-run with scores on its inputs (the
+    numbers plain_call holds). Only Keras's fused path with a query row that has no key left is known
+    to differ (Keras disagreeing with itself: a warning); any other difference means the re-run missed
+    the call, a failure."""
+    from mha_cli.core.config import ExecutionPath
+    from mha_cli.runtime.reference import fully_masked_rows
+
+    difference = plain.output_max_abs_diff or 0.0
     if plain.status is Status.PASSED:
         detail = (
             f"your call's output ({plain.path} path) is reproduced by re-running the layer with scores on "
-            f"its inputs: max |diff| {difference or 0.0:.1e}"
+            f"its inputs: max |diff| {difference:.1e}"
         )
         return ModelCallCheck(Status.PASSED, detail, tolerance, difference)
+    empty = fully_masked_rows(derivation, run.arrays) if plain.path is ExecutionPath.FUSED else 0
+    if empty:
+        detail = (
+            f"your call's output differs from the layer re-run with scores on its inputs (max |diff| "
+            f"{difference:.1e}) where {empty} (item, head, query) rows of the scores have no key left: "
+            "Keras's fused path disagrees with its path with scores there, see plain_call"
+        )
+        return ModelCallCheck(Status.WARNING, detail, tolerance, difference)
     detail = (
-        f"your call's output differs from the layer re-run with scores on its inputs (max |diff| "
-        f"{difference or 0.0:.1e}): Keras disagrees with itself here, see plain_call"
+        f"re-running the layer with scores on your call's inputs gives another output than your call "
+        f"({plain.path} path; max |diff| {difference:.1e}, tolerance {tolerance:.0e})"
     )
-    return ModelCallCheck(Status.WARNING, detail, tolerance, difference)
+    return ModelCallCheck(Status.FAILED, detail, tolerance, difference)
 
 
 def _symbolic_in_model(call: CapturedCall, check: SymbolicCheck, derivation: Derived) -> SymbolicCheck:

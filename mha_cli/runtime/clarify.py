@@ -82,9 +82,13 @@ def facts_of(
 
 
 def _described(given: Any) -> str:
-    """What a call's ``inputs`` was, when not a list: "the tensor (2, 5, 4)", "a dict of query, value"."""
+    """What a call's ``inputs`` was, when not a list: "the tensor (2, 5, 4)", "a dict of query, value",
+    "a tuple of (2, 5, 4), (2, 7, 4) (a list, not a tuple)"."""
     if isinstance(given, dict):
         return "a dict of " + ", ".join(map(str, given))
+    if isinstance(given, tuple):
+        shapes = ", ".join(format_shape(dims) if (dims := _dims(item)) else "?" for item in given)
+        return f"a tuple of {shapes} (Keras checks for a list, not a tuple)"
     dims = _dims(given)
     if dims is not None:
         return "the tensor " + format_shape(dims)
@@ -105,10 +109,11 @@ def listed_facts_of(
     except TypeError:
         return None
     inputs = bound.get("inputs")
-    items = tuple(inputs) if isinstance(inputs, list | tuple) else None
+    # Keras's _validate_inputs takes a list, and only a list, for both.
+    items = tuple(inputs) if isinstance(inputs, list) else None
     mask = bound.get("mask")
-    mask_is_list = mask is None or isinstance(mask, list | tuple)
-    masks = tuple(mask) if isinstance(mask, list | tuple) else None
+    mask_is_list = mask is None or isinstance(mask, list)
+    masks = tuple(mask) if isinstance(mask, list) else None
     return ListedCallFacts(
         kind=kind,
         class_name=type(layer).__name__,

@@ -758,7 +758,7 @@ def _read_back(
 #: Keras's symbolic answers by (class, config without the name, input shapes, Keras, backend): a pure
 #: function of these, asked again for every call of the same layer (a notebook's explain in a loop, a
 #: model's blocks), at the cost of a Keras call each time. Bounded: the oldest answer goes first.
-_SYMBOLIC: dict[tuple[Any, ...], tuple[dict[str, tuple[int | None, ...]], ConfigError | None]] = {}
+_SYMBOLIC: dict[tuple[Any, ...], tuple[dict[str, tuple[int | None, ...]], tuple[str, Any, str] | None]] = {}
 _SYMBOLIC_KEPT = 256
 
 
@@ -780,8 +780,9 @@ def _symbolic_call(
         keras.__version__,
         backend,
     )
-    if cache_key in _SYMBOLIC:
-        return _SYMBOLIC[cache_key]
+    if cache_key in _SYMBOLIC:  # the refusal's words only: an error object would keep the layer alive
+        known, words = _SYMBOLIC[cache_key]
+        return known, None if words is None else ConfigError(*words)
     symbolic_query = keras.Input(shape=derivation.inputs["query"].shape[1:])
     symbolic_value = symbolic_query if inputs[0] is None else keras.Input(shape=inputs[0])
     symbolic_key = None if inputs[1] is None else keras.Input(shape=inputs[1])
@@ -798,7 +799,8 @@ def _symbolic_call(
         rejected = error
     while len(_SYMBOLIC) >= _SYMBOLIC_KEPT:
         del _SYMBOLIC[next(iter(_SYMBOLIC))]
-    _SYMBOLIC[cache_key] = (symbolic, rejected)
+    words = None if rejected is None else (rejected.option, rejected.value, rejected.problem)
+    _SYMBOLIC[cache_key] = (symbolic, words)
     return symbolic, rejected
 
 

@@ -175,6 +175,15 @@ def scan_command(
         for name in target:
             if name not in known:
                 fail(ExitCode.BAD_INPUT, f"--target {name}: unknown target; choose one of {', '.join(known)}")
+    if run and target:
+        from mha_cli.operations.roundtrip import RUNNABLE
+
+        if not set(target) & set(RUNNABLE):
+            fail(
+                ExitCode.BAD_INPUT,
+                f"--run: none of the targets named converts here; --run covers {', '.join(RUNNABLE)} "
+                "(add --target for one, or leave --target out)",
+            )
 
     spec = guarded(
         lambda: model_spec(

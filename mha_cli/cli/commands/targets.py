@@ -84,6 +84,12 @@ def targets_command(
         from mha_cli.operations.roundtrip import RUNNABLE, round_trips
 
         runnable = [name for name in RUNNABLE if not target or name in target]
+        if not runnable:
+            fail(
+                ExitCode.BAD_INPUT,
+                f"--run: none of the targets named converts here; --run covers {', '.join(RUNNABLE)} "
+                "(add --target for one, or leave --target out)",
+            )
         trips = guarded(lambda: round_trips(config, runnable, COMMAND, timeout=timeout), debug)
     name = {"mha": "MultiHeadAttention", "gqa": "GroupQueryAttention"}[layer]
     heading = f"Converters for {name} on query {format_shape(derivation.inputs['query'].shape)}"

@@ -96,7 +96,7 @@ def vectors_command(
         fail(
             ExitCode.BAD_INPUT,
             "--format hls4ml: its testbench feeds the model's inputs alone and its MultiHeadAttention "
-            "converter refuses masks (mha-explain targets --target hls4ml-pr1163); drop --mask-shape",
+            "handler refuses masks (mha-explain targets --target hls4ml); drop --mask-shape",
         )
     if reference and isinstance(config, GQAConfig):
         fail(ExitCode.BAD_INPUT, "--reference: the einsum-free reference covers MultiHeadAttention, not GQA")
@@ -126,7 +126,8 @@ def vectors_command(
     if reference:
         guarded(partial(saved, "--out", directory, partial(_write_reference, directory)), debug)
     for name in dict.fromkeys(formats or ()):
-        guarded(partial(saved, "--out", directory, partial(_write_format, directory, vectors, name)), debug)
+        written = partial(_write_format, directory, vectors, name, config.value_shape is not None)
+        guarded(partial(saved, "--out", directory, written), debug)
     screen.answer(json_output, lambda: vectors.manifest, partial(render_vectors, [(directory, vectors)]))
     if result.failed:
         names = ", ".join(check.name for check in result.failed)
@@ -141,7 +142,7 @@ FORMATS = {
 }
 
 
-def _write_format(directory: Path, vectors: Any, name: str) -> None:
+def _write_format(directory: Path, vectors: Any, name: str, value_given: bool) -> None:
     """Batch item 0 (fdeep) or every input and output (c, hls4ml) in a porter's format, beside
     vectors.npz."""
     import json
@@ -149,8 +150,13 @@ def _write_format(directory: Path, vectors: Any, name: str) -> None:
     from mha_cli.runtime.arrays import c_header, fdeep_tests, hls4ml_dat
 
     arrays = vectors.arrays
-    # The call's tensors in its order: query, value, and key when the call gave one.
-    inputs = ["query", "value", *(["key"] if vectors.manifest["call"]["key_given"] else [])]
+    # The model's inputs, as a porter's test model takes them (and as targets --run builds it): the
+    # query, the value when it is not the query, the key when the call gave one.
+    inputs = [
+        "query",
+        *(["value"] if value_given else []),
+        *(["key"] if vectors.manifest["call"]["key_given"] else []),
+    ]
     if name == "hls4ml":
         features, predictions = FORMATS[name]
         (directory / features).write_text(hls4ml_dat(arrays, inputs), encoding="utf-8")
@@ -160,7 +166,9 @@ def _write_format(directory: Path, vectors: Any, name: str) -> None:
         text = json.dumps({"tests": [fdeep_tests(arrays, inputs)]}, indent=1) + "\n"
     else:
         names = [
-            *inputs,
+            "query",
+            "value",
+            *(["key"] if vectors.manifest["call"]["key_given"] else []),
             *(["attention_mask"] if "attention_mask" in arrays else []),
             "output",
             "attention_scores",
