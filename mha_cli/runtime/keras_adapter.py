@@ -683,7 +683,15 @@ def run_captured(
 def _observed_path(
     layer: Any, invoke: Callable[..., Any], query: Any, value: Any, key: Any, masks: dict[str, Any]
 ) -> tuple[ExecutionPath, Any]:
-    """Call the layer as users mostly do, without scores: the path it took, and its output.
+    """Call the layer as users mostly do, without scores: the path it took, and its output."""
+    with path_observed(layer) as taken, keras_rejects():
+        output = invoke(query, value, key=key, training=False, **masks)
+    return taken(), output
+
+
+@contextmanager
+def path_observed(layer: Any) -> Iterator[Callable[[], ExecutionPath]]:
+    """Watch this layer object's calls inside the block; the callable it gives says the path they took.
 
     Keras's einsum path goes through ``_masked_softmax``; the fused
     ``ops.dot_product_attention`` path does not (Keras 3.15).
@@ -696,11 +704,9 @@ def _observed_path(
 
     layer._masked_softmax = masked_softmax
     try:
-        with keras_rejects():
-            output = invoke(query, value, key=key, training=False, **masks)
+        yield lambda: ExecutionPath.EINSUM if softmaxed else ExecutionPath.FUSED
     finally:
         del layer._masked_softmax
-    return (ExecutionPath.EINSUM if softmaxed else ExecutionPath.FUSED), output
 
 
 def _read_back(

@@ -16,7 +16,7 @@ import numpy as np
 
 from mha_cli.core.config import ExecutionPath
 from mha_cli.core.errors import ConfigError, EnvironmentProblem
-from mha_cli.runtime.keras_adapter import _to_numpy
+from mha_cli.runtime.keras_adapter import _to_numpy, path_observed
 from mha_cli.runtime.models import CapturedCall, _captured, attention_bases
 from mha_cli.runtime.quiet import native_output_silenced
 
@@ -59,26 +59,15 @@ def captured_call(
     """
     keras = running_keras()
     kwargs = {name: value for name, value in call_kwargs.items() if name != "training"}
-    softmaxed: list[bool] = []
-
-    def masked_softmax(*args: Any, _original: Any = layer._masked_softmax, **kwargs: Any) -> Any:
-        softmaxed.append(True)
-        return _original(*args, **kwargs)
-
-    # Keras's einsum path goes through _masked_softmax; the fused ops.dot_product_attention does not.
-    layer._masked_softmax = masked_softmax
-    try:
-        with native_output_silenced(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with _captured(keras, (layer,), real=True) as seen:
-                layer(query, query if value is None else value, key=key, training=False, **kwargs)
-    finally:
-        del layer._masked_softmax
+    with path_observed(layer) as taken, native_output_silenced(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with _captured(keras, (layer,), real=True) as seen:
+            layer(query, query if value is None else value, key=key, training=False, **kwargs)
     call = seen[-1]
     output = call.arrays.get("output")
     if call.scores_requested or "call" in call.overrides or output is None:
         return call, None
-    return call, (ExecutionPath.EINSUM if softmaxed else ExecutionPath.FUSED, output)
+    return call, (taken(), output)
 
 
 def listed_call(
