@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from mha_cli.cli.commands.targets import TimeoutOption, checked_targets
 from mha_cli.cli.options import (
     ALL_KERAS,
     DEFAULT_SCREEN,
@@ -128,10 +128,7 @@ def scan_command(
             "on the inputs it received (ONNX and LiteRT float, as targets --run); exit 1 when one fails.",
         ),
     ] = False,
-    timeout: Annotated[
-        float,
-        typer.Option("--timeout", metavar="SECONDS", help="With --run: stop a conversion after this long."),
-    ] = 300.0,
+    timeout: TimeoutOption = 300.0,
     dynamic: Annotated[
         bool,
         typer.Option(
@@ -166,24 +163,7 @@ def scan_command(
     )
     if alone is not None and not targets:
         fail(ExitCode.BAD_INPUT, f"{alone} goes with --targets: add --targets")
-    if not (math.isfinite(timeout) and timeout > 0):
-        fail(ExitCode.BAD_INPUT, f"--timeout {timeout:g}: give a number of seconds above 0, e.g. 300")
-    if target:
-        from mha_cli.core.targets import load_rules
-
-        known = [t.name for t in load_rules()[0]]
-        for name in target:
-            if name not in known:
-                fail(ExitCode.BAD_INPUT, f"--target {name}: unknown target; choose one of {', '.join(known)}")
-    if run and target:
-        from mha_cli.operations.roundtrip import RUNNABLE
-
-        if not set(target) & set(RUNNABLE):
-            fail(
-                ExitCode.BAD_INPUT,
-                f"--run: none of the targets named converts here; --run covers {', '.join(RUNNABLE)} "
-                "(add --target for one, or leave --target out)",
-            )
+    runnable = checked_targets(target, run, timeout) if targets else ()
 
     spec = guarded(
         lambda: model_spec(
@@ -246,9 +226,7 @@ def scan_command(
         found = scan_targets(result, tuple(target or ()), dynamic=dynamic)
         if run:
             from mha_cli.cli.roundtrip_worker import COMMAND
-            from mha_cli.operations.roundtrip import RUNNABLE
 
-            runnable = tuple(name for name in RUNNABLE if not target or name in target)
             trips = guarded(lambda: scan_round_trips(result, runnable, COMMAND, timeout), debug)
 
     def document() -> dict[str, Any]:

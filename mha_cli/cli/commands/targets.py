@@ -15,6 +15,37 @@ from mha_cli.core.dense import DenseConfig
 from mha_cli.core.errors import ExitCode
 from mha_cli.core.gqa import GQAConfig
 
+#: --timeout, for targets --run and scan --targets --run.
+TimeoutOption = Annotated[
+    float,
+    typer.Option("--timeout", metavar="SECONDS", help="With --run: stop a conversion after this long."),
+]
+
+
+def checked_targets(target: list[str] | None, run: bool, timeout: float) -> tuple[str, ...]:
+    """--target's names, --timeout and --run checked (one line and exit 2 for a mistake); the targets
+    --run converts (RUNNABLE, or those of them named), empty without --run."""
+    from mha_cli.core.targets import load_rules
+
+    if not (math.isfinite(timeout) and timeout > 0):
+        fail(ExitCode.BAD_INPUT, f"--timeout {timeout:g}: give a number of seconds above 0, e.g. 300")
+    known = [t.name for t in load_rules()[0]]
+    for name in target or []:
+        if name not in known:
+            fail(ExitCode.BAD_INPUT, f"--target {name}: unknown target; choose one of {', '.join(known)}")
+    if not run:
+        return ()
+    from mha_cli.operations.roundtrip import RUNNABLE
+
+    runnable = tuple(name for name in RUNNABLE if not target or name in target)
+    if not runnable:
+        fail(
+            ExitCode.BAD_INPUT,
+            f"--run: none of the targets named converts here; --run covers {', '.join(RUNNABLE)} "
+            "(add --target for one, or leave --target out)",
+        )
+    return runnable
+
 
 @screen_options
 @layer_options(kinds=True)
@@ -41,10 +72,7 @@ def targets_command(
             "with Keras; exit 1 when one fails or differs.",
         ),
     ] = False,
-    timeout: Annotated[
-        float,
-        typer.Option("--timeout", metavar="SECONDS", help="With --run: stop a conversion after this long."),
-    ] = 300.0,
+    timeout: TimeoutOption = 300.0,
     json_output: JsonOption = False,
     screen: Screen = DEFAULT_SCREEN,
     debug: DebugOption = False,
@@ -64,14 +92,9 @@ def targets_command(
             f"--layer {config.kind}: targets covers MultiHeadAttention and GroupQueryAttention",
         )
     from mha_cli.core.kinds import derive_any
-    from mha_cli.core.targets import REFUSED, features_of, load_rules, targets_table
+    from mha_cli.core.targets import REFUSED, features_of, targets_table
 
-    if not (math.isfinite(timeout) and timeout > 0):
-        fail(ExitCode.BAD_INPUT, f"--timeout {timeout:g}: give a number of seconds above 0, e.g. 300")
-    known = [t.name for t in load_rules()[0]]
-    for name in target or []:
-        if name not in known:
-            fail(ExitCode.BAD_INPUT, f"--target {name}: unknown target; choose one of {', '.join(known)}")
+    runnable = checked_targets(target, run, timeout)
     derivation = guarded(lambda: derive_any(config), debug)
     table = targets_table(features_of(derivation, scores=scores, dynamic=dynamic), tuple(target or ()))
     layer = derivation.kind
@@ -81,15 +104,8 @@ def targets_command(
     trips = None
     if run:
         from mha_cli.cli.roundtrip_worker import COMMAND
-        from mha_cli.operations.roundtrip import RUNNABLE, round_trips
+        from mha_cli.operations.roundtrip import round_trips
 
-        runnable = [name for name in RUNNABLE if not target or name in target]
-        if not runnable:
-            fail(
-                ExitCode.BAD_INPUT,
-                f"--run: none of the targets named converts here; --run covers {', '.join(RUNNABLE)} "
-                "(add --target for one, or leave --target out)",
-            )
         trips = guarded(lambda: round_trips(config, runnable, COMMAND, timeout=timeout), debug)
     name = {"mha": "MultiHeadAttention", "gqa": "GroupQueryAttention"}[layer]
     heading = f"Converters for {name} on query {format_shape(derivation.inputs['query'].shape)}"
