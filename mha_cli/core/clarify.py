@@ -337,34 +337,36 @@ def _listed_masks(facts: ListedCallFacts, query: Dims, value: Dims) -> str | Non
     scores = (batch, tq, tv)
     query_mask = masks[0] if masks else None
     value_mask = masks[1] if len(masks) > 1 else None
+    found = None
     if value_mask is not None:
         # Keras gives a (B, Tv) mask its Tq axis; a longer one is used as it is, but with
         # use_causal_mask it gains that axis whatever its rank (Attention._calculate_score_mask).
         grows = facts.causal or len(value_mask) < 3
         expanded = (*value_mask[:-1], 1, value_mask[-1]) if grows else value_mask
-        if _broadcast(expanded, scores) is None:
-            swapped = (
-                f"; {value_mask[-1]} is the query's length (mask=[query_mask, value_mask]: swapped?)"
-                if value_mask[-1] == tq and tq != tv
-                else ""
-            )
-            return (
-                f"value_mask {format_shape(value_mask)}: Keras applies it to the scores "
-                f"{format_shape(scores)} as {format_shape(expanded)}, which does not fit; a value mask has "
-                f"the value's positions: {format_shape((batch, tv))}{swapped}"
-            )
-    if query_mask is not None:
-        expanded = (*query_mask, 1)
+        applied = f"applies it to the scores {format_shape(scores)}"
+        found = _misfit("value", value_mask, expanded, scores, applied, (batch, tv), tq)
+    if found is None and query_mask is not None:
         output = (batch, tq, value[-1])
-        if _broadcast(expanded, output) is None:
-            swapped = (
-                f"; {query_mask[-1]} is the value's length (mask=[query_mask, value_mask]: swapped?)"
-                if query_mask[-1] == tv and tq != tv
-                else ""
-            )
-            return (
-                f"query_mask {format_shape(query_mask)}: Keras zeroes the output {format_shape(output)} "
-                f"with it as {format_shape(expanded)}, which does not fit; a query mask has the query's "
-                f"positions: {format_shape((batch, tq))}{swapped}"
-            )
-    return None
+        applied = f"zeroes the output {format_shape(output)} with it"
+        found = _misfit("query", query_mask, (*query_mask, 1), output, applied, (batch, tq), tv)
+    return found
+
+
+def _misfit(
+    whose: str, mask: Dims, expanded: Dims, target: Dims, applied: str, fits: Dims, other_length: int | None
+) -> str | None:
+    """The ``whose`` mask (query or value) as Keras expands it, against the ``target`` it is applied to
+    (what Keras does with it: ``applied``): None when it broadcasts, else why not and the shape that
+    ``fits``, with a hint when its length is the other input's (``other_length``): masks swapped."""
+    if _broadcast(expanded, target) is not None:
+        return None
+    other = "query" if whose == "value" else "value"
+    swapped = (
+        f"; {mask[-1]} is the {other}'s length (mask=[query_mask, value_mask]: swapped?)"
+        if mask[-1] == other_length and fits[-1] != other_length
+        else ""
+    )
+    return (
+        f"{whose}_mask {format_shape(mask)}: Keras {applied} as {format_shape(expanded)}, which does not "
+        f"fit; a {whose} mask has the {whose}'s positions: {format_shape(fits)}{swapped}"
+    )
