@@ -10,6 +10,7 @@ target's own rule, cited) or ``unknown`` (nobody read it).
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -73,8 +74,9 @@ class TargetsTable:
         return REFUSED if REFUSED in verdicts else UNKNOWN if UNKNOWN in verdicts else SUPPORTED
 
 
+@functools.cache
 def load_rules() -> tuple[tuple[Target, ...], tuple[Rule, ...]]:
-    """The targets and rules of ``targets.toml``."""
+    """The targets and rules of ``targets.toml`` (read once: every group of a model's calls asks)."""
     text = (resources.files("mha_cli.core") / "targets.toml").read_text(encoding="utf-8")
     data: dict[str, Any] = tomllib.loads(text)
     targets = tuple(
